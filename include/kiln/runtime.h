@@ -1,0 +1,135 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kiln/dtype.h"
+#include "kiln/export.h"
+#include "kiln/status.h"
+#include "kiln/sym_expr.h"
+
+// The one third-party type the public API shows (same declaration as cuda_runtime_api.h).
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+
+namespace kiln {
+
+class ExecutionContext;
+struct EngineState;
+
+struct BindingInfo {
+  std::string name;
+  bool is_input = true;
+  DType dtype = DType::kFloat32;
+  Shape shape;  // symbolic; dims of outputs are SymExprs of the input symbols
+};
+
+struct StepInfo {
+  std::string name;
+  std::string op;      // "conv"
+  std::string tactic;  // "cpu.conv.im2col_gemm"; "view" for aliasing steps
+  std::string attrs;
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+};
+
+struct EngineInfo {
+  std::string name;
+  std::string kiln_version;
+  uint32_t format_version = 0;
+  std::string device;  // "cpu" or "cuda sm_90 (NVIDIA H100 ...)"
+  std::string platform;
+  std::vector<SymbolInfo> symbols;
+  std::vector<BindingInfo> bindings;
+  std::vector<StepInfo> steps;
+  int64_t arena_bytes = 0;
+  int64_t constant_bytes = 0;
+  int64_t num_constants = 0;
+  struct Kernel {
+    std::string name;
+    std::string source;
+  };
+  std::vector<Kernel> kernels;  // generated kernels and their source
+  std::string build_options;    // JSON
+};
+
+struct DeserializeOptions {
+  std::string device = "cpu";  // "cpu" or "cuda:N"; the file must target this kind
+};
+
+// Immutable and thread-safe: the plan and the weights. Contexts share it.
+class KILN_API Engine : public std::enable_shared_from_this<Engine> {
+ public:
+  // Verifies and loads a serialized engine. Truncated, corrupted, future-version and
+  // wrong-target files are refused with a message that says which.
+  static Result<std::shared_ptr<Engine>> deserialize(std::span<const std::byte> bytes,
+                                                     const DeserializeOptions& options = {});
+  static Result<std::shared_ptr<Engine>> load(const std::string& path,
+                                              const DeserializeOptions& options = {});
+  ~Engine();
+
+  const std::string& name() const;
+  const std::vector<BindingInfo>& bindings() const;
+  std::vector<std::string> inputNames() const;
+  std::vector<std::string> outputNames() const;
+  const std::vector<SymbolInfo>& symbols() const;
+  // Activation memory a context needs at the profile's max shapes, in bytes.
+  int64_t deviceMemorySize() const;
+  EngineInfo info() const;
+  // The serialized bytes this engine was loaded from.
+  std::span<const std::byte> serialized() const;
+
+  // With allocate_memory false the caller must setDeviceMemory() before enqueue.
+  Result<std::unique_ptr<ExecutionContext>> createExecutionContext(bool allocate_memory = true);
+
+  const EngineState& state() const { return *state_; }
+
+ private:
+  Engine() = default;
+  std::unique_ptr<EngineState> state_;
+};
+
+struct ContextState;
+
+// Per-execution state: input shapes, tensor addresses, activation memory. One execution at a
+// time; enqueue it again and again without synchronizing in between.
+class KILN_API ExecutionContext {
+ public:
+  ~ExecutionContext();
+  ExecutionContext(const ExecutionContext&) = delete;
+  ExecutionContext& operator=(const ExecutionContext&) = delete;
+
+  const Engine& engine() const;
+
+  // Binds the dynamic dims of input `name`; fails naming the binding, dim and range when a
+  // dim is outside the built profile or contradicts another input sharing its symbol.
+  Status setInputShape(const std::string& name, std::span<const int64_t> dims);
+  // Shape of any binding; outputs are known once every input shape is set.
+  Result<std::vector<int64_t>> getTensorShape(const std::string& name) const;
+  Status setTensorAddress(const std::string& name, void* data);
+  // Caller-owned activation memory of at least engine().deviceMemorySize() bytes, 256-aligned.
+  Status setDeviceMemory(void* memory, size_t bytes);
+
+  // Runs the plan. On the CPU it runs on the calling thread and `stream` must be null; on CUDA
+  // it queues the work on `stream` (null: the thread's selected stream) and returns.
+  Status enqueue(cudaStream_t stream = nullptr);
+
+  // Convenience: bind inputs in the engine's input order (dims and host/device pointers),
+  // outputs in output order, and run.
+  struct TensorRef {
+    void* data = nullptr;
+    std::vector<int64_t> dims;
+  };
+  Status execute(std::span<const TensorRef> inputs, std::span<void* const> outputs);
+
+ private:
+  friend class Engine;
+  ExecutionContext() = default;
+  std::unique_ptr<ContextState> state_;
+};
+
+}  // namespace kiln
