@@ -14,6 +14,9 @@ endfunction()
 # kiln_add_test(NAME DIR LIBS...): one GoogleTest executable from every .cpp under DIR.
 function(kiln_add_test name dir)
   file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${dir}/*.cpp)
+  if(NOT srcs)
+    return()  # a layer with no tests yet
+  endif()
   add_executable(${name} ${srcs})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/cpp)
   target_link_libraries(${name} PRIVATE ${ARGN} GTest::gtest GTest::gtest_main)

@@ -5,5 +5,5 @@
 #if defined(_WIN32)
 #define KILN_API __declspec(dllexport)
 #else
-#define KILN_API __attribute__((visibility("default")))
+#define KILN_API [[gnu::visibility("default")]]
 #endif

@@ -1,0 +1,137 @@
+#include "kiln/builder.h"
+
+#include <sys/utsname.h>
+
+#include <fstream>
+
+#include "builder/passes/passes.h"
+#include "builder/plan.h"
+#include "builder/tactics.h"
+#include "format/engine_plan.h"
+#include "kiln/version.h"
+
+namespace kiln {
+namespace {
+
+struct Device {
+  format::DeviceKind kind = format::DeviceKind::kCpu;
+  int index = 0;
+};
+
+Result<Device> parse_device(const std::string& device) {
+  if (device == "cpu") return Device{};
+  if (device.rfind("cuda", 0) == 0) {
+    return unsupported("target '", device,
+                       "': this Kiln has no CUDA backend yet; build for device \"cpu\"");
+  }
+  return invalid_argument("unknown target device '", device, "' (expected \"cpu\" or \"cuda:N\")");
+}
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "cpu";
+}
+
+std::string platform_name() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  std::string os = u.sysname;
+  for (char& c : os) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return os + "-" + u.machine;
+}
+
+Status apply_profile(Network& network, const BuilderConfig& config) {
+  if (config.profiles.size() > 1)
+    return unsupported("only one optimization profile is supported, got ", config.profiles.size());
+  if (config.profiles.empty()) return Status::Ok();
+  auto names = network.symbolNames();
+  for (const OptimizationProfile::Range& r : config.profiles[0].ranges) {
+    auto it = std::find(names.begin(), names.end(), r.symbol);
+    if (it == names.end())
+      return not_found("optimization profile names symbol '", r.symbol, "', which the network does not have");
+    KILN_RETURN_IF_ERROR(network.setSymbolRange(static_cast<int32_t>(it - names.begin()), r.min, r.opt, r.max)
+                             .withContext("optimization profile for '" + r.symbol + "'"));
+  }
+  return Status::Ok();
+}
+
+std::string options_json(const BuilderConfig& config) {
+  std::string json = str("{\"device\": \"", config.device, "\", \"optimization_level\": ",
+                         config.optimization_level, ", \"cuda_graphs\": ",
+                         config.cuda_graphs ? "true" : "false", ", \"profile\": {");
+  if (!config.profiles.empty()) {
+    bool first = true;
+    for (const auto& r : config.profiles[0].ranges) {
+      json += str(first ? "" : ", ", "\"", r.symbol, "\": [", r.min, ", ", r.opt, ", ", r.max, "]");
+      first = false;
+    }
+  }
+  return json + "}}";
+}
+
+}  // namespace
+
+Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& config,
+                                  BuildReport* report) {
+  KILN_ASSIGN_OR_RETURN(Device device, parse_device(config.device));
+  auto progress = [&](const char* stage, int64_t done, int64_t total) {
+    if (config.progress) config.progress({stage, done, total});
+  };
+  Network network = source;
+  KILN_RETURN_IF_ERROR(apply_profile(network, config));
+  KILN_RETURN_IF_ERROR(network.verify().withContext("network '" + network.name() + "'"));
+  if (network.outputs().empty()) return invalid_argument("network '", network.name(), "' has no outputs");
+
+  std::vector<std::string> log;
+  using Pass = Result<Network> (*)(const Network&, std::vector<std::string>&);
+  const std::pair<const char*, Pass> passes[] = {
+      {"dead code elimination", builder::eliminate_dead_code},
+      {"constant folding", builder::fold_constants},
+      {"batch-norm folding", builder::fold_batch_norm},
+      {"simplification", builder::simplify},
+      {"dead code elimination", builder::eliminate_dead_code},
+      {"output isolation", builder::isolate_outputs},
+  };
+  const int64_t num_passes = static_cast<int64_t>(std::size(passes));
+  for (int64_t i = 0; i < num_passes; ++i) {
+    progress(passes[i].first, i, num_passes);
+    auto next = passes[i].second(network, log);
+    if (!next.ok()) return next.status().withContext(str("builder pass '", passes[i].first, "'"));
+    network = std::move(next).value();
+#ifndef NDEBUG
+    KILN_RETURN_IF_ERROR(network.verify().withContext(str("after pass '", passes[i].first, "' (builder bug)")));
+#endif
+  }
+  progress("passes", num_passes, num_passes);
+
+  std::unique_ptr<builder::TacticProvider> provider = builder::make_cpu_tactic_provider();
+  KILN_ASSIGN_OR_RETURN(std::vector<builder::TacticCandidate> tactics,
+                        builder::select_tactics(network, *provider, config));
+
+  progress("memory planning", 0, 1);
+  builder::MemoryPlan memory;
+  KILN_ASSIGN_OR_RETURN(format::EnginePlan plan, builder::assemble_plan(network, tactics, &memory));
+  log.push_back(str("memory plan: arena ", memory.arena_bytes, " bytes (", memory.naive_bytes,
+                    " without reuse)"));
+  progress("memory planning", 1, 1);
+
+  plan.kiln_version = version();
+  plan.build_options = options_json(config);
+  plan.target.kind = device.kind;
+  plan.target.device_name = cpu_name();
+  plan.target.platform = platform_name();
+  progress("serialization", 0, 1);
+  auto bytes = format::write_engine(plan);
+  progress("serialization", 1, 1);
+  if (report) report->pass_log = std::move(log);
+  return bytes;
+}
+
+}  // namespace kiln

@@ -1,0 +1,71 @@
+#include "builder/rewrite.h"
+
+namespace kiln::builder {
+
+Rewriter::Rewriter(const Network& source)
+    : source_(source), target_(source.name()), map_(source.tensors().size()) {
+  for (const SymbolInfo& s : source.symbols()) {
+    // Symbols keep their ids: shapes in the new network use the same SymExprs.
+    (void)target_.addSymbol(s.name, s.min, s.opt, s.max);
+  }
+  for (Tensor in : source.inputs()) {
+    const TensorInfo& info = source.tensor(in);
+    auto t = target_.addInput(info.name, info.dtype, info.shape);
+    if (t.ok()) map_[static_cast<size_t>(in.id)] = *t;
+  }
+}
+
+Result<Tensor> Rewriter::map(Tensor old) {
+  if (!old.valid() || static_cast<size_t>(old.id) >= map_.size())
+    return internal_error("rewrite: tensor id ", old.id, " out of range");
+  Tensor& slot = map_[static_cast<size_t>(old.id)];
+  if (slot.valid()) return slot;
+  const TensorInfo& info = source_.tensor(old);
+  if (info.isConstant()) {
+    KILN_ASSIGN_OR_RETURN(std::vector<int64_t> dims, constant_dims(info.shape, info.name));
+    KILN_ASSIGN_OR_RETURN(slot, target_.addConstant(info.name, info.dtype, dims, info.constant));
+    return slot;
+  }
+  return internal_error("rewrite: tensor '", info.name, "' used before it was produced");
+}
+
+Result<std::vector<Tensor>> Rewriter::mapAll(const std::vector<Tensor>& old) {
+  std::vector<Tensor> out;
+  out.reserve(old.size());
+  for (Tensor t : old) {
+    KILN_ASSIGN_OR_RETURN(Tensor m, map(t));
+    out.push_back(m);
+  }
+  return out;
+}
+
+Status Rewriter::keep(const Op& op) {
+  KILN_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, mapAll(op.inputs));
+  KILN_ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
+                        target_.addOp(op.kind, std::move(inputs), op.attrs, op.name));
+  if (outputs.size() != op.outputs.size())
+    return internal_error("rewrite: op '", op.name, "' changed its number of outputs");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    map_[static_cast<size_t>(op.outputs[i].id)] = outputs[i];
+    target_.renameTensor(outputs[i], source_.tensor(op.outputs[i]).name);
+  }
+  return Status::Ok();
+}
+
+Result<Network> Rewriter::finish() {
+  for (const Network::Output& out : source_.outputs()) {
+    KILN_ASSIGN_OR_RETURN(Tensor t, map(out.tensor));
+    KILN_RETURN_IF_ERROR(target_.markOutput(t, out.name));
+  }
+  return std::move(target_);
+}
+
+std::vector<int> use_counts(const Network& network) {
+  std::vector<int> uses(network.tensors().size(), 0);
+  for (const Op& op : network.ops())
+    for (Tensor t : op.inputs) ++uses[static_cast<size_t>(t.id)];
+  for (const Network::Output& out : network.outputs()) ++uses[static_cast<size_t>(out.tensor.id)];
+  return uses;
+}
+
+}  // namespace kiln::builder

@@ -1,0 +1,134 @@
+#include <cstring>
+#include <fstream>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "kiln/runtime.h"
+#include "runtime/engine_state.h"
+
+namespace kiln {
+
+AlignedBytes allocate_aligned(size_t bytes) {
+  size_t rounded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
+  return AlignedBytes(static_cast<std::byte*>(::operator new[](rounded, std::align_val_t(256))));
+}
+
+namespace {
+
+Result<format::Target> expected_target(const std::string& device) {
+  format::Target t;
+  if (device == "cpu") return t;
+  if (device.rfind("cuda", 0) == 0)
+    return unsupported("device '", device, "': this Kiln has no CUDA runtime yet");
+  return invalid_argument("unknown device '", device, "' (expected \"cpu\" or \"cuda:N\")");
+}
+
+// Resolves each step's kernel from its recorded tactic.
+Status bind_kernels(EngineState& state) {
+  const auto& steps = state.plan.steps;
+  state.kernels.assign(steps.size(), nullptr);
+  state.views.assign(steps.size(), nullptr);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const format::PlanStep& step = steps[i];
+    if (step.is_view) {
+      state.views[i] = op_def(step.kind).view;
+      if (!state.views[i])
+        return Status(StatusCode::kCorruptFile, str("step '", step.name, "': ", op_kind_name(step.kind),
+                                                    " is marked as a view but cannot alias"));
+      continue;
+    }
+    const cpu::CpuKernel* k = cpu::find_kernel(step.kind, step.tactic);
+    if (!k)
+      return unsupported("step '", step.name, "' (", op_kind_name(step.kind), ") uses tactic '",
+                         step.tactic, "', which this Kiln build does not have");
+    state.kernels[i] = k->run;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Engine::~Engine() = default;
+
+Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> bytes,
+                                                    const DeserializeOptions& options) {
+  KILN_ASSIGN_OR_RETURN(format::Target target, expected_target(options.device));
+  auto state = std::make_unique<EngineState>();
+  state->file = allocate_aligned(bytes.size());
+  state->file_size = bytes.size();
+  if (!bytes.empty()) std::memcpy(state->file.get(), bytes.data(), bytes.size());
+  format::ReadOptions read;
+  read.check_target = true;
+  read.expected = target;
+  KILN_ASSIGN_OR_RETURN(state->plan, format::read_engine({state->file.get(), bytes.size()}, read));
+  const format::EnginePlan& plan = state->plan;
+  for (const SymbolInfo& s : plan.symbols) state->symbol_names.push_back(s.name);
+  for (int pass = 0; pass < 2; ++pass) {
+    const auto& list = pass == 0 ? plan.inputs : plan.outputs;
+    for (const format::Binding& b : list) {
+      const format::PlanTensor& t = plan.tensors[static_cast<size_t>(b.tensor)];
+      state->bindings.push_back({b.name, pass == 0, t.dtype, t.shape});
+    }
+  }
+  KILN_RETURN_IF_ERROR(bind_kernels(*state));
+  std::shared_ptr<Engine> engine(new Engine());
+  engine->state_ = std::move(state);
+  return engine;
+}
+
+Result<std::shared_ptr<Engine>> Engine::load(const std::string& path, const DeserializeOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot open engine file '", path, "'");
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto engine = deserialize(std::as_bytes(std::span<const char>(data)), options);
+  if (!engine.ok()) return engine.status().withContext("engine file '" + path + "'");
+  return engine;
+}
+
+const std::string& Engine::name() const { return state_->plan.name; }
+const std::vector<BindingInfo>& Engine::bindings() const { return state_->bindings; }
+const std::vector<SymbolInfo>& Engine::symbols() const { return state_->plan.symbols; }
+int64_t Engine::deviceMemorySize() const { return state_->plan.arena_bytes; }
+std::span<const std::byte> Engine::serialized() const { return {state_->file.get(), state_->file_size}; }
+
+std::vector<std::string> Engine::inputNames() const {
+  std::vector<std::string> out;
+  for (const auto& b : state_->bindings)
+    if (b.is_input) out.push_back(b.name);
+  return out;
+}
+
+std::vector<std::string> Engine::outputNames() const {
+  std::vector<std::string> out;
+  for (const auto& b : state_->bindings)
+    if (!b.is_input) out.push_back(b.name);
+  return out;
+}
+
+EngineInfo Engine::info() const {
+  const format::EnginePlan& plan = state_->plan;
+  EngineInfo info;
+  info.name = plan.name;
+  info.kiln_version = plan.kiln_version;
+  info.format_version = plan.format_version;
+  info.device = plan.target.kind == format::DeviceKind::kCpu
+                    ? "cpu (" + plan.target.device_name + ")"
+                    : str("cuda sm_", plan.target.sm_major, plan.target.sm_minor, " (",
+                          plan.target.device_name, ")");
+  info.platform = plan.target.platform;
+  info.symbols = plan.symbols;
+  info.bindings = state_->bindings;
+  for (const format::PlanStep& s : plan.steps) {
+    StepInfo step{s.name, op_kind_name(s.kind), s.tactic, s.attrs.str(state_->symbol_names), {}, {}};
+    for (int32_t t : s.inputs) step.inputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
+    for (int32_t t : s.outputs) step.outputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
+    info.steps.push_back(std::move(step));
+  }
+  info.arena_bytes = plan.arena_bytes;
+  for (const format::Constant& c : plan.constants) info.constant_bytes += static_cast<int64_t>(c.bytes.size());
+  info.num_constants = static_cast<int64_t>(plan.constants.size());
+  for (const format::GeneratedKernel& k : plan.kernels) info.kernels.push_back({k.name, k.source});
+  info.build_options = plan.build_options;
+  return info;
+}
+
+}  // namespace kiln
