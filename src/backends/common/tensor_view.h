@@ -56,6 +56,13 @@ struct KernelArgs {
   std::span<const TensorView> outputs;
   std::span<const int64_t> bindings;  // symbol values of this execution (for sym attributes)
   void* stream = nullptr;             // cudaStream_t on CUDA, unused on the CPU
+  // Backend extras (CUDA): the tactic's recorded data (a cuBLASLt algo, a cuDNN engine), scratch
+  // memory sized by the kernel's workspace function, and the backend's per-context state
+  // (library handles). Unused on the CPU.
+  std::span<const uint8_t> tactic_data = {};
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  void* backend = nullptr;
 };
 
 using KernelFn = Status (*)(const KernelArgs& args);
