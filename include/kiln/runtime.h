@@ -21,6 +21,24 @@ namespace kiln {
 class ExecutionContext;
 struct EngineState;
 
+// Selects the CUDA stream that Kiln calls without a stream argument use on this thread, for the
+// guard's scope (RAII, thread-local, nests). With no guard they use cudaStreamPerThread. A
+// caller running in a CUDA green context must pass or guard a stream of that context.
+class KILN_API CudaStreamGuard {
+ public:
+  explicit CudaStreamGuard(cudaStream_t stream);
+  ~CudaStreamGuard();
+  CudaStreamGuard(const CudaStreamGuard&) = delete;
+  CudaStreamGuard& operator=(const CudaStreamGuard&) = delete;
+  // The innermost guarded stream of this thread, or null when none.
+  static cudaStream_t current();
+  static bool active();
+
+ private:
+  cudaStream_t previous_;
+  bool previous_active_;
+};
+
 struct BindingInfo {
   std::string name;
   bool is_input = true;

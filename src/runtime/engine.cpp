@@ -3,6 +3,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "kiln/runtime.h"
+#include "runtime/cuda_runtime.h"
 #include "runtime/engine_state.h"
 
 namespace kiln {
@@ -14,45 +15,68 @@ AlignedBytes allocate_aligned(size_t bytes) {
 
 namespace {
 
-Result<format::Target> expected_target(const std::string& device) {
-  format::Target t;
-  if (device == "cpu") return t;
-  if (device.rfind("cuda", 0) == 0)
-    return unsupported("device '", device, "': this Kiln has no CUDA runtime yet");
+// "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N.
+Result<int> parse_device(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos)
+    return std::stoi(device.substr(5));
   return invalid_argument("unknown device '", device, "' (expected \"cpu\" or \"cuda:N\")");
 }
 
-// Resolves each step's kernel from its recorded tactic.
-Status bind_kernels(EngineState& state) {
+Result<format::Target> expected_target(int device) {
+  if (device < 0) return format::Target{};
+#ifdef KILN_HAS_CUDA
+  return cuda_target(device);
+#else
+  return unsupported("device 'cuda:", device, "': this Kiln was built without CUDA (KILN_CUDA=OFF)");
+#endif
+}
+
+// Resolves each CPU step's kernel from its recorded tactic.
+Status bind_cpu_kernels(EngineState& state) {
   const auto& steps = state.plan.steps;
-  state.kernels.assign(steps.size(), nullptr);
-  state.views.assign(steps.size(), nullptr);
   for (size_t i = 0; i < steps.size(); ++i) {
     const format::PlanStep& step = steps[i];
-    if (step.is_view) {
-      state.views[i] = op_def(step.kind).view;
-      if (!state.views[i])
-        return Status(StatusCode::kCorruptFile, str("step '", step.name, "': ", op_kind_name(step.kind),
-                                                    " is marked as a view but cannot alias"));
-      continue;
-    }
+    if (step.is_view) continue;
     const cpu::CpuKernel* k = cpu::find_kernel(step.kind, step.tactic);
     if (!k)
       return unsupported("step '", step.name, "' (", op_kind_name(step.kind), ") uses tactic '",
                          step.tactic, "', which this Kiln build does not have");
     state.kernels[i] = k->run;
   }
+  for (const format::Constant& c : state.plan.constants) state.constant_ptrs.push_back(c.bytes.data());
   return Status::Ok();
 }
 
 }  // namespace
 
+Status bind_views(EngineState& state) {
+  const auto& steps = state.plan.steps;
+  state.kernels.assign(steps.size(), nullptr);
+  state.views.assign(steps.size(), nullptr);
+  state.workspaces.assign(steps.size(), nullptr);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const format::PlanStep& step = steps[i];
+    if (!step.is_view) continue;
+    state.views[i] = op_def(step.kind).view;
+    if (!state.views[i])
+      return Status(StatusCode::kCorruptFile, str("step '", step.name, "': ", op_kind_name(step.kind),
+                                                  " is marked as a view but cannot alias"));
+  }
+  return Status::Ok();
+}
+
 Engine::~Engine() = default;
 
 Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> bytes,
                                                     const DeserializeOptions& options) {
-  KILN_ASSIGN_OR_RETURN(format::Target target, expected_target(options.device));
+  KILN_ASSIGN_OR_RETURN(int device, parse_device(options.device));
+  KILN_ASSIGN_OR_RETURN(format::Target target, expected_target(device));
   auto state = std::make_unique<EngineState>();
+  state->kind = target.kind;
+  state->device = device;
   state->file = allocate_aligned(bytes.size());
   state->file_size = bytes.size();
   if (!bytes.empty()) std::memcpy(state->file.get(), bytes.data(), bytes.size());
@@ -69,7 +93,16 @@ Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> b
       state->bindings.push_back({b.name, pass == 0, t.dtype, t.shape});
     }
   }
-  KILN_RETURN_IF_ERROR(bind_kernels(*state));
+  KILN_RETURN_IF_ERROR(bind_views(*state));
+#ifdef KILN_HAS_CUDA
+  if (state->kind == format::DeviceKind::kCuda) {
+    KILN_RETURN_IF_ERROR(cuda_prepare_engine(*state));
+  } else {
+    KILN_RETURN_IF_ERROR(bind_cpu_kernels(*state));
+  }
+#else
+  KILN_RETURN_IF_ERROR(bind_cpu_kernels(*state));
+#endif
   std::shared_ptr<Engine> engine(new Engine());
   engine->state_ = std::move(state);
   return engine;

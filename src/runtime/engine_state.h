@@ -17,6 +17,10 @@ struct AlignedFree {
 using AlignedBytes = std::unique_ptr<std::byte[], AlignedFree>;
 AlignedBytes allocate_aligned(size_t bytes);
 
+struct EngineState;
+// Sizes the per-step tables and binds the view function of every view step.
+Status bind_views(EngineState& state);
+
 // Everything an Engine holds; immutable after deserialize.
 struct EngineState {
   AlignedBytes file;  // the engine file, 256-aligned so constants are usable in place
@@ -26,6 +30,14 @@ struct EngineState {
   std::vector<std::string> symbol_names;
   std::vector<KernelFn> kernels;  // per step; nullptr for view steps
   std::vector<ViewFn> views;      // per step; set for view steps
+  // Scratch bytes a step needs for given args (CUDA library calls); nullptr = none.
+  std::vector<size_t (*)(const KernelArgs&)> workspaces;
+
+  format::DeviceKind kind = format::DeviceKind::kCpu;
+  int device = -1;  // CUDA device index
+  // Where each constant lives for kernels: in `file` on the CPU, in device memory on CUDA.
+  std::vector<const std::byte*> constant_ptrs;
+  std::shared_ptr<void> device_constants;  // owns the device copy (freed with the engine)
 };
 
 }  // namespace kiln

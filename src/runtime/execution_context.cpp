@@ -2,39 +2,13 @@
 #include <cstring>
 
 #include "kiln/runtime.h"
-#include "runtime/engine_state.h"
+#include "runtime/context_state.h"
+#include "runtime/cuda_runtime.h"
 
 namespace kiln {
 
 using format::PlanTensor;
 using format::TensorRole;
-
-// Concrete layout of one plan tensor for the current shapes: where its storage is (the root
-// tensor whose memory it lives in) and its dims/strides in elements.
-struct ResolvedTensor {
-  int32_t root = -1;
-  int64_t offset = 0;  // elements from the root's base
-  TensorView view;     // data filled per enqueue
-};
-
-struct ContextState {
-  std::shared_ptr<const Engine> engine;
-  const EngineState* es = nullptr;
-  std::vector<std::vector<int64_t>> input_dims;  // per input binding; empty = not set
-  std::vector<bool> input_set;
-  std::vector<void*> addresses;  // per binding: inputs then outputs
-  std::vector<int64_t> symbols;  // symbol values of the current shapes
-  bool shapes_ready = false;
-  std::vector<ResolvedTensor> tensors;
-  AlignedBytes owned_arena;
-  std::byte* arena = nullptr;
-  size_t arena_size = 0;
-  std::vector<TensorView> scratch_in, scratch_out;  // per-step argument arrays, reused
-
-  const format::EnginePlan& plan() const { return es->plan; }
-  Status resolveShapes();
-  Status run();
-};
 
 namespace {
 
@@ -139,7 +113,7 @@ Status ContextState::resolveShapes() {
   return Status::Ok();
 }
 
-Status ContextState::run() {
+Status ContextState::run(void* stream, void* backend, void* workspace, size_t workspace_bytes) {
   const format::EnginePlan& p = plan();
   if (!shapes_ready) KILN_RETURN_IF_ERROR(resolveShapes());
   // Base address of every storage root, then each tensor's data pointer.
@@ -160,7 +134,7 @@ Status ContextState::run() {
         break;
       }
       case TensorRole::kConstant:
-        base = const_cast<std::byte*>(p.constants[static_cast<size_t>(t.constant)].bytes.data());
+        base = const_cast<std::byte*>(es->constant_ptrs[static_cast<size_t>(t.constant)]);
         break;
       case TensorRole::kActivation:
         base = arena + t.arena_offset;
@@ -183,11 +157,32 @@ Status ContextState::run() {
     scratch_out.clear();
     for (int32_t t : step.inputs) scratch_in.push_back(tensors[static_cast<size_t>(t)].view);
     for (int32_t t : step.outputs) scratch_out.push_back(tensors[static_cast<size_t>(t)].view);
-    KernelArgs args{step.name.c_str(), step.attrs, scratch_in, scratch_out, symbols, nullptr};
+    KernelArgs args{step.name.c_str(), step.attrs, scratch_in, scratch_out, symbols, stream};
+    args.tactic_data = step.tactic_data;
+    args.backend = backend;
+    args.workspace = workspace;
+    args.workspace_bytes = workspace_bytes;
     Status st = es->kernels[s](args);
     if (!st.ok()) return st.withContext(str("step '", step.name, "' (", op_kind_name(step.kind), ")"));
   }
   return Status::Ok();
+}
+
+size_t ContextState::workspaceBytes() {
+  size_t most = 0;
+  const format::EnginePlan& p = plan();
+  for (size_t s = 0; s < p.steps.size(); ++s) {
+    if (!es->workspaces[s]) continue;
+    const format::PlanStep& step = p.steps[s];
+    scratch_in.clear();
+    scratch_out.clear();
+    for (int32_t t : step.inputs) scratch_in.push_back(tensors[static_cast<size_t>(t)].view);
+    for (int32_t t : step.outputs) scratch_out.push_back(tensors[static_cast<size_t>(t)].view);
+    KernelArgs args{step.name.c_str(), step.attrs, scratch_in, scratch_out, symbols, nullptr};
+    args.tactic_data = step.tactic_data;
+    most = std::max(most, es->workspaces[s](args));
+  }
+  return most;
 }
 
 Result<std::unique_ptr<ExecutionContext>> Engine::createExecutionContext(bool allocate_memory) {
@@ -198,6 +193,13 @@ Result<std::unique_ptr<ExecutionContext>> Engine::createExecutionContext(bool al
   st->input_dims.resize(state_->plan.inputs.size());
   st->input_set.assign(state_->plan.inputs.size(), false);
   st->addresses.assign(state_->bindings.size(), nullptr);
+#ifdef KILN_HAS_CUDA
+  if (state_->kind == format::DeviceKind::kCuda) {
+    KILN_RETURN_IF_ERROR(cuda_create_context(*st, allocate_memory));
+    ctx->state_ = std::move(st);
+    return ctx;
+  }
+#endif
   if (allocate_memory && state_->plan.arena_bytes > 0) {
     st->owned_arena = allocate_aligned(static_cast<size_t>(state_->plan.arena_bytes));
     st->arena = st->owned_arena.get();
@@ -280,11 +282,14 @@ Status ExecutionContext::setDeviceMemory(void* memory, size_t bytes) {
 }
 
 Status ExecutionContext::enqueue(cudaStream_t stream) {
+#ifdef KILN_HAS_CUDA
+  if (state_->es->kind == format::DeviceKind::kCuda) return cuda_enqueue(*state_, stream);
+#endif
   if (stream != nullptr)
     return invalid_argument("engine '", state_->plan().name, "' runs on the CPU: enqueue takes no CUDA stream");
   if (!state_->arena && state_->plan().arena_bytes > 0)
     return invalid_argument("context was created without memory: call setDeviceMemory first");
-  return state_->run();
+  return state_->run(nullptr, nullptr, nullptr, 0);
 }
 
 Status ExecutionContext::execute(std::span<const TensorRef> inputs, std::span<void* const> outputs) {
@@ -303,3 +308,10 @@ Status ExecutionContext::execute(std::span<const TensorRef> inputs, std::span<vo
 }
 
 }  // namespace kiln
+
+#ifndef KILN_HAS_CUDA
+namespace kiln {
+// Without CUDA no context ever holds CUDA resources.
+void destroy_cuda_resources(CudaResources*) {}
+}  // namespace kiln
+#endif
