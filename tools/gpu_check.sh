@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds Kiln for sm_90 on a machine with an NVIDIA GPU, runs the C++ and Python tests (CPU and
+# GPU), compute-sanitizer over the runtime tests, and the benchmark, and prints a summary.
+#   tools/gpu_check.sh [stage...]   stages: build ctest python sanitizer bench (default: all)
+# Logs go to $OUT (or ./gpu_check_out) so they can be read afterwards. Needs no network: when
+# flatc, OpenBLAS or GoogleTest are missing it unpacks .deps/deps.tar.gz (tools/pack_deps.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_check_out}
+mkdir -p "$OUT"
+STAGES=${*:-build ctest python sanitizer bench}
+JOBS=$(nproc)
+BUILD=build/gpu
+declare -a summary=()
+status=0
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+stage() {  # stage NAME LOG COMMAND...
+  local name=$1 log=$2; shift 2
+  echo; echo "=== $name ==="
+  local t0=$SECONDS
+  if "$@" > >(tee "$OUT/$log") 2>&1; then summary+=("PASS  $name ($((SECONDS - t0)) s)")
+  else summary+=("FAIL  $name ($((SECONDS - t0)) s), log: $log"); status=1; fi
+}
+
+echo "gpu_check: $(nvidia-smi -L 2>/dev/null | head -1); $(nvcc --version | tail -1); $(python3 -c 'import torch; print("torch", torch.__version__)')"
+if ! command -v flatc >/dev/null || [ ! -f /usr/include/cblas.h ] && [ ! -f /usr/include/x86_64-linux-gnu/cblas.h ]; then
+  if [ -f .deps/deps.tar.gz ]; then
+    mkdir -p /tmp/kiln-deps && tar -C /tmp/kiln-deps -xzf .deps/deps.tar.gz
+    export PATH=/tmp/kiln-deps/usr/bin:$PATH
+    export CMAKE_PREFIX_PATH=/tmp/kiln-deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+    export LD_LIBRARY_PATH=/tmp/kiln-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "gpu_check: using packed dependencies from .deps/deps.tar.gz"
+  else
+    echo "gpu_check: flatc/OpenBLAS missing and no .deps/deps.tar.gz (run tools/pack_deps.sh and carry .deps)"
+  fi
+fi
+
+if want build; then
+  stage "build (sm_90, release)" build.log bash -c "
+    cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_CUDA_ARCHITECTURES=90 >/dev/null &&
+    cmake --build $BUILD -j $JOBS"
+fi
+if want ctest; then
+  stage "C++ tests (cpu + gpu)" ctest.log ctest --test-dir "$BUILD" -j 4 --output-on-failure --timeout 600
+fi
+if want python; then
+  stage "Python package (CUDA)" pip.log bash -c "KILN_CUDA=1 python3 -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -30"
+  stage "Python tests (gpu marker)" pytest_gpu.log python3 -m pytest tests/python -q -m gpu -p no:cacheprovider
+fi
+if want sanitizer; then
+  if [ -x "$BUILD/tests/cpp/kiln_runtime_tests" ]; then
+    stage "compute-sanitizer memcheck (runtime)" memcheck.log compute-sanitizer --tool memcheck --error-exitcode 1 \
+      "$BUILD/tests/cpp/kiln_runtime_tests" --gtest_filter='*Cuda*:*Stream*'
+    stage "compute-sanitizer racecheck (runtime)" racecheck.log compute-sanitizer --tool racecheck --error-exitcode 1 \
+      "$BUILD/tests/cpp/kiln_runtime_tests" --gtest_filter='*Cuda*:*Stream*'
+  fi
+fi
+if want bench && [ -f bench/run.py ]; then
+  stage "benchmark" bench.log python3 bench/run.py --out "$OUT"
+fi
+
+echo; echo "=== gpu_check summary ==="
+printf '%s\n' "${summary[@]}"
+grep -hE "tests passed|passed|failed" "$OUT"/ctest.log "$OUT"/pytest_gpu.log 2>/dev/null | tail -5
+exit $status
