@@ -23,7 +23,10 @@ stage() {  # stage NAME LOG COMMAND...
 }
 
 echo "gpu_check: $(nvidia-smi -L 2>/dev/null | head -1); $(nvcc --version | tail -1); $(python3 -c 'import torch; print("torch", torch.__version__)')"
-if ! command -v flatc >/dev/null || [ ! -f /usr/include/cblas.h ] && [ ! -f /usr/include/x86_64-linux-gnu/cblas.h ]; then
+need_deps=0
+command -v flatc >/dev/null || need_deps=1
+[ -f /usr/include/cblas.h ] || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || need_deps=1
+if [ $need_deps = 1 ]; then
   if [ -f .deps/deps.tar.gz ]; then
     mkdir -p /tmp/kiln-deps && tar -C /tmp/kiln-deps -xzf .deps/deps.tar.gz
     export PATH=/tmp/kiln-deps/usr/bin:$PATH
