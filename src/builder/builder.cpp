@@ -20,9 +20,13 @@ struct Device {
 
 Result<Device> parse_device(const std::string& device) {
   if (device == "cpu") return Device{};
-  if (device.rfind("cuda", 0) == 0) {
-    return unsupported("target '", device,
-                       "': this Kiln has no CUDA backend yet; build for device \"cpu\"");
+  if (device == "cuda" || (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+                           device.find_first_not_of("0123456789", 5) == std::string::npos)) {
+#ifdef KILN_HAS_CUDA
+    return Device{format::DeviceKind::kCuda, device == "cuda" ? 0 : std::stoi(device.substr(5))};
+#else
+    return unsupported("target '", device, "': this Kiln was built without CUDA (KILN_CUDA=OFF)");
+#endif
   }
   return invalid_argument("unknown target device '", device, "' (expected \"cpu\" or \"cuda:N\")");
 }
@@ -111,7 +115,20 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
   }
   progress("passes", num_passes, num_passes);
 
-  std::unique_ptr<builder::TacticProvider> provider = builder::make_cpu_tactic_provider();
+  std::unique_ptr<builder::TacticProvider> provider;
+  format::Target target;
+  target.platform = platform_name();
+  if (device.kind == format::DeviceKind::kCpu) {
+    provider = builder::make_cpu_tactic_provider();
+    target.device_name = cpu_name();
+  } else {
+#ifdef KILN_HAS_CUDA
+    KILN_ASSIGN_OR_RETURN(provider, builder::make_cuda_tactic_provider(device.index, config.workspace_limit));
+    KILN_ASSIGN_OR_RETURN(format::Target cuda_target, builder::cuda_build_target(device.index));
+    cuda_target.platform = target.platform;
+    target = cuda_target;
+#endif
+  }
   KILN_ASSIGN_OR_RETURN(std::vector<builder::TacticCandidate> tactics,
                         builder::select_tactics(network, *provider, config));
 
@@ -124,9 +141,7 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
 
   plan.kiln_version = version();
   plan.build_options = options_json(config);
-  plan.target.kind = device.kind;
-  plan.target.device_name = cpu_name();
-  plan.target.platform = platform_name();
+  plan.target = target;
   progress("serialization", 0, 1);
   auto bytes = format::write_engine(plan);
   progress("serialization", 1, 1);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "format/engine_plan.h"
 #include "kiln/builder.h"
 #include "kiln/network.h"
 
@@ -29,6 +30,11 @@ class TacticProvider {
 };
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
+#ifdef KILN_HAS_CUDA
+// cuda_tactics.cpp: candidates from the CUDA backend, for target "cuda:N".
+Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, size_t workspace_limit);
+Result<format::Target> cuda_build_target(int device);
+#endif
 
 // One tactic per op: the first candidate at optimization level 0, the fastest timed one above.
 Result<std::vector<TacticCandidate>> select_tactics(const Network& network, TacticProvider& provider,
