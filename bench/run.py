@@ -1,0 +1,206 @@
+"""Kiln benchmark: eager, inductor (default, reduce-overhead) and Kiln in one process.
+
+Protocol (../shared/BENCHMARKS.md): fp16 weights and activations, random weights, models built
+from code or configs; 20 warm-up calls then 100 timed calls each between CUDA events; median and
+p90; Kiln's output checked against eager (cosine similarity > 0.999, no NaN) before timing.
+Also reports build time, peak device memory and host overhead per execute_engine call.
+
+    python bench/run.py --models resnet50,vit_b_16,bert,gpt2 --batches 1,32 --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+MODEL_FLOPS = {"resnet50": 8.2e9, "vit_b_16": 35e9, "bert": 22e9, "gpt2": 22e9}
+PEAK_FLOPS = 790e12
+
+
+class _LastHidden(torch.nn.Module):
+    """HF models return ModelOutput; benchmark the last hidden state."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids).last_hidden_state
+
+
+def build_model(name: str, batch: int, device: str) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    if name in ("resnet50", "vit_b_16"):
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None)
+        inputs = [torch.randn(batch, 3, 224, 224)]
+    elif name == "bert":
+        from transformers import BertConfig, BertModel
+
+        model = _LastHidden(BertModel(BertConfig(), add_pooling_layer=False))
+        inputs = [torch.randint(0, 30522, (batch, 128))]
+    elif name == "gpt2":
+        from transformers import GPT2Config, GPT2Model
+
+        model = _LastHidden(GPT2Model(GPT2Config()))
+        inputs = [torch.randint(0, 50257, (batch, 128))]
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    model = model.eval().half().to(device)
+    inputs = [x.half().to(device) if x.is_floating_point() else x.to(device) for x in inputs]
+    return model, inputs
+
+
+def time_cuda(fn: Callable[[], object], warmup: int = 20, iters: int = 100) -> dict:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))]}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float().flatten(), b.float().flatten()
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def host_overhead_us(fn: Callable[[], object], engines: int, calls: int = 20) -> float:
+    """Host time per call (no synchronization inside), divided by the engines per call."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) / calls / max(engines, 1) * 1e6
+
+
+def run_case(name: str, batch: int, contenders: list[str], device: str) -> dict:
+    model, inputs = build_model(name, batch, device)
+    row: dict = {"model": name, "batch": batch}
+    with torch.no_grad():
+        reference = model(*inputs)
+        for contender in contenders:
+            torch.cuda.reset_peak_memory_stats()
+            entry: dict = {}
+            try:
+                t0 = time.perf_counter()
+                if contender == "eager":
+                    fn = model
+                elif contender.startswith("inductor"):
+                    torch._dynamo.reset()
+                    mode = "reduce-overhead" if contender == "inductor-cg" else "default"
+                    fn = torch.compile(model, mode=mode)
+                    fn(*inputs)
+                elif contender == "kiln":
+                    import kiln
+
+                    kin = [kiln.Input(shape=tuple(x.shape), dtype=x.dtype) for x in inputs]
+                    fn = kiln.compile(model, inputs=kin, device=device, optimization_level=1)
+                    fn(*inputs)
+                else:
+                    raise ValueError(contender)
+                torch.cuda.synchronize()
+                entry["build_s"] = time.perf_counter() - t0
+                out = fn(*inputs)
+                entry["cosine"] = cosine(out, reference)
+                entry["nan"] = bool(torch.isnan(out.float()).any())
+                if contender != "eager" and (entry["cosine"] <= 0.999 or entry["nan"]):
+                    raise RuntimeError(f"output mismatch: cosine {entry['cosine']:.5f}, nan {entry['nan']}")
+                call = functools.partial(fn, *inputs)
+                entry.update(time_cuda(call))
+                entry["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+                if contender == "kiln":
+                    engines = sum(1 for n in fn.graph.nodes if "execute_engine" in str(n.target))
+                    entry["engines"] = engines
+                    entry["host_overhead_us"] = host_overhead_us(call, engines)
+            except Exception as e:  # noqa: BLE001 - a contender that fails is reported, not fatal
+                entry["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                traceback.print_exc()
+            row[contender] = entry
+            print(f"{name:9s} b={batch:<3d} {contender:12s} {json.dumps(entry)}", flush=True)
+    return row
+
+
+def write_reports(rows: list[dict], contenders: list[str], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    head = "| model | batch | " + " | ".join(contenders) + " | kiln / best inductor | kiln % of floor |"
+    lines = [head, "|" + " --- |" * (len(contenders) + 4)]
+    for r in rows:
+        cells = []
+        for c in contenders:
+            e = r.get(c, {})
+            cells.append(f"{e['median_ms']:.3f}" if "median_ms" in e else "error" if "error" in e else "-")
+        ind = [r.get(c, {}).get("median_ms") for c in ("inductor", "inductor-cg")]
+        ind = [x for x in ind if x]
+        k = r.get("kiln", {}).get("median_ms")
+        ratio = f"{k / min(ind):.2f}x" if k and ind else "-"
+        floor = MODEL_FLOPS[r["model"]] * r["batch"] / PEAK_FLOPS * 1e3
+        pct = f"{100 * floor / k:.0f}%" if k else "-"
+        lines.append(f"| {r['model']} | {r['batch']} | " + " | ".join(cells) + f" | {ratio} | {pct} |")
+    table = "\n".join(lines) + "\n\nmedian ms; fp16; ratio < 0.67 is the target.\n"
+    (out / "results.md").write_text(table)
+    print(table)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = [f"{r['model']}\nb{r['batch']}" for r in rows]
+        fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+        width = 0.8 / max(1, len(contenders) - 1)
+        for i, c in enumerate(x for x in contenders if x != "eager"):
+            speedups = []
+            for r in rows:
+                e, base = r.get(c, {}), r.get("eager", {})
+                speedups.append(base["median_ms"] / e["median_ms"] if "median_ms" in e and "median_ms" in base else 0)
+            ax.bar([j + i * width for j in range(len(rows))], speedups, width, label=c)
+        ax.set_xticks([j + width for j in range(len(rows))], labels)
+        ax.set_ylabel("speedup over eager")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "results.png", dpi=120)
+    except ImportError:
+        print("matplotlib missing: no chart")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="resnet50,vit_b_16,bert,gpt2")
+    p.add_argument("--batches", default="1,32")
+    p.add_argument("--contenders", default="eager,inductor,inductor-cg,kiln")
+    p.add_argument("--device", default="cuda:0")
+    p.add_argument("--out", default="bench_results")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/run.py needs a CUDA GPU")
+    contenders = args.contenders.split(",")
+    rows = [
+        run_case(m, int(b), contenders, args.device)
+        for m in args.models.split(",")
+        for b in args.batches.split(",")
+    ]
+    write_reports(rows, contenders, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
