@@ -1,0 +1,46 @@
+"""Kiln: compiles PyTorch models into inference engines.
+
+    import kiln
+    trt_like = kiln.compile(model.eval(), inputs=[kiln.Input((1, 3, 224, 224), (8, 3, 224, 224),
+                                                             (16, 3, 224, 224))])
+    out = trt_like(x)
+
+or ``torch.compile(model, backend="kiln", options={...})``.
+"""
+
+from kiln import (
+    _ops,
+    converters,
+)
+from kiln._backend import kiln_backend
+from kiln._backend import register as _register_backend
+from kiln._compile import compile
+from kiln._input import Input
+from kiln._ops import _C
+from kiln._pipeline import FullCompilationError
+from kiln._replace import CustomOpModule, replace_module
+from kiln._report import CompilationReport
+from kiln._save import convert_to_engine, load, save
+from kiln._settings import CompilationSettings
+from kiln.converters import ConversionContext, converter
+
+_register_backend()
+
+__all__ = [
+    "_C",
+    "CompilationReport",
+    "CompilationSettings",
+    "ConversionContext",
+    "CustomOpModule",
+    "FullCompilationError",
+    "Input",
+    "_ops",
+    "compile",
+    "convert_to_engine",
+    "converter",
+    "converters",
+    "kiln_backend",
+    "load",
+    "replace_module",
+    "save",
+]

@@ -1,0 +1,47 @@
+"""scaled_dot_product_attention -> Kiln's fused attention op."""
+
+from __future__ import annotations
+
+import torch
+from kiln import _dtypes
+from kiln.converters._args import Args, dtype_of, rank_of
+from kiln.converters._context import ConversionContext
+from kiln.converters._registry import converter
+
+aten = torch.ops.aten
+Node = torch.fx.Node
+
+
+def _sdpa_validator(node: Node) -> bool | str:
+    q, k, v = node.args[:3]
+    dts = {dtype_of(q), dtype_of(k), dtype_of(v)}
+    if len(dts) != 1 or not dts <= _dtypes.FLOAT_DTYPES:
+        return f"attention over dtypes {sorted(str(d) for d in dts)}"
+    if min(rank_of(q), rank_of(k), rank_of(v)) < 2:
+        return "attention operands of rank < 2"
+    args = list(node.args) + [None] * 8
+    dropout = node.kwargs.get("dropout_p", args[4]) or 0.0
+    if dropout != 0.0:
+        return f"attention with dropout_p={dropout}"
+    mask = node.kwargs.get("attn_mask", args[3])
+    causal = node.kwargs.get("is_causal", args[5]) or False
+    if mask is not None:
+        mdt = dtype_of(mask)
+        if mdt != torch.bool and mdt not in _dtypes.FLOAT_DTYPES:
+            return f"attention mask of dtype {mdt}"
+        if causal:
+            return "attention with both a mask and is_causal"
+    return True
+
+
+@converter(aten.scaled_dot_product_attention.default, validator=_sdpa_validator)
+def scaled_dot_product_attention(ctx: ConversionContext, node: Node, a: Args) -> int:
+    dt = node.meta["val"].dtype
+    inputs = [ctx.tensor(a.query, dt), ctx.tensor(a.key, dt), ctx.tensor(a.value, dt)]
+    if a.attn_mask is not None:
+        mask = ctx.tensor(a.attn_mask)
+        if ctx.dtype(mask) != torch.bool:
+            mask = ctx.cast(mask, dt)
+        inputs.append(mask)
+    scale = None if a.scale is None else float(a.scale)
+    return ctx.add("attention", inputs, causal=bool(a.is_causal), scale=scale)

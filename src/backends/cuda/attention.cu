@@ -1,0 +1,304 @@
+// Scaled dot-product attention as one fused kernel (flash-attention style: K/V tiles in shared
+// memory, an online softmax, the score matrix never reaches device memory). PyTorch math-backend
+// semantics, as the CPU backend: a bool mask keeps where true, a float mask is added, causal
+// keeps j <= i (top-left aligned), batch dims broadcast (grouped-query heads read kv head
+// h / (H / Hkv)), and a row whose keys are all masked is NaN.
+//
+// A block owns R consecutive query rows of one batch entry (8 warps, R/8 rows per warp). For
+// each tile of 32 keys, lane j of a warp scores key j against the warp's row, the warp updates
+// the row's running max and sum, and the lanes split the value dims to accumulate P V. float32
+// throughout; correctness first (CUDA cores, no tensor cores).
+
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cuda/device_util.cuh"
+
+namespace kiln::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kKeys = 32;  // keys per tile = lanes
+
+// Operand offset of a batch entry: sum_d (idx[d] / div[d]) * stride[d].
+struct BatchMap {
+  int64_t div[kMaxRank];
+  int64_t stride[kMaxRank];
+};
+
+struct AttnParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* mask;
+  void* out;
+  DType mask_dtype;
+  bool has_mask;
+  bool causal;
+  float scale;
+  int rows_per_warp;
+  int64_t L, S, E, Ev;
+  int nb;
+  int64_t batch_shape[kMaxRank];
+  BatchMap qm, km, vm, mm;
+  int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs;
+};
+
+__device__ __forceinline__ int64_t batch_offset(const BatchMap& m, const int64_t* idx, int nb) {
+  int64_t o = 0;
+  for (int d = 0; d < nb; ++d) o += (idx[d] / m.div[d]) * m.stride[d];
+  return o;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_kernel(const AttnParams p, int64_t batches) {
+  extern __shared__ float smem[];
+  const int R = kWarps * p.rows_per_warp;
+  const int64_t E = p.E, Ev = p.Ev, L = p.L, S = p.S;
+  float* ks = smem;                    // [kKeys][E + 1] (padded: lanes read distinct banks)
+  float* vs = ks + kKeys * (E + 1);    // [kKeys][Ev]
+  float* qs = vs + kKeys * Ev;         // [R][E], pre-scaled
+  float* os = qs + R * E;              // [R][Ev] running output
+  float* ms = os + R * Ev;             // [R] running max
+  float* ls = ms + R;                  // [R] running sum
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t tiles = (L + R - 1) / R;
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  T* out = static_cast<T*>(p.out);
+
+  for (int64_t work = blockIdx.x; work < batches * tiles; work += gridDim.x) {
+    const int64_t b = work / tiles, i0 = (work - b * tiles) * R;
+    int64_t idx[kMaxRank];
+    int64_t rest = b;
+    for (int d = p.nb - 1; d >= 0; --d) {
+      idx[d] = rest % p.batch_shape[d];
+      rest /= p.batch_shape[d];
+    }
+    const T* qb = q + batch_offset(p.qm, idx, p.nb);
+    const T* kb = k + batch_offset(p.km, idx, p.nb);
+    const T* vb = v + batch_offset(p.vm, idx, p.nb);
+    const int64_t mask_base = p.has_mask ? batch_offset(p.mm, idx, p.nb) : 0;
+
+    __syncthreads();  // the previous work item is done with the shared buffers
+    for (int64_t t = threadIdx.x; t < R * E; t += blockDim.x) {
+      const int64_t r = t / E, e = t - r * E, i = i0 + r;
+      qs[t] = i < L ? to_float(qb[i * p.q_rs + e * p.q_cs]) * p.scale : 0.0f;
+    }
+    for (int64_t t = threadIdx.x; t < R * Ev; t += blockDim.x) os[t] = 0.0f;
+    for (int t = threadIdx.x; t < R; t += blockDim.x) {
+      ms[t] = -INFINITY;
+      ls[t] = 0.0f;
+    }
+    // Causal: keys past the block's last row are masked for every row of the block.
+    const int64_t key_end = p.causal ? min(S, i0 + R) : S;
+    for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
+      __syncthreads();  // the previous tile is consumed
+      for (int64_t t = threadIdx.x; t < kKeys * E; t += blockDim.x) {
+        const int64_t jj = t / E, e = t - jj * E, j = j0 + jj;
+        ks[jj * (E + 1) + e] = j < S ? to_float(kb[j * p.k_rs + e * p.k_cs]) : 0.0f;
+      }
+      for (int64_t t = threadIdx.x; t < kKeys * Ev; t += blockDim.x) {
+        const int64_t jj = t / Ev, e = t - jj * Ev, j = j0 + jj;
+        vs[t] = j < S ? to_float(vb[j * p.v_rs + e * p.v_cs]) : 0.0f;
+      }
+      __syncthreads();
+      const int64_t j = j0 + lane;
+      for (int rr = 0; rr < p.rows_per_warp; ++rr) {
+        const int r = warp * p.rows_per_warp + rr;
+        const int64_t i = i0 + r;
+        if (i >= L) break;  // warp-uniform
+        float s = 0.0f;
+        const float* qr = qs + r * E;
+        const float* kr = ks + lane * (E + 1);
+        for (int64_t e = 0; e < E; ++e) s = fmaf(qr[e], kr[e], s);
+        bool keep = j < S && !(p.causal && j > i);
+        if (keep && p.has_mask) {
+          const int64_t mo = mask_base + i * p.m_rs + j * p.m_cs;
+          if (p.mask_dtype == DType::kBool) {
+            keep = static_cast<const bool*>(p.mask)[mo];
+          } else {
+            s += load_float_dyn(p.mask, p.mask_dtype, mo);
+          }
+        }
+        if (!keep) s = -INFINITY;
+        const float m_old = ms[r];
+        const float m_new = fmaxf(m_old, warp_reduce(s, [](float a, float b) { return fmaxf(a, b); }));
+        float pj = 0.0f, alpha = 1.0f;
+        if (m_new != -INFINITY) {
+          pj = expf(s - m_new);          // s = -inf gives 0
+          alpha = expf(m_old - m_new);   // m_old = -inf gives 0
+        }
+        const float tile_sum = warp_reduce(pj, SumOp{});
+        float* orow = os + r * Ev;
+        for (int64_t e = lane; e < Ev; e += 32) {
+          float acc = orow[e] * alpha;
+#pragma unroll 8
+          for (int jj = 0; jj < kKeys; ++jj)
+            acc = fmaf(__shfl_sync(0xffffffffu, pj, jj), vs[jj * Ev + e], acc);
+          orow[e] = acc;
+        }
+        __syncwarp();
+        if (lane == 0) {
+          ms[r] = m_new;
+          ls[r] = ls[r] * alpha + tile_sum;
+        }
+        __syncwarp();
+      }
+    }
+    __syncthreads();
+    for (int64_t t = threadIdx.x; t < R * Ev; t += blockDim.x) {
+      const int64_t r = t / Ev, e = t - r * Ev, i = i0 + r;
+      if (i >= L) continue;
+      // l == 0: every key masked; 0/0 gives NaN, as torch's math backend.
+      out[(b * L + i) * Ev + e] = from_float<T>(os[t] / ls[r]);
+    }
+  }
+}
+
+// How operand `v` (batch dims right-aligned) maps onto the output's batch dims.
+bool map_batch(const TensorView& v, const TensorView& out, BatchMap& m) {
+  const int nb = out.rank - 2, vb = v.rank - 2;
+  for (int d = 0; d < kMaxRank; ++d) {
+    m.div[d] = 1;
+    m.stride[d] = 0;
+  }
+  if (vb > nb) return false;
+  for (int d = 0; d < nb; ++d) {
+    const int vd = d - (nb - vb);
+    if (vd < 0 || v.shape[vd] == 1) continue;
+    const int64_t o = out.shape[d], i = v.shape[vd];
+    if (i == 0 || o % i != 0) return false;
+    m.div[d] = o / i;
+    m.stride[d] = v.strides[vd];
+  }
+  return true;
+}
+
+size_t smem_bytes(int64_t E, int64_t Ev, int R) {
+  return sizeof(float) * static_cast<size_t>(kKeys * (E + 1) + kKeys * Ev + R * E + R * Ev + 2 * R);
+}
+
+Status run_attention(const KernelArgs& args) {
+  const TensorView& q = args.inputs[0];
+  const TensorView& k = args.inputs[1];
+  const TensorView& v = args.inputs[2];
+  const TensorView& out = args.outputs[0];
+  const bool has_mask = args.inputs.size() > 3;
+  if (q.rank < 2 || k.rank < 2 || v.rank < 2 || out.rank < 2)
+    return kernel_error(args, "q, k, v need rank >= 2");
+  if (q.dtype != k.dtype || q.dtype != v.dtype || q.dtype != out.dtype)
+    return kernel_unsupported(args, "q, k, v and the output must share one dtype");
+  const int r = out.rank, nb = r - 2;
+  const int64_t L = q.shape[q.rank - 2], E = q.shape[q.rank - 1];
+  const int64_t S = k.shape[k.rank - 2], Ev = v.shape[v.rank - 1];
+  if (k.shape[k.rank - 1] != E || v.shape[v.rank - 2] != S || out.shape[r - 2] != L ||
+      out.shape[r - 1] != Ev)
+    return kernel_error(args, "shapes do not match: q [..., ", L, ", ", E, "], k [..., ",
+                        k.shape[k.rank - 2], ", ", k.shape[k.rank - 1], "], v [..., ",
+                        v.shape[v.rank - 2], ", ", Ev, "]");
+  if (out.numel() == 0) return Status::Ok();
+
+  AttnParams p{};
+  p.q = q.data;
+  p.k = k.data;
+  p.v = v.data;
+  p.out = out.data;
+  p.L = L;
+  p.S = S;
+  p.E = E;
+  p.Ev = Ev;
+  p.nb = nb;
+  for (int d = 0; d < nb; ++d) p.batch_shape[d] = out.shape[d];
+  bool ok = map_batch(q, out, p.qm) && map_batch(k, out, p.km) && map_batch(v, out, p.vm);
+  p.q_rs = q.strides[q.rank - 2];
+  p.q_cs = q.strides[q.rank - 1];
+  p.k_rs = k.strides[k.rank - 2];
+  p.k_cs = k.strides[k.rank - 1];
+  p.v_rs = v.strides[v.rank - 2];
+  p.v_cs = v.strides[v.rank - 1];
+  if (has_mask) {
+    const TensorView& mask = args.inputs[3];
+    if (mask.dtype != DType::kBool && !is_floating(mask.dtype))
+      return kernel_unsupported(args, "mask must be bool or float, got ", dtype_name(mask.dtype));
+    p.has_mask = true;
+    p.mask = mask.data;
+    p.mask_dtype = mask.dtype;
+    const int64_t ml = mask.rank >= 2 ? mask.shape[mask.rank - 2] : 1;
+    const int64_t ms = mask.rank >= 1 ? mask.shape[mask.rank - 1] : 1;
+    ok = ok && (ml == L || ml == 1) && (ms == S || ms == 1);
+    if (mask.rank >= 2) {
+      ok = ok && map_batch(mask, out, p.mm);
+      p.m_rs = ml == 1 ? 0 : mask.strides[mask.rank - 2];
+    } else {
+      TensorView none;
+      none.rank = 2;
+      map_batch(none, out, p.mm);
+    }
+    p.m_cs = (mask.rank >= 1 && ms != 1) ? mask.strides[mask.rank - 1] : 0;
+  }
+  if (!ok) return kernel_error(args, "batch dims of q, k, v and mask do not broadcast");
+  p.scale = static_cast<float>(
+      args.attrs.getDouble("scale", 1.0 / std::sqrt(static_cast<double>(E))));
+  p.causal = args.attrs.getBool("causal", false);
+
+  // Rows per block: as many as the shared memory allows (32, 16 or 8).
+  int device = 0, optin = 48 * 1024;
+  KILN_CUDA_CHECK(args, cudaGetDevice(&device), "cudaGetDevice");
+  KILN_CUDA_CHECK(args,
+                  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+                  "cudaDeviceGetAttribute");
+  int rpw = 4;
+  while (rpw > 1 && smem_bytes(E, Ev, kWarps * rpw) > static_cast<size_t>(optin)) rpw /= 2;
+  const size_t bytes = smem_bytes(E, Ev, kWarps * rpw);
+  if (bytes > static_cast<size_t>(optin))
+    return kernel_unsupported(args, "head dims E = ", E, ", Ev = ", Ev,
+                              " need more shared memory than the device has");
+  p.rows_per_warp = rpw;
+  int64_t batches = 1;
+  for (int d = 0; d < nb; ++d) batches *= out.shape[d];
+  const int64_t R = kWarps * rpw;
+  const int64_t work = batches * ((L + R - 1) / R);
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(work, 1 << 20));
+  cudaStream_t stream = stream_of(args);
+  Status launched = dispatch_floating(q.dtype, kernel_unsupported(args, "needs float q, k, v"),
+                                      [&](auto tag) -> Status {
+    using T = typename decltype(tag)::type;
+    if (bytes > 48 * 1024)
+      KILN_CUDA_CHECK(args,
+                      cudaFuncSetAttribute(attention_kernel<T>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(bytes)),
+                      "cudaFuncSetAttribute");
+    attention_kernel<T><<<blocks, kWarps * 32, bytes, stream>>>(p, batches);
+    return Status::Ok();
+  });
+  KILN_RETURN_IF_ERROR(launched);
+  return check_launch(args, "attention kernel");
+}
+
+Status supports_attention(const Op& op, std::span<const DType> dtypes) {
+  for (size_t i = 0; i < dtypes.size(); ++i) {
+    const DType d = dtypes[i];
+    const bool fp = d == DType::kFloat32 || d == DType::kFloat16 || d == DType::kBFloat16;
+    if (i == 3 && (fp || d == DType::kBool)) continue;  // the mask: bool or any float dtype
+    if (!fp)
+      return unsupported("attention '", op.name, "': ", dtype_name(d), " input ", i,
+                         " is not supported (float32, float16, bfloat16 only)");
+    if (i < 3 && d != dtypes[0])
+      return unsupported("attention '", op.name, "': q, k, v have mixed dtypes ",
+                         dtype_name(dtypes[0]), " and ", dtype_name(d));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void register_attention_kernels(std::vector<CudaKernel>& out) {
+  out.push_back({OpKind::kAttention, "cuda.attention.flash_simt", supports_attention,
+                 run_attention});
+}
+
+}  // namespace kiln::cuda

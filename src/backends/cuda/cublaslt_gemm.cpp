@@ -1,0 +1,201 @@
+// cuBLASLt descriptors, heuristics, algorithm (de)serialization and the matmul call.
+
+#include "backends/cuda/cublaslt_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace kiln::cuda {
+namespace {
+
+constexpr uint32_t kAlgoMagic = 0x3154'4C4B;  // "KLT1"
+
+Status lt_error(cublasStatus_t s, const char* what) {
+  return Status(StatusCode::kCudaError,
+                str(what, " failed: ", cublasLtGetStatusName(s), " (", cublasLtGetStatusString(s),
+                    ")"));
+}
+#define KILN_LT_CHECK(expr, what)                           \
+  do {                                                      \
+    cublasStatus_t kiln_lt_s_ = (expr);                     \
+    if (kiln_lt_s_ != CUBLAS_STATUS_SUCCESS) return lt_error(kiln_lt_s_, what); \
+  } while (0)
+
+// Descriptors of one problem, destroyed with the object.
+struct LtDescs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  LtDescs() = default;
+  LtDescs(const LtDescs&) = delete;
+  LtDescs& operator=(const LtDescs&) = delete;
+  ~LtDescs() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+Status make_layout(cublasLtMatrixLayout_t* out, cudaDataType_t t, uint64_t rows, uint64_t cols,
+                   int64_t ld, int64_t batches, int64_t batch_stride) {
+  KILN_LT_CHECK(cublasLtMatrixLayoutCreate(out, t, rows, cols, ld), "cublasLtMatrixLayoutCreate");
+  if (batches > 1) {
+    const int32_t count = static_cast<int32_t>(batches);
+    KILN_LT_CHECK(cublasLtMatrixLayoutSetAttribute(*out, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                   &count, sizeof(count)),
+                  "setting the batch count");
+    KILN_LT_CHECK(cublasLtMatrixLayoutSetAttribute(
+                      *out, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
+                      sizeof(batch_stride)),
+                  "setting the batch stride");
+  }
+  return Status::Ok();
+}
+
+// The largest power of two (<= 256) dividing the address of every batch's matrix.
+uint32_t alignment(const void* p, int64_t batch_stride, size_t es, bool assume) {
+  if (assume) return 256;
+  uint64_t bits = reinterpret_cast<uintptr_t>(p) | static_cast<uint64_t>(batch_stride) * es | 256;
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+Status make_descs(const GemmProblem& p, bool with_bias, size_t workspace_limit, LtDescs& d) {
+  KILN_LT_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                "cublasLtMatmulDescCreate");
+  KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.op_a,
+                                               sizeof(p.op_a)),
+                "setting transa");
+  KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &p.op_b,
+                                               sizeof(p.op_b)),
+                "setting transb");
+  if (with_bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                 sizeof(epi)),
+                  "setting the bias epilogue");
+    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                 &p.bias, sizeof(p.bias)),
+                  "setting the bias pointer");
+  }
+  KILN_RETURN_IF_ERROR(
+      make_layout(&d.a, p.dtype, p.a_rows, p.a_cols, p.lda, p.batches, p.a_batch_stride));
+  KILN_RETURN_IF_ERROR(
+      make_layout(&d.b, p.dtype, p.b_rows, p.b_cols, p.ldb, p.batches, p.b_batch_stride));
+  KILN_RETURN_IF_ERROR(make_layout(&d.d, p.dtype, p.m, p.n, static_cast<int64_t>(p.m), p.batches,
+                                   p.d_batch_stride));
+  KILN_LT_CHECK(cublasLtMatmulPreferenceCreate(&d.pref), "cublasLtMatmulPreferenceCreate");
+  const uint64_t ws = workspace_limit;
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+                    d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+                "setting the workspace limit");
+  const uint32_t al[4] = {alignment(p.a, p.a_batch_stride, p.elem_size, p.assume_aligned),
+                          alignment(p.b, p.b_batch_stride, p.elem_size, p.assume_aligned),
+                          alignment(p.d, p.d_batch_stride, p.elem_size, p.assume_aligned),
+                          alignment(p.d, p.d_batch_stride, p.elem_size, p.assume_aligned)};
+  const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i)
+    KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref, attrs[i], &al[i], sizeof(al[i])),
+                  "setting an alignment preference");
+  return Status::Ok();
+}
+
+Result<std::vector<LtAlgo>> heuristic(CudaBackendState& state, const GemmProblem& p,
+                                      const LtDescs& d, int max) {
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(std::max(1, max)));
+  int returned = 0;
+  cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
+      state.cublaslt, d.op, d.a, d.b, d.d, d.d, d.pref, static_cast<int>(results.size()),
+      results.data(), &returned);
+  std::vector<LtAlgo> out;
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED) return out;
+  KILN_LT_CHECK(s, "cublasLtMatmulAlgoGetHeuristic");
+  for (int i = 0; i < returned; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS)
+      out.push_back({results[i].algo, results[i].workspaceSize, results[i].wavesCount});
+  return out;
+}
+
+bool all_aligned(const GemmProblem& p) {
+  return alignment(p.a, p.a_batch_stride, p.elem_size, false) == 256 &&
+         alignment(p.b, p.b_batch_stride, p.elem_size, false) == 256 &&
+         alignment(p.d, p.d_batch_stride, p.elem_size, false) == 256 &&
+         (!p.bias || alignment(p.bias, 0, p.elem_size, false) == 256);
+}
+
+bool deserialize(std::span<const uint8_t> data, cublasLtMatmulAlgo_t& algo) {
+  if (data.size() != sizeof(uint32_t) + sizeof(algo)) return false;
+  uint32_t magic;
+  std::memcpy(&magic, data.data(), sizeof(magic));
+  if (magic != kAlgoMagic) return false;
+  std::memcpy(&algo, data.data() + sizeof(magic), sizeof(algo));
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProblem& p,
+                                         size_t workspace_limit, int max) {
+  LtDescs d;
+  KILN_RETURN_IF_ERROR(make_descs(p, p.bias != nullptr, workspace_limit, d));
+  return heuristic(state, p, d, max);
+}
+
+Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
+                     std::span<const uint8_t> tactic, void* workspace, size_t workspace_bytes,
+                     cudaStream_t stream, bool* bias_in_epilogue) {
+  bool with_bias = p.bias != nullptr;
+  LtDescs d;
+  KILN_RETURN_IF_ERROR(make_descs(p, with_bias, workspace_bytes, d));
+  cublasLtMatmulAlgo_t algo;
+  bool have = false;
+  if (!tactic.empty() && all_aligned(p) && deserialize(tactic, algo)) {
+    cublasLtMatmulHeuristicResult_t check{};
+    have = cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) ==
+               CUBLAS_STATUS_SUCCESS &&
+           check.workspaceSize <= workspace_bytes;
+  }
+  if (!have) {
+    KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> algos, heuristic(state, p, d, 1));
+    if (algos.empty() && with_bias) {  // no algorithm with the bias epilogue: add it afterwards
+      with_bias = false;
+      LtDescs plain;
+      GemmProblem q = p;
+      q.bias = nullptr;
+      KILN_RETURN_IF_ERROR(make_descs(q, false, workspace_bytes, plain));
+      std::swap(d.op, plain.op);
+      KILN_ASSIGN_OR_RETURN(algos, heuristic(state, q, d, 1));
+    }
+    if (algos.empty())
+      return Status(StatusCode::kUnsupported,
+                    "cuBLASLt has no algorithm for this matmul (dtype, layout or alignment)");
+    algo = algos[0].algo;
+  }
+  if (bias_in_epilogue) *bias_in_epilogue = with_bias;
+  const float alpha = 1.0f, beta = 0.0f;
+  KILN_LT_CHECK(cublasLtMatmul(state.cublaslt, d.op, &alpha, p.a, d.a, p.b, d.b, &beta, p.d, d.d,
+                               p.d, d.d, &algo, workspace, workspace_bytes, stream),
+                "cublasLtMatmul");
+  return Status::Ok();
+}
+
+std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a) {
+  std::vector<uint8_t> out(sizeof(uint32_t) + sizeof(a.algo));
+  std::memcpy(out.data(), &kAlgoMagic, sizeof(kAlgoMagic));
+  std::memcpy(out.data() + sizeof(kAlgoMagic), &a.algo, sizeof(a.algo));
+  return out;
+}
+
+std::string describe_lt_algo(const LtAlgo& a) {
+  int32_t id = -1, tile = -1;
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile),
+                                       &written);
+  return str("cublaslt algo ", id, " tile ", tile, " ws ", a.workspace, " waves ", a.waves);
+}
+
+}  // namespace kiln::cuda

@@ -1,0 +1,66 @@
+#pragma once
+
+// A thin cuBLASLt layer for matmul and linear (linalg.cpp): one column-major strided-batched
+// problem D = op(A) op(B) (+ bias per row of D), float32 compute and scale, and the serialized
+// form of an algorithm that tactic selection stores in the engine.
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/cuda_kernels.h"
+#include "kiln/status.h"
+
+namespace kiln::cuda {
+
+// cuBLASLt's own scratch per call (NVIDIA recommends 32 MiB on Hopper).
+inline constexpr size_t kGemmLibraryWorkspace = size_t{32} << 20;
+
+struct GemmProblem {
+  cudaDataType_t dtype = CUDA_R_32F;  // A, B and D
+  size_t elem_size = 4;
+  uint64_t m = 0, n = 0, k = 0;  // D is m x n (column-major, ld m)
+  int64_t batches = 1;
+  cublasOperation_t op_a = CUBLAS_OP_N, op_b = CUBLAS_OP_N;
+  uint64_t a_rows = 0, a_cols = 0, b_rows = 0, b_cols = 0;  // stored layouts
+  int64_t lda = 1, ldb = 1;
+  int64_t a_batch_stride = 0, b_batch_stride = 0, d_batch_stride = 0;  // elements; 0 = shared
+  const void* a = nullptr;
+  const void* b = nullptr;
+  void* d = nullptr;
+  const void* bias = nullptr;  // m elements of D's dtype, or nullptr
+  bool assume_aligned = false;  // build time: pointers unknown, assume 256-byte alignment
+};
+
+struct LtAlgo {
+  cublasLtMatmulAlgo_t algo;
+  size_t workspace = 0;
+  float waves = 0.0f;
+};
+
+// Up to `max` algorithms from the heuristic, best first, each needing <= workspace_limit bytes.
+Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProblem& p,
+                                         size_t workspace_limit, int max);
+
+// Runs the problem on `stream`: with the algorithm in `tactic` when it is valid for this problem
+// (and the pointers are 256-byte aligned, as the build assumed), else the heuristic's first.
+// When no algorithm serves the bias epilogue, runs without it and sets *bias_in_epilogue false
+// (the caller adds the bias).
+Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
+                     std::span<const uint8_t> tactic, void* workspace, size_t workspace_bytes,
+                     cudaStream_t stream, bool* bias_in_epilogue);
+
+std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a);
+std::string describe_lt_algo(const LtAlgo& a);  // "cublaslt algo 21 tile 7 ws 1048576 waves 0.8"
+
+// Tactic candidates of a matmul (linear = false) or linear with these concrete args (linalg.cpp).
+Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const KernelArgs& args,
+                                                  bool linear, size_t workspace_limit,
+                                                  int max_candidates);
+
+}  // namespace kiln::cuda

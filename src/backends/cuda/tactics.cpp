@@ -1,0 +1,40 @@
+// tactic_candidates: library algorithms for matmul, linear and conv; one empty-data candidate
+// per registered kernel for every other op.
+
+#include "backends/cuda/conv_tactics.h"
+#include "backends/cuda/cublaslt_gemm.h"
+#include "backends/cuda/cuda_kernels.h"
+
+namespace kiln::cuda {
+
+Result<std::vector<TacticCandidate>> tactic_candidates(CudaBackendState& state, const Op& op,
+                                                       std::span<const TensorView> inputs,
+                                                       std::span<const TensorView> outputs,
+                                                       std::span<const int64_t> bindings,
+                                                       size_t workspace_limit,
+                                                       int max_candidates) {
+  if (outputs.empty()) return invalid_argument(op_kind_name(op.kind), " '", op.name, "': no outputs");
+  KernelArgs args{op.name.c_str(), op.attrs, inputs, outputs, bindings};
+  args.backend = &state;
+  std::vector<TacticCandidate> out;
+  switch (op.kind) {
+    case OpKind::kMatmul:
+    case OpKind::kLinear: {
+      KILN_ASSIGN_OR_RETURN(out, gemm_tactics(state, args, op.kind == OpKind::kLinear,
+                                              workspace_limit, max_candidates));
+      break;
+    }
+    case OpKind::kConv: {
+      KILN_ASSIGN_OR_RETURN(out, conv_tactics(state, args, workspace_limit, max_candidates));
+      break;
+    }
+    default:
+      for (const CudaKernel& k : kernels_for(op.kind)) out.push_back({k.tactic, {}, k.tactic});
+      break;
+  }
+  if (out.empty())
+    return unsupported(op_kind_name(op.kind), " '", op.name, "': no CUDA kernel");
+  return out;
+}
+
+}  // namespace kiln::cuda

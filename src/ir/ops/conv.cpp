@@ -1,0 +1,168 @@
+// conv, pool, adaptive_avg_pool (registered through register_linalg_ops).
+#include "ir/ops/infer_util.h"
+
+namespace kiln {
+namespace {
+
+// A per-spatial-dim attribute: n values, a single value meaning "all dims", or the default.
+Result<std::vector<int64_t>> spatial_attr(InferContext& ctx, const std::string& name, size_t n,
+                                          std::optional<std::vector<int64_t>> fallback,
+                                          int64_t min) {
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> v, attr_ints(ctx, name, std::move(fallback)));
+  if (v.size() == 1 && n > 1) v.assign(n, v[0]);
+  if (v.size() != n) {
+    return ctx.error(name, " has ", v.size(), " values ", ints_str(v), ", expected ", n,
+                     " (one per spatial dim)");
+  }
+  for (int64_t x : v) {
+    if (x < min) return ctx.error(name, " ", ints_str(v), " has ", x, ", must be >= ", min);
+  }
+  ctx.attrs.set(name, v);
+  return v;
+}
+
+Status infer_conv(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 3, 5));
+  KILN_RETURN_IF_ERROR(expect_float(ctx, 0));
+  for (size_t i = 1; i < ctx.inputs.size(); ++i) KILN_RETURN_IF_ERROR(expect_same_dtype(ctx, 0, i));
+  const Shape& x = ctx.inputs[0]->shape;
+  const Shape& w = ctx.inputs[1]->shape;
+  if (w.size() != x.size()) {
+    return ctx.error("weight '", ctx.inputName(1), "' has ", w.size(), " dims ", shape_str(w),
+                     ", expected ", x.size(), " like '", ctx.inputName(0), "' ", shape_str(x));
+  }
+  size_t n = x.size() - 2;
+  KILN_ASSIGN_OR_RETURN(auto stride, spatial_attr(ctx, "stride", n, std::vector<int64_t>{1}, 1));
+  KILN_ASSIGN_OR_RETURN(auto padding, spatial_attr(ctx, "padding", n, std::vector<int64_t>{0}, 0));
+  KILN_ASSIGN_OR_RETURN(auto dilation, spatial_attr(ctx, "dilation", n, std::vector<int64_t>{1}, 1));
+  KILN_ASSIGN_OR_RETURN(auto out_pad, spatial_attr(ctx, "output_padding", n, std::vector<int64_t>{0}, 0));
+  KILN_ASSIGN_OR_RETURN(int64_t groups, attr_int(ctx, "groups", 1));
+  KILN_ASSIGN_OR_RETURN(bool transposed, attr_bool(ctx, "transposed", false));
+  if (groups < 1) return ctx.error("groups is ", groups, ", must be >= 1");
+
+  const SymExpr& c = x[1];
+  if (c.isConstant() && c.constant() % groups != 0) {
+    return ctx.error("groups ", groups, " does not divide the ", c.constant(), " channels of '",
+                     ctx.inputName(0), "' ", shape_str(x));
+  }
+  SymExpr o;
+  if (!transposed) {
+    // w is [O, C/groups, *k].
+    SymExpr expected_c = w[1] * groups;
+    if (c.isConstant() && expected_c.isConstant() && c.constant() != expected_c.constant()) {
+      return ctx.error("'", ctx.inputName(0), "' has ", c.constant(), " channels but weight '",
+                       ctx.inputName(1), "' ", shape_str(w), " expects ", expected_c.constant(),
+                       " (", w[1].constant(), " per group x ", groups, " groups)");
+    }
+    o = w[0];
+    if (o.isConstant() && o.constant() % groups != 0) {
+      return ctx.error("groups ", groups, " does not divide the ", o.constant(),
+                       " output channels of weight '", ctx.inputName(1), "'");
+    }
+    for (int64_t p : out_pad) {
+      if (p != 0) return ctx.error("output_padding ", ints_str(out_pad), " needs transposed=true");
+    }
+  } else {
+    // w is [C, O/groups, *k].
+    KILN_RETURN_IF_ERROR(expect_dims_match(
+        ctx, c, w[0],
+        str("'", ctx.inputName(0), "' channels do not match weight '", ctx.inputName(1), "' ",
+            shape_str(w), " dim 0")));
+    o = w[1] * groups;
+    for (size_t i = 0; i < n; ++i) {
+      if (out_pad[i] >= std::max(stride[i], dilation[i])) {
+        return ctx.error("output_padding ", ints_str(out_pad),
+                         " must be smaller than stride or dilation");
+      }
+    }
+  }
+  if (ctx.inputs.size() > 2) {
+    const Shape& b = ctx.inputs[2]->shape;
+    if (b.size() != 1) {
+      return ctx.error("bias '", ctx.inputName(2), "' has shape ", shape_str(b), ", expected [",
+                       o.str(), "]");
+    }
+    KILN_RETURN_IF_ERROR(expect_dims_match(
+        ctx, b[0], o, str("bias '", ctx.inputName(2), "' does not match the output channels")));
+  }
+
+  Shape out = {x[0], o};
+  for (size_t i = 0; i < n; ++i) {
+    const SymExpr& in = x[2 + i];
+    SymExpr eff = SymExpr(dilation[i]) * (w[2 + i] - 1);  // dilated kernel extent - 1
+    SymExpr size;
+    if (!transposed) {
+      size = floordiv(in + 2 * padding[i] - eff - 1, SymExpr(stride[i])) + 1;
+    } else {
+      size = (in - 1) * stride[i] - 2 * padding[i] + eff + out_pad[i] + 1;
+    }
+    KILN_RETURN_IF_ERROR(expect_dim_at_least(
+        ctx, size, 1, str("output spatial dim ", i, " of '", ctx.inputName(0), "' ", shape_str(x))));
+    out.push_back(size);
+  }
+  ctx.outputs.push_back({ctx.inputs[0]->dtype, std::move(out)});
+  return Status::Ok();
+}
+
+Status infer_pool(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 3, 5));
+  KILN_ASSIGN_OR_RETURN(std::string kind, attr_string(ctx, "kind"));
+  if (kind != "max" && kind != "avg") return ctx.error("unknown kind '", kind, "' (max or avg)");
+  KILN_RETURN_IF_ERROR(kind == "avg" ? expect_float(ctx, 0) : expect_not_bool(ctx, 0));
+  const Shape& x = ctx.inputs[0]->shape;
+  size_t n = x.size() - 2;
+  KILN_ASSIGN_OR_RETURN(auto kernel, spatial_attr(ctx, "kernel", n, std::nullopt, 1));
+  // An empty stride means "same as kernel" (aten spells it that way).
+  if (auto* s = ctx.attrs.find<std::vector<int64_t>>("stride"); s && s->empty()) {
+    ctx.attrs.erase("stride");
+  }
+  KILN_ASSIGN_OR_RETURN(auto stride, spatial_attr(ctx, "stride", n, kernel, 1));
+  KILN_ASSIGN_OR_RETURN(auto padding, spatial_attr(ctx, "padding", n, std::vector<int64_t>{0}, 0));
+  KILN_ASSIGN_OR_RETURN(auto dilation, spatial_attr(ctx, "dilation", n, std::vector<int64_t>{1}, 1));
+  KILN_ASSIGN_OR_RETURN(bool ceil_mode, attr_bool(ctx, "ceil_mode", false));
+  KILN_RETURN_IF_ERROR(attr_bool(ctx, "count_include_pad", true).status());
+  Shape out = {x[0], x[1]};
+  for (size_t i = 0; i < n; ++i) {
+    if (kind == "avg" && dilation[i] != 1) {
+      return ctx.error("dilation ", ints_str(dilation), " is only supported by max pooling");
+    }
+    int64_t extent = dilation[i] * (kernel[i] - 1) + 1;
+    if (padding[i] > extent / 2) {
+      return ctx.error("padding ", ints_str(padding), " must be at most half the kernel extent ",
+                       extent);
+    }
+    const SymExpr& in = x[2 + i];
+    SymExpr num = in + (2 * padding[i] - extent);
+    SymExpr size = floordiv(num + (ceil_mode ? stride[i] - 1 : 0), SymExpr(stride[i])) + 1;
+    if (ceil_mode) {
+      // PyTorch drops a last window that would start in the right padding.
+      size = sym_min(size, floordiv(in + (padding[i] - 1), SymExpr(stride[i])) + 1);
+    }
+    KILN_RETURN_IF_ERROR(expect_dim_at_least(
+        ctx, size, 1, str("output spatial dim ", i, " of '", ctx.inputName(0), "' ", shape_str(x))));
+    out.push_back(size);
+  }
+  ctx.outputs.push_back({ctx.inputs[0]->dtype, std::move(out)});
+  return Status::Ok();
+}
+
+Status infer_adaptive_avg_pool(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 3, 5));
+  KILN_RETURN_IF_ERROR(expect_float(ctx, 0));
+  const Shape& x = ctx.inputs[0]->shape;
+  KILN_ASSIGN_OR_RETURN(auto size, spatial_attr(ctx, "output_size", x.size() - 2, std::nullopt, 1));
+  Shape out = {x[0], x[1]};
+  for (int64_t s : size) out.push_back(SymExpr(s));
+  ctx.outputs.push_back({ctx.inputs[0]->dtype, std::move(out)});
+  return Status::Ok();
+}
+
+}  // namespace
+
+void register_conv_ops(std::vector<OpDef>& table) {
+  table.push_back({OpKind::kConv, 2, 3, infer_conv});
+  table.push_back({OpKind::kPool, 1, 1, infer_pool});
+  table.push_back({OpKind::kAdaptiveAvgPool, 1, 1, infer_adaptive_avg_pool});
+}
+
+}  // namespace kiln

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <optional>
+
+#include "kiln/sym_expr.h"
+
+namespace kiln::torch_ext {
+
+namespace py = pybind11;
+
+// One function per topic, each adding its part of kiln._C (module.cpp calls them in order).
+void bind_symexpr(py::module_& m);  // DType, SymExpr, sym_max, sym_min
+void bind_network(py::module_& m);  // Network
+void bind_builder(py::module_& m);  // build, engine_info
+void bind_engine(py::module_& m);   // make_engine, ABI_VERSION
+
+// An int (anything with __index__ but bool) or a SymExpr, as a SymExpr; nullopt otherwise.
+std::optional<SymExpr> to_sym_expr(py::handle value);
+bool is_python_int(py::handle value);
+
+}  // namespace kiln::torch_ext

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/custom_class.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "engine_device.h"
+#include "kiln/runtime.h"
+
+namespace kiln::torch_ext {
+
+// Version of the pickle list below; bump when its fields or their encoding change.
+inline constexpr const char* kAbiVersion = "1";
+
+// torch.classes.kiln.Engine: a runtime Engine with the names the compiled graph uses for its
+// inputs and outputs, and one execution context. Pickles as the list of strings
+//   [abi_version, name, device_info, serialized_engine (base64), input_names (JSON list),
+//    output_names (JSON list), metadata (JSON)]
+// (DESIGN.md 6); the constructor takes the same list.
+class EngineHolder : public torch::CustomClassHolder {
+ public:
+  enum Field : size_t {
+    kAbiField = 0,
+    kNameField,
+    kDeviceInfoField,
+    kSerializedField,
+    kInputNamesField,
+    kOutputNamesField,
+    kMetadataField,
+    kNumFields
+  };
+
+  // Checks the ABI version first, then deserializes the engine onto the device device_info
+  // selects. Input/output names give the positional order of execute_engine's tensors; an
+  // empty list means the engine's own order.
+  explicit EngineHolder(std::vector<std::string> state);
+
+  std::vector<std::string> pickle() const;
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& inputNames() const { return input_names_; }
+  const std::vector<std::string>& outputNames() const { return output_names_; }
+  const std::string& metadata() const { return metadata_; }
+  const std::string& deviceInfo() const { return device_.info; }
+  std::string device() const { return device_.device.str(); }
+  // The serialized engine, base64 (see base64.h for why not raw bytes).
+  std::string serializedBase64() const;
+  // Bindings with structured symbolic shapes, symbols, device and metadata (README of _ops.py).
+  const std::string& infoJson() const { return info_json_; }
+
+  // kiln::execute_engine (execute_engine.cpp).
+  std::vector<at::Tensor> execute(at::TensorList inputs);
+
+ private:
+  std::vector<const BindingInfo*> orderBindings(const std::vector<std::string>& names,
+                                                bool inputs, const char* what);
+  std::string makeInfoJson() const;
+
+  std::string name_;
+  std::string metadata_;
+  std::vector<std::string> input_names_;
+  std::vector<std::string> output_names_;
+  EngineDevice device_;
+  std::shared_ptr<Engine> engine_;
+  std::vector<const BindingInfo*> inputs_;   // in execute_engine's input order
+  std::vector<const BindingInfo*> outputs_;  // in execute_engine's output order
+  std::string info_json_;
+
+  std::mutex mutex_;  // one execution at a time on context_
+  std::unique_ptr<ExecutionContext> context_;
+};
+
+}  // namespace kiln::torch_ext

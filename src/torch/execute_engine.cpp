@@ -1,0 +1,96 @@
+// kiln::execute_engine: binds torch tensors to an engine's inputs by position, allocates its
+// outputs through torch's allocator on the engine's device, and runs it.
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "dtype_map.h"
+#include "engine_class.h"
+#include "torch_status.h"
+
+namespace kiln::torch_ext {
+
+namespace {
+
+std::string dtype_text(c10::ScalarType type) {
+  auto kiln_dtype = to_kiln_dtype(type);
+  return kiln_dtype ? dtype_name(*kiln_dtype) : c10::toString(type);
+}
+
+std::string dims_text(c10::IntArrayRef dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
+  const std::string& n = name_;
+  TORCH_CHECK_VALUE(inputs.size() == inputs_.size(), "execute_engine '", n, "': got ",
+                    inputs.size(), " inputs, engine expects ", inputs_.size(), " (",
+                    c10::Join(", ", input_names_), ")");
+  // Check everything before touching the context, so a bad call leaves it as it was.
+  std::vector<at::Tensor> contiguous;
+  contiguous.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const BindingInfo& b = *inputs_[i];
+    const at::Tensor& t = inputs[i];
+    TORCH_CHECK_VALUE(t.defined(), "execute_engine '", n, "': input '", b.name, "' is undefined");
+    TORCH_CHECK_VALUE(t.scalar_type() == to_torch_dtype(b.dtype), "execute_engine '", n,
+                      "': input '", b.name, "' has dtype ", dtype_text(t.scalar_type()),
+                      ", engine expects ", dtype_name(b.dtype));
+    check_input_device(n, b.name, t, device_);
+    TORCH_CHECK_VALUE(static_cast<size_t>(t.dim()) == b.shape.size(), "execute_engine '", n,
+                      "': input '", b.name, "' has ", t.dim(), " dims ", dims_text(t.sizes()),
+                      ", engine expects ", b.shape.size(), " (", shape_str(b.shape), ")");
+    for (size_t d = 0; d < b.shape.size(); ++d) {
+      const SymExpr& e = b.shape[d];
+      int64_t size = t.size(static_cast<int64_t>(d));
+      if (!e.isConstant() || e.constant() == size) continue;
+      TORCH_CHECK_VALUE(false, "execute_engine '", n, "': input '", b.name, "' has shape ",
+                        dims_text(t.sizes()), ", engine expects ", shape_str(b.shape), " (dim ",
+                        d, " is ", size, ", expected ", e.constant(), ")");
+    }
+    contiguous.push_back(t.contiguous());
+  }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!context_) context_ = value_or_throw(engine_->createExecutionContext(true));
+  auto check = [&](const Status& status) {
+    if (!status.ok()) throw_status(status.withContext("execute_engine '" + n + "'"));
+  };
+  for (size_t i = 0; i < contiguous.size(); ++i) {
+    const std::string& binding = inputs_[i]->name;
+    const at::Tensor& t = contiguous[i];
+    check(context_->setInputShape(binding, std::span<const int64_t>(t.sizes().data(), t.dim())));
+    check(context_->setTensorAddress(binding, const_cast<void*>(t.const_data_ptr())));
+  }
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(outputs_.size());
+  for (const BindingInfo* b : outputs_) {
+    auto dims = context_->getTensorShape(b->name);
+    if (!dims.ok()) check(dims.status());
+    at::Tensor out = at::empty(*dims, at::TensorOptions()
+                                          .dtype(to_torch_dtype(b->dtype))
+                                          .device(device_.device));
+    check(context_->setTensorAddress(b->name, out.data_ptr()));
+    outputs.push_back(std::move(out));
+  }
+  enqueue_on_device(n, *context_, device_);
+  return outputs;
+}
+
+namespace {
+
+std::vector<at::Tensor> execute_engine(at::TensorList inputs,
+                                       c10::intrusive_ptr<EngineHolder> engine) {
+  return engine->execute(inputs);
+}
+
+}  // namespace
+
+}  // namespace kiln::torch_ext
+
+TORCH_LIBRARY_IMPL(kiln, CPU, m) { m.impl("execute_engine", &kiln::torch_ext::execute_engine); }
+// CUDA tensors reach the same kernel, whose device check (engine_device.cpp) answers for them.
+TORCH_LIBRARY_IMPL(kiln, CUDA, m) { m.impl("execute_engine", &kiln::torch_ext::execute_engine); }

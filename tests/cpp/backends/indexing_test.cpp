@@ -1,0 +1,136 @@
+// CPU embedding, gather and index_select kernels against references, and their index errors.
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "backends/test_util.h"
+
+namespace kiln {
+namespace {
+
+using test::Layout;
+using test::make_output;
+using test::make_tensor;
+
+constexpr DType kValueDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
+                                  DType::kInt64, DType::kInt8, DType::kBool};
+constexpr DType kIndexDTypes[] = {DType::kInt64, DType::kInt32};
+
+TEST(CpuEmbedding, LooksUpRowsForEveryIndexShapeAndDtype) {
+  const int64_t v = 7, d = 5;
+  for (DType dt : kValueDTypes) {
+    for (DType it : kIndexDTypes) {
+      for (Layout layout : test::kAllLayouts) {
+        SCOPED_TRACE(str(dtype_name(dt), " idx ", dtype_name(it), " ", test::layout_name(layout)));
+        auto wv = test::round_all(dt, test::random_values(v * d, 1, -5, 5));
+        auto iv = test::random_ints(6, 2, 0, v - 1);
+        auto w = make_tensor(dt, {v, d}, wv, layout);
+        auto ind = make_tensor(it, {2, 3}, iv, Layout::kPermuted);
+        auto y = make_output(dt, {2, 3, d});
+        ASSERT_TRUE(test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}).ok());
+        std::vector<double> ref;
+        for (double i : iv)
+          for (int64_t j = 0; j < d; ++j) ref.push_back(wv[static_cast<int64_t>(i) * d + j]);
+        EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
+      }
+    }
+  }
+}
+
+TEST(CpuEmbedding, OutOfRangeAndNegativeIndicesAreOutOfRangeErrors) {
+  auto w = make_tensor(DType::kFloat32, {4, 2}, test::random_values(8, 1));
+  auto y = make_output(DType::kFloat32, {2, 2});
+  for (double bad : {4.0, -1.0}) {
+    auto ind = make_tensor(DType::kInt64, {2}, {0, bad});
+    Status s = test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}, {}, nullptr,
+                            "embedding 'tok'");
+    EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+    EXPECT_NE(s.message().find("tok"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find(str(static_cast<int64_t>(bad))), std::string::npos) << s.message();
+  }
+}
+
+TEST(CpuEmbedding, FloatIndicesAreUnsupported) {
+  auto w = make_tensor(DType::kFloat32, {4, 2}, test::random_values(8, 1));
+  auto ind = make_tensor(DType::kFloat32, {2}, {0, 1});
+  auto y = make_output(DType::kFloat32, {2, 2});
+  EXPECT_EQ(test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}).code(),
+            StatusCode::kUnsupported);
+}
+
+TEST(CpuGather, GathersAlongEveryDim) {
+  const std::vector<int64_t> xs = {3, 4, 5};
+  for (DType dt : kValueDTypes) {
+    for (int64_t dim : {0, 1, 2}) {
+      for (Layout layout : test::kAllLayouts) {
+        SCOPED_TRACE(str(dtype_name(dt), " dim ", dim, " ", test::layout_name(layout)));
+        std::vector<int64_t> is = {2, 3, 4};  // smaller than x in every dim
+        is[dim] = 6;                          // and longer along dim (repeats)
+        auto xv = test::round_all(dt, test::random_values(test::numel(xs), 3, -5, 5));
+        auto iv = test::random_ints(test::numel(is), 4, 0, xs[dim] - 1);
+        auto x = make_tensor(dt, xs, xv, layout);
+        auto ind = make_tensor(DType::kInt32, is, iv, Layout::kSliced);
+        auto y = make_output(dt, is);
+        ASSERT_TRUE(
+            test::run_op(OpKind::kGather, {{"dim", dim}}, {x.view, ind.view}, {y.view}).ok());
+        std::vector<double> ref;
+        for (int64_t i = 0; i < test::numel(is); ++i) {
+          auto idx = test::unravel(i, is);
+          idx[dim] = static_cast<int64_t>(iv[i]);
+          ref.push_back(xv[test::ravel(idx, xs)]);
+        }
+        EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
+      }
+    }
+  }
+}
+
+TEST(CpuGather, OutOfRangeIndexIsAnError) {
+  auto x = make_tensor(DType::kFloat32, {2, 3}, test::random_values(6, 1));
+  auto ind = make_tensor(DType::kInt64, {2, 1}, {0, 3});
+  auto y = make_output(DType::kFloat32, {2, 1});
+  Status s = test::run_op(OpKind::kGather, {{"dim", int64_t{1}}}, {x.view, ind.view}, {y.view});
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("gather"), std::string::npos) << s.message();
+}
+
+TEST(CpuIndexSelect, SelectsAlongEveryDim) {
+  const std::vector<int64_t> xs = {3, 4, 5};
+  for (DType dt : kValueDTypes) {
+    for (DType it : kIndexDTypes) {
+      for (int64_t dim : {0, 1, 2}) {
+        SCOPED_TRACE(str(dtype_name(dt), " ", dtype_name(it), " dim ", dim));
+        auto xv = test::round_all(dt, test::random_values(test::numel(xs), 5, -5, 5));
+        auto iv = test::random_ints(4, 6, 0, xs[dim] - 1);
+        auto x = make_tensor(dt, xs, xv, Layout::kPermuted);
+        auto ind = make_tensor(it, {4}, iv, Layout::kSliced);
+        std::vector<int64_t> os = xs;
+        os[dim] = 4;
+        auto y = make_output(dt, os);
+        ASSERT_TRUE(
+            test::run_op(OpKind::kIndexSelect, {{"dim", dim}}, {x.view, ind.view}, {y.view}).ok());
+        std::vector<double> ref;
+        for (int64_t i = 0; i < test::numel(os); ++i) {
+          auto idx = test::unravel(i, os);
+          idx[dim] = static_cast<int64_t>(iv[idx[dim]]);
+          ref.push_back(xv[test::ravel(idx, xs)]);
+        }
+        EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
+      }
+    }
+  }
+}
+
+TEST(CpuIndexSelect, NegativeIndexIsAnErrorNamingIt) {
+  auto x = make_tensor(DType::kFloat32, {3, 2}, test::random_values(6, 1));
+  auto ind = make_tensor(DType::kInt32, {2}, {1, -2});
+  auto y = make_output(DType::kFloat32, {2, 2});
+  Status s = test::run_op(OpKind::kIndexSelect, {{"dim", int64_t{0}}}, {x.view, ind.view},
+                          {y.view});
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("-2"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace kiln

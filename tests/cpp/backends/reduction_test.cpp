@@ -1,0 +1,218 @@
+// CPU reduce, softmax and log_softmax kernels against double references.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "backends/test_util.h"
+
+namespace kiln {
+namespace {
+
+using test::Layout;
+using test::make_output;
+using test::make_tensor;
+
+// Reference reduction of `v` (row-major, `shape`) over `dims`; returns the kept dims' values in
+// row-major order and their shape (with 1s when keepdim).
+struct Reduced {
+  std::vector<double> values;
+  std::vector<int64_t> shape;
+};
+
+Reduced reduce_ref(const std::vector<double>& v, const std::vector<int64_t>& shape,
+                   const std::vector<int64_t>& dims, bool keepdim, const std::string& fn,
+                   int64_t correction) {
+  std::vector<bool> red(shape.size(), false);
+  for (int64_t d : dims) red[d] = true;
+  std::vector<int64_t> kept_shape;  // without 1s
+  Reduced r;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (!red[i]) kept_shape.push_back(shape[i]);
+    if (!red[i] || keepdim) r.shape.push_back(red[i] ? 1 : shape[i]);
+  }
+  std::vector<std::vector<double>> groups(static_cast<size_t>(test::numel(kept_shape)));
+  for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i) {
+    auto idx = test::unravel(i, shape);
+    std::vector<int64_t> k;
+    for (size_t d = 0; d < shape.size(); ++d)
+      if (!red[d]) k.push_back(idx[d]);
+    groups[test::ravel(k, kept_shape)].push_back(v[i]);
+  }
+  for (const auto& g : groups) {
+    double n = static_cast<double>(g.size()), acc = 0;
+    if (fn == "sum" || fn == "mean") {
+      for (double x : g) acc += x;
+      if (fn == "mean") acc /= n;
+    } else if (fn == "prod") {
+      acc = 1;
+      for (double x : g) acc *= x;
+    } else if (fn == "amax") {
+      acc = -INFINITY;
+      for (double x : g) acc = std::max(acc, x);
+    } else if (fn == "amin") {
+      acc = INFINITY;
+      for (double x : g) acc = std::min(acc, x);
+    } else {  // var
+      double mean = 0;
+      for (double x : g) mean += x / n;
+      for (double x : g) acc += (x - mean) * (x - mean);
+      acc /= n - static_cast<double>(correction);
+    }
+    r.values.push_back(acc);
+  }
+  return r;
+}
+
+const std::vector<std::vector<int64_t>> kDimSets = {{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}};
+
+TEST(CpuReduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
+  const std::vector<int64_t> shape = {3, 4, 5};
+  for (std::string fn : {"sum", "mean", "amax", "amin", "prod", "var"}) {
+    for (DType dt : test::kFloatDTypes) {
+      for (Layout layout : test::kAllLayouts) {
+        for (const auto& dims : kDimSets) {
+          for (bool keepdim : {false, true}) {
+            SCOPED_TRACE(str(fn, " ", dtype_name(dt), " ", test::layout_name(layout), " dims ",
+                             dims.size(), "@", dims[0], " keepdim ", keepdim));
+            double lo = fn == "prod" ? 0.8 : -2, hi = fn == "prod" ? 1.2 : 2;
+            auto in = test::round_all(dt, test::random_values(60, 11, lo, hi));
+            auto x = make_tensor(dt, shape, in, layout);
+            Reduced ref = reduce_ref(in, shape, dims, keepdim, fn, 1);
+            auto y = make_output(dt, ref.shape);
+            Attrs attrs{{"fn", fn}, {"dims", dims}, {"keepdim", keepdim},
+                        {"correction", int64_t{1}}};
+            ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+            EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref.values)));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuReduce, VarHonoursCorrection) {
+  auto in = test::random_values(12, 3);
+  auto x = make_tensor(DType::kFloat32, {3, 4}, test::round_all(DType::kFloat32, in));
+  for (int64_t correction : {0, 1, 2}) {
+    auto y = make_output(DType::kFloat32, {3});
+    Attrs attrs{{"fn", std::string("var")}, {"dims", std::vector<int64_t>{1}},
+                {"keepdim", false}, {"correction", correction}};
+    ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+    auto ref = reduce_ref(test::round_all(DType::kFloat32, in), {3, 4}, {1}, false, "var",
+                          correction);
+    EXPECT_TRUE(test::expect_close(y.view, ref.values)) << correction;
+  }
+}
+
+TEST(CpuReduce, IntegerFnsAreExact) {
+  const std::vector<int64_t> shape = {2, 3, 4};
+  for (DType dt : {DType::kInt64, DType::kInt32, DType::kInt8, DType::kUInt8}) {
+    for (std::string fn : {"sum", "amax", "amin", "prod"}) {
+      for (const auto& dims : std::vector<std::vector<int64_t>>{{1}, {0, 2}, {0, 1, 2}}) {
+        SCOPED_TRACE(str(dtype_name(dt), " ", fn, " ", dims.size()));
+        int64_t lo = dt == DType::kUInt8 ? 0 : -3;
+        // prod over 24 values must stay in range: use 1s and -1s / 2s sparsely.
+        auto in = fn == "prod" ? test::random_ints(24, 4, dt == DType::kUInt8 ? 1 : -1, 1)
+                               : test::random_ints(24, 4, lo, 5);
+        for (double& v : in)
+          if (v == 0 && fn == "prod") v = 1;
+        auto x = make_tensor(dt, shape, in, Layout::kPermuted);
+        Reduced ref = reduce_ref(in, shape, dims, false, fn, 1);
+        auto y = make_output(dt, ref.shape);
+        Attrs attrs{{"fn", fn}, {"dims", dims}, {"keepdim", false}, {"correction", int64_t{1}}};
+        ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+        EXPECT_TRUE(test::expect_close(y.view, ref.values));
+      }
+    }
+  }
+}
+
+TEST(CpuReduce, BoolAmaxIsAnyAndAminIsAll) {
+  auto x = make_tensor(DType::kBool, {2, 3}, {0, 1, 0, 1, 1, 1});
+  auto y = make_output(DType::kBool, {2});
+  Attrs attrs{{"fn", std::string("amax")}, {"dims", std::vector<int64_t>{1}}, {"keepdim", false}};
+  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  EXPECT_TRUE(test::expect_close(y.view, {1, 1}));
+  attrs.set("fn", std::string("amin"));
+  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  EXPECT_TRUE(test::expect_close(y.view, {0, 1}));
+}
+
+TEST(CpuReduce, AmaxPropagatesNan) {
+  auto x = make_tensor(DType::kFloat32, {2, 2}, {1, std::nan(""), 3, 4});
+  auto y = make_output(DType::kFloat32, {2});
+  Attrs attrs{{"fn", std::string("amax")}, {"dims", std::vector<int64_t>{1}}, {"keepdim", false}};
+  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  EXPECT_TRUE(test::expect_close(y.view, {std::nan(""), 4}));
+}
+
+TEST(CpuReduce, MeanOnIntegersAndSumOnBoolAreUnsupported) {
+  auto xi = make_tensor(DType::kInt32, {2}, {1, 2});
+  auto yi = make_output(DType::kInt32, {});
+  Attrs attrs{{"fn", std::string("mean")}, {"dims", std::vector<int64_t>{0}}};
+  EXPECT_EQ(test::run_op(OpKind::kReduce, attrs, {xi.view}, {yi.view}).code(),
+            StatusCode::kUnsupported);
+  auto xb = make_tensor(DType::kBool, {2}, {1, 1});
+  auto yb = make_output(DType::kBool, {});
+  attrs.set("fn", std::string("sum"));
+  EXPECT_EQ(test::run_op(OpKind::kReduce, attrs, {xb.view}, {yb.view}).code(),
+            StatusCode::kUnsupported);
+}
+
+// ---- softmax --------------------------------------------------------------------------------
+
+std::vector<double> softmax_ref(const std::vector<double>& v, const std::vector<int64_t>& shape,
+                                int64_t dim, bool log) {
+  std::vector<double> out(v.size());
+  for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i) {
+    auto idx = test::unravel(i, shape);
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < shape[dim]; ++j) {
+      idx[dim] = j;
+      mx = std::max(mx, v[test::ravel(idx, shape)]);
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < shape[dim]; ++j) {
+      idx[dim] = j;
+      sum += std::exp(v[test::ravel(idx, shape)] - mx);
+    }
+    out[i] = log ? v[i] - mx - std::log(sum) : std::exp(v[i] - mx) / sum;
+  }
+  return out;
+}
+
+TEST(CpuSoftmax, SoftmaxAndLogSoftmaxOverEveryDimLayoutAndDtype) {
+  const std::vector<int64_t> shape = {3, 4, 5};
+  for (bool log : {false, true}) {
+    for (DType dt : test::kFloatDTypes) {
+      for (Layout layout : test::kAllLayouts) {
+        for (int64_t dim : {0, 1, 2}) {
+          SCOPED_TRACE(str(log ? "log_softmax " : "softmax ", dtype_name(dt), " ",
+                           test::layout_name(layout), " dim ", dim));
+          auto in = test::round_all(dt, test::random_values(60, 13, -4, 4));
+          auto x = make_tensor(dt, shape, in, layout);
+          auto y = make_output(dt, shape);
+          ASSERT_TRUE(test::run_op(log ? OpKind::kLogSoftmax : OpKind::kSoftmax,
+                                   {{"dim", dim}}, {x.view}, {y.view}).ok());
+          EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, softmax_ref(in, shape, dim, log))));
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuSoftmax, LargeLogitsStayFinite) {
+  std::vector<double> in = {1000, 1001, 1002, -1000};
+  auto x = make_tensor(DType::kFloat32, {4}, in);
+  auto y = make_output(DType::kFloat32, {4});
+  ASSERT_TRUE(test::run_op(OpKind::kSoftmax, {{"dim", int64_t{0}}}, {x.view}, {y.view}).ok());
+  EXPECT_TRUE(test::expect_close(y.view, softmax_ref(in, {4}, 0, false)));
+  ASSERT_TRUE(test::run_op(OpKind::kLogSoftmax, {{"dim", int64_t{0}}}, {x.view}, {y.view}).ok());
+  EXPECT_TRUE(test::expect_close(y.view, softmax_ref(in, {4}, 0, true), {1e-4, 1e-6}));
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,86 @@
+// In-place reuse: an elementwise op writes into the buffer of an input that dies there, so an
+// elementwise chain needs one activation buffer instead of two, and results stay correct.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "builder/memory_plan.h"
+#include "model_util.h"
+
+namespace kiln_test {
+namespace {
+
+using kiln::Network;
+using kiln::OpKind;
+using kiln::Tensor;
+
+constexpr int64_t kWidth = 1000;
+constexpr int64_t kMaxBatch = 4;
+
+Tensor unary(Network& net, Tensor x, const char* fn) {
+  return *net.add(OpKind::kUnary, {x}, {{"fn", std::string(fn)}}, std::string(fn) + "_op");
+}
+
+Tensor binary(Network& net, Tensor a, Tensor b, const char* fn) {
+  return *net.add(OpKind::kBinary, {a, b}, {{"fn", std::string(fn)}}, std::string(fn) + "_op");
+}
+
+// y = sin(exp(-relu(x))) * x: four activations a (relu), b (neg), c (exp), d (sin).
+Network make_chain() {
+  Network net("chain");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, kMaxBatch);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, kWidth});
+  Tensor d = unary(net, unary(net, unary(net, unary(net, x, "relu"), "neg"), "exp"), "sin");
+  EXPECT_TRUE(net.markOutput(binary(net, d, x, "mul"), "y").ok());
+  return net;
+}
+
+int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+TEST(InPlace, ElementwiseChainNeedsOneActivationBuffer) {
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(make_chain()));
+  const int64_t buffer = align_up(kMaxBatch * kWidth * 4, 256);
+  // Without in-place reuse, each activation lives from its step to the next: two at a time.
+  std::vector<kiln::builder::BufferRequest> separate;
+  for (int32_t s = 0; s < 4; ++s) separate.push_back({kMaxBatch * kWidth * 4, s, s + 1});
+  const int64_t without = kiln::builder::plan_memory(separate, 256).arena_bytes;
+  ASSERT_EQ(without, 2 * buffer);
+  EXPECT_EQ(engine->deviceMemorySize(), buffer);
+  EXPECT_LT(engine->deviceMemorySize(), without);
+}
+
+TEST(InPlace, ElementwiseChainStaysCorrect) {
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(make_chain()));
+  for (int64_t batch : {1, 3, 4}) {
+    HostTensor x = random_tensor({batch, kWidth}, static_cast<uint64_t>(batch));
+    KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {x}));
+    DTensor want = ref::from(x);
+    for (size_t i = 0; i < want.v.size(); ++i) want.v[i] = std::sin(std::exp(-std::max(want.v[i], 0.0))) * want.v[i];
+    EXPECT_TRUE(all_close(out[0], want)) << "batch " << batch;
+  }
+}
+
+// b = exp(a) cannot overwrite a, which add reads after it; c = sub(a, b) may take a's buffer.
+TEST(InPlace, InputStillNeededLaterIsNotOverwritten) {
+  Network net("still_needed");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, kMaxBatch);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, kWidth});
+  Tensor a = unary(net, x, "relu");
+  Tensor b = unary(net, a, "exp");
+  Tensor c = binary(net, a, b, "sub");
+  Tensor d = binary(net, c, a, "add");  // a must survive past c only if c did not overwrite it
+  ASSERT_TRUE(net.markOutput(unary(net, d, "neg"), "y").ok());
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  HostTensor x_in = random_tensor({3, kWidth}, 9);
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {x_in}));
+  DTensor want = ref::from(x_in);
+  for (double& v : want.v) {
+    double r = std::max(v, 0.0);
+    v = -((r - std::exp(r)) + r);
+  }
+  EXPECT_TRUE(all_close(out[0], want));
+}
+
+}  // namespace
+}  // namespace kiln_test
