@@ -74,7 +74,8 @@ class Rng {
 // Builds one network: layer helpers that add weights (recorded in `weights`) and ops.
 class NetworkMaker {
  public:
-  NetworkMaker(const std::string& name, uint64_t seed) : out_{kiln::Network(name), {}}, rng_(seed) {}
+  NetworkMaker(const std::string& name, uint64_t seed)
+      : out_{kiln::Network(name), {}}, rng_(seed) {}
 
   kiln::Network& net() { return out_.network; }
   ExampleNetwork finish() { return std::move(out_); }
@@ -91,17 +92,19 @@ class NetworkMaker {
     return t;
   }
 
-  kiln::Result<kiln::Tensor> linear(kiln::Tensor x, int64_t in, int64_t out, const std::string& name) {
+  kiln::Result<kiln::Tensor> linear(kiln::Tensor x, int64_t in, int64_t out,
+                                    const std::string& name) {
     double bound = 1.0 / std::sqrt(static_cast<double>(in));
     KILN_ASSIGN_OR_RETURN(kiln::Tensor w, weight(name + ".weight", {out, in}, -bound, bound));
     KILN_ASSIGN_OR_RETURN(kiln::Tensor b, weight(name + ".bias", {out}, -bound, bound));
     return net().add(kiln::OpKind::kLinear, {x, w, b}, {}, name);
   }
 
-  kiln::Result<kiln::Tensor> conv(kiln::Tensor x, int64_t cin, int64_t cout, int64_t k, int64_t stride,
-                                  int64_t pad, bool bias, const std::string& name) {
+  kiln::Result<kiln::Tensor> conv(kiln::Tensor x, int64_t cin, int64_t cout, int64_t k,
+                                  int64_t stride, int64_t pad, bool bias, const std::string& name) {
     double bound = 1.0 / std::sqrt(static_cast<double>(cin * k * k));
-    KILN_ASSIGN_OR_RETURN(kiln::Tensor w, weight(name + ".weight", {cout, cin, k, k}, -bound, bound));
+    KILN_ASSIGN_OR_RETURN(kiln::Tensor w,
+                          weight(name + ".weight", {cout, cin, k, k}, -bound, bound));
     std::vector<kiln::Tensor> inputs{x, w};
     if (bias) {
       KILN_ASSIGN_OR_RETURN(kiln::Tensor b, weight(name + ".bias", {cout}, -bound, bound));
@@ -145,8 +148,10 @@ class NetworkMaker {
 inline kiln::Result<ExampleNetwork> make_mlp(const ExampleOptions& o = {}) {
   using namespace mlp;
   NetworkMaker m("mlp", o.seed);
-  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch, m.net().addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
-  KILN_ASSIGN_OR_RETURN(kiln::Tensor x, m.net().addInput("input", kiln::DType::kFloat32, {batch, kIn}));
+  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch,
+                        m.net().addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
+  KILN_ASSIGN_OR_RETURN(kiln::Tensor x,
+                        m.net().addInput("input", kiln::DType::kFloat32, {batch, kIn}));
   KILN_ASSIGN_OR_RETURN(x, m.linear(x, kIn, kHidden, "fc1"));
   KILN_ASSIGN_OR_RETURN(x, m.unary(x, "relu", "relu1"));
   KILN_ASSIGN_OR_RETURN(x, m.linear(x, kHidden, kHidden, "fc2"));
@@ -162,9 +167,10 @@ inline kiln::Result<ExampleNetwork> make_mlp(const ExampleOptions& o = {}) {
 inline kiln::Result<ExampleNetwork> make_convnet(const ExampleOptions& o = {}) {
   using namespace convnet;
   NetworkMaker m("convnet", o.seed);
-  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch, m.net().addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
-  KILN_ASSIGN_OR_RETURN(kiln::Tensor x,
-                        m.net().addInput("input", kiln::DType::kFloat32, {batch, kInC, kInHW, kInHW}));
+  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch,
+                        m.net().addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
+  KILN_ASSIGN_OR_RETURN(kiln::Tensor x, m.net().addInput("input", kiln::DType::kFloat32,
+                                                         {batch, kInC, kInHW, kInHW}));
   KILN_ASSIGN_OR_RETURN(x, m.conv(x, kInC, kC1, 3, 1, 1, /*bias=*/true, "stem.conv"));
   KILN_ASSIGN_OR_RETURN(x, m.batch_norm(x, kC1, "stem.bn"));
   KILN_ASSIGN_OR_RETURN(x, m.unary(x, "relu", "stem.relu"));
@@ -185,11 +191,11 @@ inline kiln::Result<ExampleNetwork> make_convnet(const ExampleOptions& o = {}) {
                    {"kernel", std::vector<int64_t>{2, 2}},
                    {"stride", std::vector<int64_t>{2, 2}}};
   KILN_ASSIGN_OR_RETURN(x, m.net().add(kiln::OpKind::kPool, {x}, pool, "maxpool"));
-  KILN_ASSIGN_OR_RETURN(x, m.net().add(kiln::OpKind::kAdaptiveAvgPool, {x},
-                                       {{"output_size", std::vector<int64_t>{kPoolOut, kPoolOut}}},
-                                       "avgpool"));
-  KILN_ASSIGN_OR_RETURN(x, m.net().add(kiln::OpKind::kReshape, {x}, {{"shape", kiln::Shape{batch, -1}}},
-                                       "flatten"));
+  KILN_ASSIGN_OR_RETURN(
+      x, m.net().add(kiln::OpKind::kAdaptiveAvgPool, {x},
+                     {{"output_size", std::vector<int64_t>{kPoolOut, kPoolOut}}}, "avgpool"));
+  KILN_ASSIGN_OR_RETURN(
+      x, m.net().add(kiln::OpKind::kReshape, {x}, {{"shape", kiln::Shape{batch, -1}}}, "flatten"));
   KILN_ASSIGN_OR_RETURN(x, m.linear(x, kC2 * kPoolOut * kPoolOut, kClasses, "fc"));
   KILN_RETURN_IF_ERROR(m.net().markOutput(x, "logits"));
   return m.finish();
@@ -198,14 +204,18 @@ inline kiln::Result<ExampleNetwork> make_convnet(const ExampleOptions& o = {}) {
 // A pre-norm transformer encoder block:
 //   h = x + out_proj(attention(heads(q(ln1 x)), heads(k(ln1 x)), heads(v(ln1 x)), mask))
 //   y = h + fc2(gelu(fc1(ln2 h)))
-// input [batch, 8, 32], mask [batch, 1, 1, 8] (float, added to the scores) -> output [batch, 8, 32].
+// input [batch, 8, 32], mask [batch, 1, 1, 8] (float, added to the scores) -> output [batch, 8,
+// 32].
 inline kiln::Result<ExampleNetwork> make_transformer(const ExampleOptions& o = {}) {
   using namespace transformer;
   NetworkMaker m("transformer", o.seed);
   kiln::Network& net = m.net();
-  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch, net.addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
-  KILN_ASSIGN_OR_RETURN(kiln::Tensor x, net.addInput("input", kiln::DType::kFloat32, {batch, kSeq, kModel}));
-  KILN_ASSIGN_OR_RETURN(kiln::Tensor mask, net.addInput("mask", kiln::DType::kFloat32, {batch, 1, 1, kSeq}));
+  KILN_ASSIGN_OR_RETURN(kiln::SymExpr batch,
+                        net.addSymbol("batch", o.batch_min, o.batch_opt, o.batch_max));
+  KILN_ASSIGN_OR_RETURN(kiln::Tensor x,
+                        net.addInput("input", kiln::DType::kFloat32, {batch, kSeq, kModel}));
+  KILN_ASSIGN_OR_RETURN(kiln::Tensor mask,
+                        net.addInput("mask", kiln::DType::kFloat32, {batch, 1, 1, kSeq}));
   KILN_ASSIGN_OR_RETURN(kiln::Tensor h, m.layer_norm(x, kModel, "ln1"));
   kiln::Attrs to_heads_shape{{"shape", kiln::Shape{batch, kSeq, kHeads, kHeadDim}}};
   kiln::Attrs swap{{"perm", std::vector<int64_t>{0, 2, 1, 3}}};
@@ -213,15 +223,17 @@ inline kiln::Result<ExampleNetwork> make_transformer(const ExampleOptions& o = {
   for (const char* p : {"q", "k", "v"}) {
     std::string name = std::string("attn.") + p;
     KILN_ASSIGN_OR_RETURN(kiln::Tensor t, m.linear(h, kModel, kModel, name));
-    KILN_ASSIGN_OR_RETURN(t, net.add(kiln::OpKind::kReshape, {t}, to_heads_shape, name + ".split_heads"));
+    KILN_ASSIGN_OR_RETURN(
+        t, net.add(kiln::OpKind::kReshape, {t}, to_heads_shape, name + ".split_heads"));
     KILN_ASSIGN_OR_RETURN(t, net.add(kiln::OpKind::kPermute, {t}, swap, name + ".to_heads"));
     qkv.push_back(t);
   }
-  KILN_ASSIGN_OR_RETURN(kiln::Tensor a, net.add(kiln::OpKind::kAttention, {qkv[0], qkv[1], qkv[2], mask}, {},
-                                                "attn.sdpa"));
+  KILN_ASSIGN_OR_RETURN(kiln::Tensor a, net.add(kiln::OpKind::kAttention,
+                                                {qkv[0], qkv[1], qkv[2], mask}, {}, "attn.sdpa"));
   KILN_ASSIGN_OR_RETURN(a, net.add(kiln::OpKind::kPermute, {a}, swap, "attn.from_heads"));
-  KILN_ASSIGN_OR_RETURN(a, net.add(kiln::OpKind::kReshape, {a}, {{"shape", kiln::Shape{batch, kSeq, kModel}}},
-                                   "attn.merge_heads"));
+  KILN_ASSIGN_OR_RETURN(
+      a, net.add(kiln::OpKind::kReshape, {a}, {{"shape", kiln::Shape{batch, kSeq, kModel}}},
+                 "attn.merge_heads"));
   KILN_ASSIGN_OR_RETURN(a, m.linear(a, kModel, kModel, "attn.out"));
   KILN_ASSIGN_OR_RETURN(kiln::Tensor x1, m.add(x, a, "attn.residual"));
   KILN_ASSIGN_OR_RETURN(h, m.layer_norm(x1, kModel, "ln2"));

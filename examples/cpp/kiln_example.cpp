@@ -22,14 +22,15 @@ void draw_progress(const std::string& name, const kiln::BuildProgress& p) {
   int filled = p.total > 0 ? static_cast<int>(kWidth * p.done / p.total) : 0;
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r%-12s %-22s [%s] %3lld/%-3lld", name.c_str(), p.stage.c_str(), bar.c_str(),
-               static_cast<long long>(p.done), static_cast<long long>(p.total));
+  std::fprintf(stderr, "\r%-12s %-22s [%s] %3lld/%-3lld", name.c_str(), p.stage.c_str(),
+               bar.c_str(), static_cast<long long>(p.done), static_cast<long long>(p.total));
   std::fflush(stderr);
 }
 
 kiln::Status write_file(const std::string& path, const kiln::HostMemory& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   out.close();
   if (!out) return kiln::invalid_argument("cannot write '", path, "'");
   return kiln::Status::Ok();
@@ -42,7 +43,8 @@ std::string dims_text(const std::vector<int64_t>& dims) {
 }
 
 // Builds `network`, writes DIR/NAME.engine, loads it and runs it at the opt batch size.
-kiln::Status build_and_run(const std::string& name, const kiln::Network& network, const std::string& dir) {
+kiln::Status build_and_run(const std::string& name, const kiln::Network& network,
+                           const std::string& dir) {
   kiln::BuilderConfig config;
   config.progress = [&](const kiln::BuildProgress& p) { draw_progress(name, p); };
   auto bytes = kiln::Builder::build(network, config);
@@ -52,7 +54,8 @@ kiln::Status build_and_run(const std::string& name, const kiln::Network& network
   KILN_RETURN_IF_ERROR(write_file(path, *bytes));
 
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<kiln::Engine> engine, kiln::Engine::load(path));
-  KILN_ASSIGN_OR_RETURN(std::unique_ptr<kiln::ExecutionContext> ctx, engine->createExecutionContext());
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<kiln::ExecutionContext> ctx,
+                        engine->createExecutionContext());
   std::vector<int64_t> opt;
   for (const kiln::SymbolInfo& s : engine->symbols()) opt.push_back(s.opt);
 
@@ -68,7 +71,8 @@ kiln::Status build_and_run(const std::string& name, const kiln::Network& network
     int64_t n = 1;
     for (int64_t d : dims) n *= d;
     std::vector<float>& data = inputs.emplace_back(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) data[static_cast<size_t>(i)] = static_cast<float>(std::sin(0.37 * i));
+    for (int64_t i = 0; i < n; ++i)
+      data[static_cast<size_t>(i)] = static_cast<float>(std::sin(0.37 * i));
     KILN_RETURN_IF_ERROR(ctx->setInputShape(b.name, dims));
     KILN_RETURN_IF_ERROR(ctx->setTensorAddress(b.name, data.data()));
   }
@@ -85,17 +89,18 @@ kiln::Status build_and_run(const std::string& name, const kiln::Network& network
   KILN_RETURN_IF_ERROR(ctx->enqueue(nullptr));
 
   kiln::EngineInfo info = engine->info();
-  std::printf("%s: %s (%zu bytes, %zu steps, arena %lld bytes)\n", name.c_str(), path.c_str(), bytes->size(),
-              info.steps.size(), static_cast<long long>(info.arena_bytes));
+  std::printf("%s: %s (%zu bytes, %zu steps, arena %lld bytes)\n", name.c_str(), path.c_str(),
+              bytes->size(), info.steps.size(), static_cast<long long>(info.arena_bytes));
   for (size_t o = 0; o < outputs.size(); ++o) {
     double sum = 0, abs_sum = 0;
     for (float v : outputs[o]) {
       sum += v;
       abs_sum += std::abs(v);
     }
-    if (!std::isfinite(sum)) return kiln::internal_error("'", name, "' output has non-finite values");
-    std::printf("  output %-8s %-16s checksum sum %.6f abs %.6f\n", engine->outputNames()[o].c_str(),
-                dims_text(output_dims[o]).c_str(), sum, abs_sum);
+    if (!std::isfinite(sum))
+      return kiln::internal_error("'", name, "' output has non-finite values");
+    std::printf("  output %-8s %-16s checksum sum %.6f abs %.6f\n",
+                engine->outputNames()[o].c_str(), dims_text(output_dims[o]).c_str(), sum, abs_sum);
   }
   return kiln::Status::Ok();
 }

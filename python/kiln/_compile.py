@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,28 @@ def _dynamic_shapes(inputs: list[Input], auto: bool) -> list[dict[int, Any]] | N
     return specs if any(specs) else None
 
 
+def fit_signature(module: Any, specs: list[Any] | None) -> Any:
+    """dynamic_shapes shaped like forward's parameters: a *args parameter takes the specs of
+    the remaining inputs as one tuple (torch.export matches specs to bound arguments)."""
+    if specs is None:
+        return None
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return specs
+    out: list[Any] = []
+    rest = list(specs)
+    for p in params:
+        if not rest:
+            break
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            out.append(tuple(rest))
+            rest = []
+        elif p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            out.append(rest.pop(0))
+    return out + rest
+
+
 def _identifier(name: str) -> str:
     out = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     return out if out and not out[0].isdigit() else f"d_{out}"
@@ -42,8 +65,7 @@ def _identifier(name: str) -> str:
 def export_program(
     module: torch.nn.Module, inputs: list[Input], device: str
 ) -> torch.export.ExportedProgram:
-    """torch.export with one Dim per dynamic input dim; when the model relates dims (x + y
-    with both batches dynamic), export again with Dim.AUTO so torch infers the relations."""
+    """torch.export of `module` at the inputs' example shapes, decomposed with Kiln's table."""
     args = tuple(inp.example(device) for inp in inputs)
     try:
         ep = torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(inputs, False))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from kiln._compile import _dynamic_shapes, compile
+from kiln._compile import compile, export_with_ranges
 from kiln._input import as_inputs
 from kiln._ops import engine_bytes
 
@@ -39,12 +39,7 @@ def save(
     device = _device_of(module)
     args = tuple(inp.example(device) for inp in kiln_inputs)
     if output_format == "exported_program":
-        dynamic = _dynamic_shapes(kiln_inputs, auto=False)
-        try:
-            ep = torch.export.export(module, args, dynamic_shapes=dynamic)
-        except Exception:  # noqa: BLE001 - same retry as kiln.compile
-            auto = _dynamic_shapes(kiln_inputs, auto=True)
-            ep = torch.export.export(module, args, dynamic_shapes=auto)
+        ep = export_with_ranges(module, args, kiln_inputs)
         torch.export.save(ep, os.fspath(path))
     elif output_format == "torchscript":
         try:

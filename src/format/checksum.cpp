@@ -75,20 +75,21 @@ uint64_t xxh64(std::span<const std::byte> bytes, size_t zero_begin, size_t zero_
   }
   h += static_cast<uint64_t>(len);
 
+  // Indices, not pointer bumps: `data` may be null when the input is empty.
   const size_t tail = len - pos;
   const uint8_t* p = window(data, pos, tail, zero_begin, zero_end, scratch);
-  const uint8_t* end = p + tail;
-  for (; p + 8 <= end; p += 8) {
-    h ^= round(0, load64(p));
+  size_t i = 0;
+  for (; i + 8 <= tail; i += 8) {
+    h ^= round(0, load64(p + i));
     h = rotl(h, 27) * kP1 + kP4;
   }
-  if (p + 4 <= end) {
-    h ^= static_cast<uint64_t>(load32(p)) * kP1;
+  if (i + 4 <= tail) {
+    h ^= static_cast<uint64_t>(load32(p + i)) * kP1;
     h = rotl(h, 23) * kP2 + kP3;
-    p += 4;
+    i += 4;
   }
-  for (; p < end; ++p) {
-    h ^= *p * kP5;
+  for (; i < tail; ++i) {
+    h ^= p[i] * kP5;
     h = rotl(h, 11) * kP1;
   }
   h ^= h >> 33;

@@ -19,8 +19,8 @@ std::string tensor_field(const EnginePlan& plan, size_t i) {
 
 Status check_dtype(DType dtype, const std::string& field) {
   if (static_cast<int>(dtype) >= kNumDTypes) {
-    return corrupt(str(field, ": dtype ", static_cast<int>(dtype), " out of range (0..",
-                       kNumDTypes - 1, ")"));
+    return corrupt(
+        str(field, ": dtype ", static_cast<int>(dtype), " out of range (0..", kNumDTypes - 1, ")"));
   }
   return Status::Ok();
 }
@@ -44,8 +44,8 @@ Status check_tensor_role(const EnginePlan& plan, size_t i) {
   const PlanTensor& t = plan.tensors[i];
   const std::string field = tensor_field(plan, i);
   auto index_error = [&](const char* what, int64_t value, size_t n, const char* of) {
-    return corrupt(str(field, ".", what, ": ", value, " out of range (the engine has ", n, " ",
-                       of, ")"));
+    return corrupt(
+        str(field, ".", what, ": ", value, " out of range (the engine has ", n, " ", of, ")"));
   };
   switch (t.role) {
     case TensorRole::kActivation: {
@@ -108,8 +108,8 @@ Status check_tensors(const EnginePlan& plan) {
     KILN_RETURN_IF_ERROR(check_tensor_role(plan, i));
     for (size_t d = 0; d < t.shape.size(); ++d) {
       if (t.shape[d].isConstant() && t.shape[d].constant() < 0) {
-        return corrupt(str(tensor_field(plan, i), ".shape[", d, "]: negative dim ",
-                           t.shape[d].constant()));
+        return corrupt(
+            str(tensor_field(plan, i), ".shape[", d, "]: negative dim ", t.shape[d].constant()));
       }
     }
   }
@@ -178,8 +178,8 @@ std::string target_str(const Target& t) {
 
 Status validate_plan(const EnginePlan& plan) {
   if (plan.target.kind != DeviceKind::kCpu && plan.target.kind != DeviceKind::kCuda) {
-    return corrupt(str("target.kind: device kind ", static_cast<int>(plan.target.kind),
-                       " out of range"));
+    return corrupt(
+        str("target.kind: device kind ", static_cast<int>(plan.target.kind), " out of range"));
   }
   if (plan.arena_bytes < 0) return corrupt(str("arena_bytes: negative (", plan.arena_bytes, ")"));
   KILN_RETURN_IF_ERROR(check_symbols(plan));

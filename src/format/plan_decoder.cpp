@@ -2,7 +2,7 @@
 // so this file reads fields freely; what it checks is what the verifier cannot know: indices
 // into the SymExpr pool, union types, and constants' places in the blob.
 
-#include <set>
+#include <cstring>
 
 #include "format/plan_decoder.h"
 #include "format/sym_expr_codec.h"
@@ -16,12 +16,14 @@ Status corrupt(const std::string& message) { return Status(StatusCode::kCorruptF
 
 std::string text(const fbs::String* s) { return s == nullptr ? std::string() : s->str(); }
 
+// The verifier checks a vector's length prefix for 4-byte alignment but not its elements, so
+// 8-byte elements may sit misaligned in a hostile file: copy them out bytewise.
 template <typename T>
 std::vector<T> values(const fbs::Vector<T>* v) {
   std::vector<T> out;
   if (v == nullptr) return out;
-  out.reserve(v->size());
-  for (fbs::uoffset_t i = 0; i < v->size(); ++i) out.push_back(v->Get(i));
+  out.resize(v->size());
+  if (!out.empty()) std::memcpy(out.data(), v->Data(), out.size() * sizeof(T));
   return out;
 }
 
@@ -45,11 +47,16 @@ Result<AttrValue> decode_attr_value(const fb::Attr& attr, const std::vector<SymE
   // Unknown union types and a type without its table pass the verifier unread.
   if (attr.value() == nullptr) return corrupt(str(field, ": no value"));
   switch (attr.value_type()) {
-    case fb::AttrValue::IntAttr: return AttrValue(attr.value_as_IntAttr()->value());
-    case fb::AttrValue::DoubleAttr: return AttrValue(attr.value_as_DoubleAttr()->value());
-    case fb::AttrValue::BoolAttr: return AttrValue(attr.value_as_BoolAttr()->value());
-    case fb::AttrValue::StringAttr: return AttrValue(text(attr.value_as_StringAttr()->value()));
-    case fb::AttrValue::IntsAttr: return AttrValue(values(attr.value_as_IntsAttr()->values()));
+    case fb::AttrValue::IntAttr:
+      return AttrValue(attr.value_as_IntAttr()->value());
+    case fb::AttrValue::DoubleAttr:
+      return AttrValue(attr.value_as_DoubleAttr()->value());
+    case fb::AttrValue::BoolAttr:
+      return AttrValue(attr.value_as_BoolAttr()->value());
+    case fb::AttrValue::StringAttr:
+      return AttrValue(text(attr.value_as_StringAttr()->value()));
+    case fb::AttrValue::IntsAttr:
+      return AttrValue(values(attr.value_as_IntsAttr()->values()));
     case fb::AttrValue::DoublesAttr:
       return AttrValue(values(attr.value_as_DoublesAttr()->values()));
     case fb::AttrValue::SymAttr: {
@@ -105,9 +112,9 @@ Result<PlanTensor> decode_tensor(const fb::Tensor& t, size_t index,
   PlanTensor tensor;
   tensor.name = text(t.name());
   tensor.dtype = static_cast<DType>(t.dtype());
-  KILN_ASSIGN_OR_RETURN(tensor.shape,
-                        decode_shape(t.shape(), pool,
-                                     str("tensors[", index, "] '", tensor.name, "'.shape")));
+  KILN_ASSIGN_OR_RETURN(
+      tensor.shape,
+      decode_shape(t.shape(), pool, str("tensors[", index, "] '", tensor.name, "'.shape")));
   tensor.role = static_cast<TensorRole>(t.role());
   tensor.binding = t.binding();
   tensor.constant = t.constant();
@@ -145,8 +152,8 @@ Result<std::vector<Constant>> decode_constants(const fb::Engine& e,
     constant.dims = values(c.dims());
     const std::string field = str("constants[", i, "] '", constant.name, "'");
     if (c.offset() % kConstantAlignment != 0) {
-      return corrupt(str(field, ": offset ", c.offset(), " not a multiple of ",
-                         kConstantAlignment));
+      return corrupt(
+          str(field, ": offset ", c.offset(), " not a multiple of ", kConstantAlignment));
     }
     if (c.offset() > blob_size || c.size() > blob_size - c.offset()) {
       return corrupt(str(field, ": bytes [", c.offset(), ", +", c.size(),

@@ -21,9 +21,8 @@ Status truncated(const std::string& message) { return Status(StatusCode::kTrunca
 Status corrupt(const std::string& message) { return Status(StatusCode::kCorruptFile, message); }
 
 Status version_mismatch(uint32_t version) {
-  return Status(StatusCode::kVersionMismatch,
-                str("engine file format version ", version, ", this Kiln reads version ",
-                    kFormatVersion));
+  return Status(StatusCode::kVersionMismatch, str("engine file format version ", version,
+                                                  ", this Kiln reads version ", kFormatVersion));
 }
 
 fbs::Verifier::Options verifier_options() {
@@ -87,7 +86,9 @@ Result<std::span<const std::byte>> open_file(std::span<const std::byte> bytes) {
   fbs::Verifier verifier(data, size, verifier_options());
   if (!fb::VerifySizePrefixedEngineBuffer(verifier)) {
     uint32_t version = 0;
-    if (peek_version(data, size, version) && version != kFormatVersion) {
+    // Only a plausible version counts: damage that leaves the root readable should not be
+    // reported as "version 3735928559".
+    if (peek_version(data, size, version) && version != kFormatVersion && version <= 0xFFFF) {
       return version_mismatch(version);
     }
     return corrupt("engine file fails FlatBuffers verification (damaged or not an engine)");

@@ -32,9 +32,12 @@ Result<int32_t> SymPoolWriter::add(const SymExpr& expr, int depth) {
   }
   const auto kind = static_cast<uint8_t>(expr.kind());
   switch (expr.kind()) {
-    case Kind::kConst: return intern(fb::SymNode(expr.constant(), 0, 0, 0, kind), 1);
-    case Kind::kSymbol: return intern(fb::SymNode(0, expr.symbolId(), 0, 0, kind), 1);
-    default: break;
+    case Kind::kConst:
+      return intern(fb::SymNode(expr.constant(), 0, 0, 0, kind), 1);
+    case Kind::kSymbol:
+      return intern(fb::SymNode(0, expr.symbolId(), 0, 0, kind), 1);
+    default:
+      break;
   }
   KILN_ASSIGN_OR_RETURN(int32_t lhs, add(expr.lhs(), depth + 1));
   KILN_ASSIGN_OR_RETURN(int32_t rhs, add(expr.rhs(), depth + 1));
@@ -60,6 +63,10 @@ Result<std::vector<SymExpr>> decode_sym_pool(const flatbuffers::Vector<const fb:
                                              size_t num_symbols) {
   std::vector<SymExpr> out;
   if (pool == nullptr) return out;
+  // The verifier checks the vector's length prefix for alignment, not its 8-byte elements.
+  if (reinterpret_cast<uintptr_t>(pool->Data()) % alignof(fb::SymNode) != 0) {
+    return corrupt("sym_nodes: misaligned in the file");
+  }
   const size_t n = pool->size();
   out.reserve(n);
   std::vector<int> depth(n);

@@ -81,12 +81,24 @@ Result<fbs::Offset<fb::Attr>> write_attr(Builder& b, SymPoolWriter& pool, const 
   fb::AttrValue type = static_cast<fb::AttrValue>(value.index() + 1);
   fbs::Offset<void> table;
   switch (value.index()) {
-    case 0: table = fb::CreateIntAttr(b, std::get<0>(value)).Union(); break;
-    case 1: table = fb::CreateDoubleAttr(b, std::get<1>(value)).Union(); break;
-    case 2: table = fb::CreateBoolAttr(b, std::get<2>(value)).Union(); break;
-    case 3: table = fb::CreateStringAttr(b, b.CreateString(std::get<3>(value))).Union(); break;
-    case 4: table = fb::CreateIntsAttr(b, b.CreateVector(std::get<4>(value))).Union(); break;
-    case 5: table = fb::CreateDoublesAttr(b, b.CreateVector(std::get<5>(value))).Union(); break;
+    case 0:
+      table = fb::CreateIntAttr(b, std::get<0>(value)).Union();
+      break;
+    case 1:
+      table = fb::CreateDoubleAttr(b, std::get<1>(value)).Union();
+      break;
+    case 2:
+      table = fb::CreateBoolAttr(b, std::get<2>(value)).Union();
+      break;
+    case 3:
+      table = fb::CreateStringAttr(b, b.CreateString(std::get<3>(value))).Union();
+      break;
+    case 4:
+      table = fb::CreateIntsAttr(b, b.CreateVector(std::get<4>(value))).Union();
+      break;
+    case 5:
+      table = fb::CreateDoublesAttr(b, b.CreateVector(std::get<5>(value))).Union();
+      break;
     case 6: {
       KILN_ASSIGN_OR_RETURN(int32_t node, pool.add(std::get<6>(value)));
       table = fb::CreateSymAttr(b, node).Union();
@@ -97,8 +109,11 @@ Result<fbs::Offset<fb::Attr>> write_attr(Builder& b, SymPoolWriter& pool, const 
       table = fb::CreateShapeAttr(b, b.CreateVector(nodes)).Union();
       break;
     }
-    case 8: table = fb::CreateDTypeAttr(b, static_cast<uint8_t>(std::get<8>(value))).Union(); break;
-    default: return internal_error("attribute '", name, "': unknown AttrValue alternative");
+    case 8:
+      table = fb::CreateDTypeAttr(b, static_cast<uint8_t>(std::get<8>(value))).Union();
+      break;
+    default:
+      return internal_error("attribute '", name, "': unknown AttrValue alternative");
   }
   return fb::CreateAttr(b, b.CreateString(name), type, table);
 }
@@ -111,13 +126,11 @@ Result<fbs::Offset<fb::Step>> write_step(Builder& b, SymPoolWriter& pool, const 
     attrs.push_back(*attr);
   }
   return fb::CreateStep(b, static_cast<uint16_t>(s.kind), b.CreateString(s.name),
-                        b.CreateVector(attrs), b.CreateVector(s.inputs),
-                        b.CreateVector(s.outputs), s.is_view, b.CreateString(s.tactic),
-                        b.CreateVector(s.tactic_data));
+                        b.CreateVector(attrs), b.CreateVector(s.inputs), b.CreateVector(s.outputs),
+                        s.is_view, b.CreateString(s.tactic), b.CreateVector(s.tactic_data));
 }
 
-Result<fbs::Offset<fb::Tensor>> write_tensor(Builder& b, SymPoolWriter& pool,
-                                             const PlanTensor& t) {
+Result<fbs::Offset<fb::Tensor>> write_tensor(Builder& b, SymPoolWriter& pool, const PlanTensor& t) {
   auto shape = pool.add(t.shape);
   if (!shape.ok()) return shape.status().withContext(str("tensor '", t.name, "'"));
   return fb::CreateTensor(b, b.CreateString(t.name), static_cast<uint8_t>(t.dtype),
@@ -128,17 +141,20 @@ Result<fbs::Offset<fb::Tensor>> write_tensor(Builder& b, SymPoolWriter& pool,
 fbs::Offset<fbs::Vector<fbs::Offset<fb::Binding>>> write_bindings(
     Builder& b, const std::vector<Binding>& bindings) {
   std::vector<fbs::Offset<fb::Binding>> out;
-  for (const Binding& x : bindings) out.push_back(fb::CreateBinding(b, b.CreateString(x.name), x.tensor));
+  for (const Binding& x : bindings)
+    out.push_back(fb::CreateBinding(b, b.CreateString(x.name), x.tensor));
   return b.CreateVector(out);
 }
 
-// The blob goes in first and alone: ForceVectorAlignment pads so that it starts at a multiple
-// of 256 from the end of the buffer, and Finish pads the whole buffer to a multiple of the
-// largest alignment used, so it also starts at a multiple of 256 from the front.
+// The blob goes in first and alone: PreAlign pads so that it starts at a multiple of 256 from
+// the end of the buffer, and Finish pads the whole buffer to a multiple of the largest
+// alignment used, so it also starts at a multiple of 256 from the front. (PreAlign is what
+// ForceVectorAlignment does, minus its debug assert that caps alignment at
+// FLATBUFFERS_MAX_ALIGNMENT = 32.)
 fbs::Offset<fbs::Vector<uint8_t>> write_blob(Builder& b, const EnginePlan& plan,
                                              const BlobLayout& layout) {
   if (plan.constants.empty()) return 0;
-  b.ForceVectorAlignment(layout.size, 1, kConstantAlignment);
+  b.PreAlign(layout.size, kConstantAlignment);
   uint8_t* data = nullptr;
   auto blob = b.CreateUninitializedVector(layout.size, 1, &data);
   std::memset(data, 0, layout.size);
@@ -197,11 +213,11 @@ Result<std::vector<std::byte>> write_engine(const EnginePlan& plan) {
 
   // A non-default placeholder, so the checksum field is present and can be patched in place.
   constexpr uint64_t kPlaceholder = ~uint64_t{0};
-  auto root = fb::CreateEngine(b, plan.format_version, kPlaceholder, name, kiln_version,
-                               build_options, target, b.CreateVector(symbols), sym_nodes, inputs,
-                               outputs, b.CreateVector(tensors), b.CreateVector(steps),
-                               b.CreateVector(constants), plan.arena_bytes,
-                               b.CreateVector(kernels), blob);
+  auto root =
+      fb::CreateEngine(b, plan.format_version, kPlaceholder, name, kiln_version, build_options,
+                       target, b.CreateVector(symbols), sym_nodes, inputs, outputs,
+                       b.CreateVector(tensors), b.CreateVector(steps), b.CreateVector(constants),
+                       plan.arena_bytes, b.CreateVector(kernels), blob);
   fb::FinishSizePrefixedEngineBuffer(b, root);
 
   std::vector<std::byte> file(b.GetSize());

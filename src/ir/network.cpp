@@ -198,8 +198,11 @@ Result<Tensor> Network::add(OpKind kind, std::vector<Tensor> inputs, Attrs attrs
   KILN_ASSIGN_OR_RETURN(std::vector<Tensor> outs,
                         addOp(kind, std::move(inputs), std::move(attrs), std::move(name)));
   if (outs.size() != 1) {
-    const Op& op = ops_.back();
-    return invalid_argument(op_kind_name(kind), " '", op.name, "' has ", outs.size(),
+    // Undo the op (it and its outputs were appended last) so a failed call changes nothing.
+    std::string op_name = ops_.back().name;
+    tensors_.resize(tensors_.size() - outs.size());
+    ops_.pop_back();
+    return invalid_argument(op_kind_name(kind), " '", op_name, "' has ", outs.size(),
                             " outputs; use addOp");
   }
   return outs[0];

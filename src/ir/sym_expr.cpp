@@ -191,7 +191,37 @@ SymExpr fold_mul(const SymExpr& a, const SymExpr& b) {
   return raw(Kind::kMul, *term, SymExpr(c));
 }
 
+// Splits a product into its non-constant factors and its constant coefficient.
+bool collect_factors(const SymExpr& e, std::vector<SymExpr>& factors, int64_t& coeff) {
+  if (e.isConstant()) return !__builtin_mul_overflow(coeff, e.constant(), &coeff);
+  if (e.kind() == Kind::kMul) {
+    return collect_factors(e.lhs(), factors, coeff) && collect_factors(e.rhs(), factors, coeff);
+  }
+  factors.push_back(e);
+  return true;
+}
+
+// (x*y*c1)//(y*c2) -> x*(c1/c2) when every factor of the divisor appears in the dividend and
+// c2 divides c1: the division is exact, so floor changes nothing.
+bool cancel_factors(const SymExpr& a, const SymExpr& b, SymExpr& out) {
+  std::vector<SymExpr> fa, fb;
+  int64_t ca = 1, cb = 1;
+  if (!collect_factors(a, fa, ca) || !collect_factors(b, fb, cb)) return false;
+  if (fb.empty() || cb == 0 || ca % cb != 0) return false;
+  for (const SymExpr& f : fb) {
+    auto it = std::find_if(fa.begin(), fa.end(), [&](const SymExpr& g) { return g.equals(f); });
+    if (it == fa.end()) return false;
+    fa.erase(it);
+  }
+  out = SymExpr(1);
+  for (const SymExpr& f : fa) out = fold_mul(out, f);
+  out = fold_mul(out, SymExpr(ca / cb));
+  return true;
+}
+
 SymExpr fold_floordiv(const SymExpr& a, const SymExpr& b) {
+  SymExpr cancelled;
+  if (cancel_factors(a, b, cancelled)) return cancelled;
   if (!b.isConstant()) return raw(Kind::kFloorDiv, a, b);
   int64_t d = b.constant();
   if (d == 1) return a;

@@ -64,17 +64,6 @@ std::optional<AttrValue> attr_value(py::handle value, const std::string& where) 
   throw py::type_error(str(where, ": unsupported type ", type_name(value)));
 }
 
-Attrs to_attrs(const py::dict& attrs, const std::string& where) {
-  Attrs out;
-  for (auto [key, value] : attrs) {
-    if (!py::isinstance<py::str>(key))
-      throw py::type_error(str(where, ": attribute names must be str, got ", type_name(key)));
-    std::string name = key.cast<std::string>();
-    if (auto v = attr_value(value, str(where, ": attribute '", name, "'"))) out.set(name, *v);
-  }
-  return out;
-}
-
 Tensor tensor_arg(const Network& net, int64_t id, const std::string& where) {
   if (id < 0 || id >= static_cast<int64_t>(net.tensors().size()))
     raise_status(out_of_range(where, ": tensor id ", id, " does not exist (network '", net.name(),
@@ -107,6 +96,17 @@ std::vector<std::byte> buffer_bytes(py::handle data, const std::string& where) {
 }
 
 }  // namespace
+
+Attrs to_attrs(const py::dict& attrs, const std::string& where) {
+  Attrs out;
+  for (auto [key, value] : attrs) {
+    if (!py::isinstance<py::str>(key))
+      throw py::type_error(str(where, ": attribute names must be str, got ", type_name(key)));
+    std::string name = key.cast<std::string>();
+    if (auto v = attr_value(value, str(where, ": attribute '", name, "'"))) out.set(name, *v);
+  }
+  return out;
+}
 
 void bind_network(py::module_& m) {
   py::class_<Network>(m, "Network")

@@ -9,8 +9,9 @@
 
 namespace kiln::torch_ext {
 
+// bool and DType (a pybind enum) have __index__ too, but are not ints here.
 bool is_python_int(py::handle value) {
-  return !PyBool_Check(value.ptr()) && PyIndex_Check(value.ptr());
+  return !PyBool_Check(value.ptr()) && PyIndex_Check(value.ptr()) && !py::isinstance<DType>(value);
 }
 
 std::optional<SymExpr> to_sym_expr(py::handle value) {

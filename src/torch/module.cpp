@@ -22,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   kiln::torch_ext::bind_network(m);
   kiln::torch_ext::bind_builder(m);
   kiln::torch_ext::bind_engine(m);
+  kiln::torch_ext::bind_testing(m);
 }

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <span>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,7 +41,8 @@ inline int64_t numel(const std::vector<int64_t>& dims) {
   return n;
 }
 
-inline HostTensor random_tensor(std::vector<int64_t> dims, uint64_t seed, double lo = -1.0, double hi = 1.0) {
+inline HostTensor random_tensor(std::vector<int64_t> dims, uint64_t seed, double lo = -1.0,
+                                double hi = 1.0) {
   kiln_examples::Rng rng(seed * 7919 + 17);
   HostTensor t{std::move(dims), {}};
   t.data.resize(static_cast<size_t>(numel(t.dims)));
@@ -51,8 +52,10 @@ inline HostTensor random_tensor(std::vector<int64_t> dims, uint64_t seed, double
 
 // A float32 constant from values (row-major).
 inline kiln::Result<kiln::Tensor> add_constant(kiln::Network& net, const std::string& name,
-                                               std::vector<int64_t> dims, const std::vector<float>& values) {
-  return net.addConstant(name, kiln::DType::kFloat32, dims, std::as_bytes(std::span<const float>(values)));
+                                               std::vector<int64_t> dims,
+                                               const std::vector<float>& values) {
+  return net.addConstant(name, kiln::DType::kFloat32, dims,
+                         std::as_bytes(std::span<const float>(values)));
 }
 
 // ---- The models -------------------------------------------------------------------------
@@ -61,18 +64,24 @@ enum class ModelKind { kMlp, kConvNet, kTransformer };
 
 inline const char* model_name(ModelKind kind) {
   switch (kind) {
-    case ModelKind::kMlp: return "mlp";
-    case ModelKind::kConvNet: return "convnet";
-    case ModelKind::kTransformer: return "transformer";
+    case ModelKind::kMlp:
+      return "mlp";
+    case ModelKind::kConvNet:
+      return "convnet";
+    case ModelKind::kTransformer:
+      return "transformer";
   }
   return "?";
 }
 
 inline kiln::Result<ExampleNetwork> make_model(ModelKind kind, const ExampleOptions& options = {}) {
   switch (kind) {
-    case ModelKind::kMlp: return kiln_examples::make_mlp(options);
-    case ModelKind::kConvNet: return kiln_examples::make_convnet(options);
-    case ModelKind::kTransformer: return kiln_examples::make_transformer(options);
+    case ModelKind::kMlp:
+      return kiln_examples::make_mlp(options);
+    case ModelKind::kConvNet:
+      return kiln_examples::make_convnet(options);
+    case ModelKind::kTransformer:
+      return kiln_examples::make_transformer(options);
   }
   return kiln::invalid_argument("unknown model");
 }
@@ -104,8 +113,12 @@ inline std::vector<HostTensor> make_inputs(ModelKind kind, int64_t batch, uint64
 
 namespace ref {
 
-inline DTensor from(const HostTensor& t) { return {t.dims, std::vector<double>(t.data.begin(), t.data.end())}; }
-inline DTensor from(const Weight& w) { return {w.dims, std::vector<double>(w.values.begin(), w.values.end())}; }
+inline DTensor from(const HostTensor& t) {
+  return {t.dims, std::vector<double>(t.data.begin(), t.data.end())};
+}
+inline DTensor from(const Weight& w) {
+  return {w.dims, std::vector<double>(w.values.begin(), w.values.end())};
+}
 
 // x [..., K] times W [N, K]^T plus b [N].
 inline DTensor linear(const DTensor& x, const DTensor& w, const DTensor& b) {
@@ -115,14 +128,16 @@ inline DTensor linear(const DTensor& x, const DTensor& w, const DTensor& b) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t n = 0; n < N; ++n) {
       double acc = b.v[static_cast<size_t>(n)];
-      for (int64_t k = 0; k < K; ++k) acc += x.v[static_cast<size_t>(r * K + k)] * w.v[static_cast<size_t>(n * K + k)];
+      for (int64_t k = 0; k < K; ++k)
+        acc += x.v[static_cast<size_t>(r * K + k)] * w.v[static_cast<size_t>(n * K + k)];
       y.v[static_cast<size_t>(r * N + n)] = acc;
     }
   return y;
 }
 
 // 2-D convolution, NCHW, weight [O, C, kh, kw], square stride and padding, optional bias.
-inline DTensor conv2d(const DTensor& x, const DTensor& w, const DTensor* b, int64_t stride, int64_t pad) {
+inline DTensor conv2d(const DTensor& x, const DTensor& w, const DTensor* b, int64_t stride,
+                      int64_t pad) {
   const int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3];
   const int64_t O = w.dims[0], KH = w.dims[2], KW = w.dims[3];
   const int64_t OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
@@ -145,8 +160,8 @@ inline DTensor conv2d(const DTensor& x, const DTensor& w, const DTensor* b, int6
   return y;
 }
 
-inline DTensor batch_norm(const DTensor& x, const DTensor& mean, const DTensor& var, const DTensor& gamma,
-                          const DTensor& beta, double eps) {
+inline DTensor batch_norm(const DTensor& x, const DTensor& mean, const DTensor& var,
+                          const DTensor& gamma, const DTensor& beta, double eps) {
   const int64_t C = x.dims[1], inner = numel(x.dims) / (x.dims[0] * C);
   DTensor y = x;
   for (size_t i = 0; i < y.v.size(); ++i) {
@@ -199,7 +214,8 @@ inline DTensor adaptive_avg_pool2d(const DTensor& x, int64_t OH, int64_t OW) {
         double sum = 0;
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) sum += x.v[static_cast<size_t>((nc * H + h) * W + w)];
-        y.v[static_cast<size_t>((nc * OH + oh) * OW + ow)] = sum / static_cast<double>((h1 - h0) * (w1 - w0));
+        y.v[static_cast<size_t>((nc * OH + oh) * OW + ow)] =
+            sum / static_cast<double>((h1 - h0) * (w1 - w0));
       }
   return y;
 }
@@ -216,8 +232,9 @@ inline DTensor layer_norm(const DTensor& x, const DTensor& gamma, const DTensor&
     for (int64_t i = 0; i < D; ++i) var += (p[i] - mean) * (p[i] - mean);
     var /= static_cast<double>(D);
     for (int64_t i = 0; i < D; ++i)
-      y.v[static_cast<size_t>(r * D + i)] = (p[i] - mean) / std::sqrt(var + eps) * gamma.v[static_cast<size_t>(i)] +
-                                            beta.v[static_cast<size_t>(i)];
+      y.v[static_cast<size_t>(r * D + i)] =
+          (p[i] - mean) / std::sqrt(var + eps) * gamma.v[static_cast<size_t>(i)] +
+          beta.v[static_cast<size_t>(i)];
   }
   return y;
 }
@@ -237,7 +254,8 @@ inline DTensor attention(const DTensor& q, const DTensor& k, const DTensor& v, c
         for (int64_t j = 0; j < S; ++j) {
           double dot = 0;
           for (int64_t e = 0; e < Dh; ++e)
-            dot += q.v[static_cast<size_t>((b * S + i) * D + h * Dh + e)] * k.v[static_cast<size_t>((b * S + j) * D + h * Dh + e)];
+            dot += q.v[static_cast<size_t>((b * S + i) * D + h * Dh + e)] *
+                   k.v[static_cast<size_t>((b * S + j) * D + h * Dh + e)];
           p[static_cast<size_t>(j)] = dot * scale + mask.v[static_cast<size_t>(b * S + j)];
           mx = std::max(mx, p[static_cast<size_t>(j)]);
         }
@@ -245,7 +263,9 @@ inline DTensor attention(const DTensor& q, const DTensor& k, const DTensor& v, c
         for (double& x : p) sum += (x = std::exp(x - mx));
         for (int64_t e = 0; e < Dh; ++e) {
           double acc = 0;
-          for (int64_t j = 0; j < S; ++j) acc += p[static_cast<size_t>(j)] * v.v[static_cast<size_t>((b * S + j) * D + h * Dh + e)];
+          for (int64_t j = 0; j < S; ++j)
+            acc +=
+                p[static_cast<size_t>(j)] * v.v[static_cast<size_t>((b * S + j) * D + h * Dh + e)];
           out.v[static_cast<size_t>((b * S + i) * D + h * Dh + e)] = acc / sum;
         }
       }
@@ -263,7 +283,8 @@ inline DTensor convnet(const std::map<std::string, Weight>& w, const HostTensor&
   using namespace kiln_examples::convnet;
   auto W = [&](const std::string& name) { return from(w.at(name)); };
   auto bn = [&](const DTensor& x, const std::string& n) {
-    return batch_norm(x, W(n + ".running_mean"), W(n + ".running_var"), W(n + ".weight"), W(n + ".bias"), kBnEps);
+    return batch_norm(x, W(n + ".running_mean"), W(n + ".running_var"), W(n + ".weight"),
+                      W(n + ".bias"), kBnEps);
   };
   DTensor stem_bias = W("stem.conv.bias");
   DTensor x = relu(bn(conv2d(from(input), W("stem.conv.weight"), &stem_bias, 1, 1), "stem.bn"));
@@ -278,10 +299,13 @@ inline DTensor convnet(const std::map<std::string, Weight>& w, const HostTensor&
   return linear(x, W("fc.weight"), W("fc.bias"));
 }
 
-inline DTensor transformer(const std::map<std::string, Weight>& w, const HostTensor& input, const HostTensor& mask) {
+inline DTensor transformer(const std::map<std::string, Weight>& w, const HostTensor& input,
+                           const HostTensor& mask) {
   using namespace kiln_examples::transformer;
   auto W = [&](const std::string& name) { return from(w.at(name)); };
-  auto lin = [&](const DTensor& x, const std::string& n) { return linear(x, W(n + ".weight"), W(n + ".bias")); };
+  auto lin = [&](const DTensor& x, const std::string& n) {
+    return linear(x, W(n + ".weight"), W(n + ".bias"));
+  };
   DTensor x = from(input);
   DTensor h = layer_norm(x, W("ln1.weight"), W("ln1.bias"), kLnEps);
   DTensor a = attention(lin(h, "attn.q"), lin(h, "attn.k"), lin(h, "attn.v"), from(mask), kHeads);
@@ -297,18 +321,21 @@ inline DTensor transformer(const std::map<std::string, Weight>& w, const HostTen
 inline std::vector<DTensor> reference(ModelKind kind, const ExampleNetwork& model,
                                       const std::vector<HostTensor>& inputs) {
   switch (kind) {
-    case ModelKind::kMlp: return {ref::mlp(model.weights, inputs[0])};
-    case ModelKind::kConvNet: return {ref::convnet(model.weights, inputs[0])};
-    case ModelKind::kTransformer: return {ref::transformer(model.weights, inputs[0], inputs[1])};
+    case ModelKind::kMlp:
+      return {ref::mlp(model.weights, inputs[0])};
+    case ModelKind::kConvNet:
+      return {ref::convnet(model.weights, inputs[0])};
+    case ModelKind::kTransformer:
+      return {ref::transformer(model.weights, inputs[0], inputs[1])};
   }
   return {};
 }
 
 // ---- Engines ----------------------------------------------------------------------------
 
-inline kiln::Result<std::shared_ptr<kiln::Engine>> build_engine(const kiln::Network& network,
-                                                                const kiln::BuilderConfig& config = {},
-                                                                kiln::BuildReport* report = nullptr) {
+inline kiln::Result<std::shared_ptr<kiln::Engine>> build_engine(
+    const kiln::Network& network, const kiln::BuilderConfig& config = {},
+    kiln::BuildReport* report = nullptr) {
   KILN_ASSIGN_OR_RETURN(kiln::HostMemory bytes, kiln::Builder::build(network, config, report));
   return kiln::Engine::deserialize(bytes);
 }
@@ -322,7 +349,8 @@ inline kiln::Result<std::vector<HostTensor>> run_context(kiln::ExecutionContext&
     return kiln::invalid_argument("engine takes ", in_names.size(), " inputs, got ", inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     KILN_RETURN_IF_ERROR(ctx.setInputShape(in_names[i], inputs[i].dims));
-    KILN_RETURN_IF_ERROR(ctx.setTensorAddress(in_names[i], const_cast<float*>(inputs[i].data.data())));
+    KILN_RETURN_IF_ERROR(
+        ctx.setTensorAddress(in_names[i], const_cast<float*>(inputs[i].data.data())));
   }
   std::vector<HostTensor> outputs;
   for (const std::string& name : engine.outputNames()) {
@@ -336,14 +364,16 @@ inline kiln::Result<std::vector<HostTensor>> run_context(kiln::ExecutionContext&
   return outputs;
 }
 
-inline kiln::Result<std::vector<HostTensor>> run_engine(kiln::Engine& engine, const std::vector<HostTensor>& inputs) {
-  KILN_ASSIGN_OR_RETURN(std::unique_ptr<kiln::ExecutionContext> ctx, engine.createExecutionContext());
+inline kiln::Result<std::vector<HostTensor>> run_engine(kiln::Engine& engine,
+                                                        const std::vector<HostTensor>& inputs) {
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<kiln::ExecutionContext> ctx,
+                        engine.createExecutionContext());
   return run_context(*ctx, inputs);
 }
 
 // |got - want| <= atol + rtol * |want| everywhere, and the same dims.
-inline ::testing::AssertionResult all_close(const HostTensor& got, const DTensor& want, double rtol = 1e-4,
-                                            double atol = 1e-5) {
+inline ::testing::AssertionResult all_close(const HostTensor& got, const DTensor& want,
+                                            double rtol = 1e-4, double atol = 1e-5) {
   if (got.dims != want.dims) return ::testing::AssertionFailure() << "dims differ";
   size_t bad = 0, first = 0;
   double worst = 0;
@@ -355,22 +385,22 @@ inline ::testing::AssertionResult all_close(const HostTensor& got, const DTensor
     }
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << want.v.size() << " elements differ; first at " << first
-                                       << ": got " << got.data[first] << ", want " << want.v[first]
-                                       << "; worst error " << worst;
+  return ::testing::AssertionFailure()
+         << bad << " of " << want.v.size() << " elements differ; first at " << first << ": got "
+         << got.data[first] << ", want " << want.v[first] << "; worst error " << worst;
 }
 
-#define KILN_ASSERT_OK(expr)                                     \
-  do {                                                           \
-    ::kiln::Status kiln_test_status_ = (expr);                   \
+#define KILN_ASSERT_OK(expr)                                             \
+  do {                                                                   \
+    ::kiln::Status kiln_test_status_ = (expr);                           \
     ASSERT_TRUE(kiln_test_status_.ok()) << kiln_test_status_.toString(); \
   } while (0)
 
 // ASSERT_OK_AND_ASSIGN(auto x, f()): fails the test with the status message.
-#define KILN_ASSERT_OK_AND_ASSIGN(lhs, expr)                                   \
-  auto KILN_CONCAT_(kiln_test_r_, __LINE__) = (expr);                          \
-  ASSERT_TRUE(KILN_CONCAT_(kiln_test_r_, __LINE__).ok())                       \
-      << KILN_CONCAT_(kiln_test_r_, __LINE__).status().toString();             \
+#define KILN_ASSERT_OK_AND_ASSIGN(lhs, expr)                       \
+  auto KILN_CONCAT_(kiln_test_r_, __LINE__) = (expr);              \
+  ASSERT_TRUE(KILN_CONCAT_(kiln_test_r_, __LINE__).ok())           \
+      << KILN_CONCAT_(kiln_test_r_, __LINE__).status().toString(); \
   lhs = std::move(KILN_CONCAT_(kiln_test_r_, __LINE__)).value()
 
 }  // namespace kiln_test

@@ -50,25 +50,42 @@ def _addmm_validator(node: Node) -> bool | str:
     return _float_operands(node)
 
 
+def _linear_weight(mat2: object) -> Node | None:
+    """The get_attr W when mat2 is W.t() (how linear decomposes): W is already [N, K]."""
+    if not isinstance(mat2, Node) or mat2.op != "call_function":
+        return None
+    src = mat2.args[0] if mat2.args else None
+    if not isinstance(src, Node) or src.op != "get_attr" or rank_of(src) != 2:
+        return None
+    if mat2.target == aten.t.default:
+        return src
+    if mat2.target == aten.permute.default and list(mat2.args[1]) in ([1, 0], [-1, -2]):
+        return src
+    if mat2.target == aten.transpose.int and sorted(int(d) % 2 for d in mat2.args[1:3]) == [0, 1]:
+        return src
+    return None
+
+
 @converter(aten.addmm.default, validator=_addmm_validator)
 def addmm(ctx: ConversionContext, node: Node, a: Args) -> int:
-    """beta * input + alpha * (mat1 @ mat2). A constant mat2 becomes a linear layer's weight
-    (transposed once here), so the builder sees a gemm with a bias epilogue."""
+    """beta * input + alpha * (mat1 @ mat2). With a constant weight (mat2 = W.t() or a
+    constant [K, N]) and a [N] bias it becomes a linear op, so the builder sees a gemm with
+    a bias epilogue."""
     dt = node.meta["val"].dtype
     mat2 = a.mat2
     x = ctx.tensor(a.mat1, dt)
     bias_val = a.self.meta.get("val") if isinstance(a.self, Node) else None
-    simple = a.beta == 1 and a.alpha == 1
-    if (
-        simple
-        and isinstance(mat2, Node)
-        and mat2.op == "get_attr"
-        and bias_val is not None
-        and bias_val.dim() == 1
-        and bias_val.shape[0] == mat2.meta["val"].shape[1]
-    ):
-        w = ctx.constant(ctx.constant_value(mat2).t().contiguous().to(dt), name=mat2.name + "_t")
-        return ctx.add("linear", [x, w, ctx.tensor(a.self, dt)])
+    n_out = node.meta["val"].shape[-1]
+    if a.beta == 1 and a.alpha == 1 and bias_val is not None and bias_val.dim() == 1:
+        weight = _linear_weight(mat2)
+        w = None
+        if weight is not None:
+            w = ctx.tensor(weight, dt)
+        elif isinstance(mat2, Node) and mat2.op == "get_attr":
+            weight_t = ctx.constant_value(mat2).t().contiguous().to(dt)
+            w = ctx.constant(weight_t, name=mat2.name + "_t")
+        if w is not None and bias_val.shape[0] == n_out:
+            return ctx.add("linear", [x, w, ctx.tensor(a.self, dt)])
     out = ctx.add("matmul", [x, ctx.tensor(mat2, dt)])
     if a.alpha != 1:
         out = ctx.binary("mul", out, ctx.scalar(a.alpha, dt))

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -389,6 +390,27 @@ inline Status index_out_of_range(const KernelArgs& args, int64_t index, int64_t 
                                  int64_t size) {
   return out_of_range(args.op_name ? args.op_name : "kernel", ": index ", index,
                       " is out of range for dim ", dim, " of size ", size);
+}
+
+// A kernel behind a check of its argument counts, so that a malformed call returns a Status
+// instead of indexing past the spans: register `checked_kernel<run_x, 1, 3>` for 1 to 3 inputs.
+// kMaxInputs < 0: any number; kOutputs < 0: at least one.
+template <KernelFn kFn, int kMinInputs, int kMaxInputs = kMinInputs, int kOutputs = 1>
+Status checked_kernel(const KernelArgs& args) {
+  const int n_in = static_cast<int>(args.inputs.size());
+  const int n_out = static_cast<int>(args.outputs.size());
+  if (n_in < kMinInputs || (kMaxInputs >= 0 && n_in > kMaxInputs))
+    return kernel_error(args, "got ", n_in, " inputs, expected ", kMinInputs,
+                        kMaxInputs < 0 ? std::string(" or more")
+                                       : kMaxInputs == kMinInputs ? std::string()
+                                                                  : str(" to ", kMaxInputs));
+  if (kOutputs >= 0 ? n_out != kOutputs : n_out < 1)
+    return kernel_error(args, "got ", n_out, " outputs");
+  for (const TensorView& v : args.inputs)
+    if (v.rank < 0 || v.rank > kMaxRank) return kernel_error(args, "input rank ", v.rank);
+  for (const TensorView& v : args.outputs)
+    if (v.rank < 0 || v.rank > kMaxRank) return kernel_error(args, "output rank ", v.rank);
+  return kFn(args);
 }
 
 }  // namespace kiln::cpu

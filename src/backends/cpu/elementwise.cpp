@@ -81,15 +81,44 @@ bool broadcasts_to(const TensorView& in, const TensorView& out) {
 // ---- unary ----------------------------------------------------------------------------------
 
 enum class UFn {
-  kNeg, kAbs, kExp, kLog, kSqrt, kRsqrt, kSin, kCos, kTanh, kSigmoid, kRelu, kGelu, kGeluTanh,
-  kSilu, kErf, kReciprocal, kFloor, kCeil, kRound, kSign, kLog1p, kExpm1, kHardswish,
-  kHardsigmoid, kLeakyRelu, kElu, kSoftplus, kLogicalNot, kBitwiseNot, kIsnan, kCount
+  kNeg,
+  kAbs,
+  kExp,
+  kLog,
+  kSqrt,
+  kRsqrt,
+  kSin,
+  kCos,
+  kTanh,
+  kSigmoid,
+  kRelu,
+  kGelu,
+  kGeluTanh,
+  kSilu,
+  kErf,
+  kReciprocal,
+  kFloor,
+  kCeil,
+  kRound,
+  kSign,
+  kLog1p,
+  kExpm1,
+  kHardswish,
+  kHardsigmoid,
+  kLeakyRelu,
+  kElu,
+  kSoftplus,
+  kLogicalNot,
+  kBitwiseNot,
+  kIsnan,
+  kCount
 };
 constexpr const char* kUnaryNames[] = {
-    "neg",   "abs",        "exp",   "log",   "sqrt",  "rsqrt",     "sin",        "cos",
-    "tanh",  "sigmoid",    "relu",  "gelu",  "gelu_tanh", "silu",  "erf",        "reciprocal",
-    "floor", "ceil",       "round", "sign",  "log1p", "expm1",     "hardswish",  "hardsigmoid",
-    "leaky_relu", "elu",   "softplus", "logical_not", "bitwise_not", "isnan"};
+    "neg",        "abs",  "exp",      "log",         "sqrt",        "rsqrt",
+    "sin",        "cos",  "tanh",     "sigmoid",     "relu",        "gelu",
+    "gelu_tanh",  "silu", "erf",      "reciprocal",  "floor",       "ceil",
+    "round",      "sign", "log1p",    "expm1",       "hardswish",   "hardsigmoid",
+    "leaky_relu", "elu",  "softplus", "logical_not", "bitwise_not", "isnan"};
 static_assert(std::size(kUnaryNames) == static_cast<size_t>(UFn::kCount));
 
 UFn parse_unary(const std::string& name) {
@@ -101,10 +130,19 @@ UFn parse_unary(const std::string& name) {
 // Fns defined on integers (besides the bool-valued logical_not / isnan).
 bool unary_int_ok(UFn f) {
   switch (f) {
-    case UFn::kNeg: case UFn::kAbs: case UFn::kRelu: case UFn::kSign: case UFn::kFloor:
-    case UFn::kCeil: case UFn::kRound: case UFn::kBitwiseNot: case UFn::kLogicalNot:
-    case UFn::kIsnan: return true;
-    default: return false;
+    case UFn::kNeg:
+    case UFn::kAbs:
+    case UFn::kRelu:
+    case UFn::kSign:
+    case UFn::kFloor:
+    case UFn::kCeil:
+    case UFn::kRound:
+    case UFn::kBitwiseNot:
+    case UFn::kLogicalNot:
+    case UFn::kIsnan:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -114,17 +152,39 @@ bool with_float_unary(UFn fn, float alpha, F&& f) {
   constexpr float kSqrt1_2 = 0.70710678118654752f;
   constexpr float kSqrt2OverPi = 0.79788456080286536f;
   switch (fn) {
-    case UFn::kNeg: f([](float x) { return -x; }); return true;
-    case UFn::kAbs: f([](float x) { return std::fabs(x); }); return true;
-    case UFn::kExp: f([](float x) { return std::exp(x); }); return true;
-    case UFn::kLog: f([](float x) { return std::log(x); }); return true;
-    case UFn::kSqrt: f([](float x) { return std::sqrt(x); }); return true;
-    case UFn::kRsqrt: f([](float x) { return 1.0f / std::sqrt(x); }); return true;
-    case UFn::kSin: f([](float x) { return std::sin(x); }); return true;
-    case UFn::kCos: f([](float x) { return std::cos(x); }); return true;
-    case UFn::kTanh: f([](float x) { return std::tanh(x); }); return true;
-    case UFn::kSigmoid: f([](float x) { return 1.0f / (1.0f + std::exp(-x)); }); return true;
-    case UFn::kRelu: f([](float x) { return x > 0.0f ? x : (x == x ? 0.0f : x); }); return true;
+    case UFn::kNeg:
+      f([](float x) { return -x; });
+      return true;
+    case UFn::kAbs:
+      f([](float x) { return std::fabs(x); });
+      return true;
+    case UFn::kExp:
+      f([](float x) { return std::exp(x); });
+      return true;
+    case UFn::kLog:
+      f([](float x) { return std::log(x); });
+      return true;
+    case UFn::kSqrt:
+      f([](float x) { return std::sqrt(x); });
+      return true;
+    case UFn::kRsqrt:
+      f([](float x) { return 1.0f / std::sqrt(x); });
+      return true;
+    case UFn::kSin:
+      f([](float x) { return std::sin(x); });
+      return true;
+    case UFn::kCos:
+      f([](float x) { return std::cos(x); });
+      return true;
+    case UFn::kTanh:
+      f([](float x) { return std::tanh(x); });
+      return true;
+    case UFn::kSigmoid:
+      f([](float x) { return 1.0f / (1.0f + std::exp(-x)); });
+      return true;
+    case UFn::kRelu:
+      f([](float x) { return x > 0.0f ? x : (x == x ? 0.0f : x); });
+      return true;
     case UFn::kGelu:
       f([=](float x) { return 0.5f * x * (1.0f + std::erf(x * kSqrt1_2)); });
       return true;
@@ -133,31 +193,50 @@ bool with_float_unary(UFn fn, float alpha, F&& f) {
         return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
       });
       return true;
-    case UFn::kSilu: f([](float x) { return x / (1.0f + std::exp(-x)); }); return true;
-    case UFn::kErf: f([](float x) { return std::erf(x); }); return true;
-    case UFn::kReciprocal: f([](float x) { return 1.0f / x; }); return true;
-    case UFn::kFloor: f([](float x) { return std::floor(x); }); return true;
-    case UFn::kCeil: f([](float x) { return std::ceil(x); }); return true;
-    case UFn::kRound: f([](float x) { return std::nearbyint(x); }); return true;  // half to even
+    case UFn::kSilu:
+      f([](float x) { return x / (1.0f + std::exp(-x)); });
+      return true;
+    case UFn::kErf:
+      f([](float x) { return std::erf(x); });
+      return true;
+    case UFn::kReciprocal:
+      f([](float x) { return 1.0f / x; });
+      return true;
+    case UFn::kFloor:
+      f([](float x) { return std::floor(x); });
+      return true;
+    case UFn::kCeil:
+      f([](float x) { return std::ceil(x); });
+      return true;
+    case UFn::kRound:
+      f([](float x) { return std::nearbyint(x); });
+      return true;  // half to even
     case UFn::kSign:
       f([](float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x); });  // keeps 0 and NaN
       return true;
-    case UFn::kLog1p: f([](float x) { return std::log1p(x); }); return true;
-    case UFn::kExpm1: f([](float x) { return std::expm1(x); }); return true;
+    case UFn::kLog1p:
+      f([](float x) { return std::log1p(x); });
+      return true;
+    case UFn::kExpm1:
+      f([](float x) { return std::expm1(x); });
+      return true;
     case UFn::kHardswish:
       f([](float x) { return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f; });
       return true;
     case UFn::kHardsigmoid:
       f([](float x) { return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f; });
       return true;
-    case UFn::kLeakyRelu: f([=](float x) { return x > 0.0f ? x : alpha * x; }); return true;
+    case UFn::kLeakyRelu:
+      f([=](float x) { return x > 0.0f ? x : alpha * x; });
+      return true;
     case UFn::kElu:
       f([=](float x) { return x > 0.0f ? x : alpha * std::expm1(x); });
       return true;
     case UFn::kSoftplus:  // PyTorch's default beta=1, threshold=20
       f([](float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); });
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -170,13 +249,28 @@ bool with_int_unary(UFn fn, F&& f) {
     return true;
   } else {
     switch (fn) {
-      case UFn::kNeg: f([](T x) { return wrap_sub<T>(T{0}, x); }); return true;
-      case UFn::kAbs: f([](T x) { return x < T{0} ? wrap_sub<T>(T{0}, x) : x; }); return true;
-      case UFn::kRelu: f([](T x) { return x > T{0} ? x : T{0}; }); return true;
-      case UFn::kSign: f([](T x) { return static_cast<T>((x > T{0}) - (x < T{0})); }); return true;
-      case UFn::kFloor: case UFn::kCeil: case UFn::kRound: f([](T x) { return x; }); return true;
-      case UFn::kBitwiseNot: f([](T x) { return static_cast<T>(~x); }); return true;
-      default: return false;
+      case UFn::kNeg:
+        f([](T x) { return wrap_sub<T>(T{0}, x); });
+        return true;
+      case UFn::kAbs:
+        f([](T x) { return x < T{0} ? wrap_sub<T>(T{0}, x) : x; });
+        return true;
+      case UFn::kRelu:
+        f([](T x) { return x > T{0} ? x : T{0}; });
+        return true;
+      case UFn::kSign:
+        f([](T x) { return static_cast<T>((x > T{0}) - (x < T{0})); });
+        return true;
+      case UFn::kFloor:
+      case UFn::kCeil:
+      case UFn::kRound:
+        f([](T x) { return x; });
+        return true;
+      case UFn::kBitwiseNot:
+        f([](T x) { return static_cast<T>(~x); });
+        return true;
+      default:
+        return false;
     }
   }
 }
@@ -189,11 +283,10 @@ Status supports_unary(const Op& op, std::span<const DType> dtypes) {
   DType d = dtypes[0];
   if (fn == UFn::kLogicalNot || fn == UFn::kIsnan) return Status::Ok();
   if (d == DType::kBool) {
-    if (fn != UFn::kBitwiseNot)
-      return unsupported("unary: ", name, " on bool is not supported");
+    if (fn != UFn::kBitwiseNot) return unsupported("unary: ", name, " on bool is not supported");
   } else if (is_integer(d)) {
-    if (!unary_int_ok(fn)) return unsupported("unary: ", name, " needs a float dtype, got ",
-                                              dtype_name(d));
+    if (!unary_int_ok(fn))
+      return unsupported("unary: ", name, " needs a float dtype, got ", dtype_name(d));
   } else if (fn == UFn::kBitwiseNot) {
     return unsupported("unary: bitwise_not needs an integer or bool dtype, got ", dtype_name(d));
   }
@@ -214,8 +307,10 @@ Status run_unary(const KernelArgs& args) {
       using T = typename decltype(tag)::type;
       if (fn == UFn::kIsnan) {
         map_unary<T, bool>(in, out, [](auto x) {
-          if constexpr (std::is_floating_point_v<decltype(x)>) return x != x;
-          else return false;
+          if constexpr (std::is_floating_point_v<decltype(x)>)
+            return x != x;
+          else
+            return false;
         });
       } else {
         map_unary<T, bool>(in, out, [](auto x) { return !(x != decltype(x){0}); });
@@ -242,13 +337,34 @@ Status run_unary(const KernelArgs& args) {
 // ---- binary ---------------------------------------------------------------------------------
 
 enum class BFn {
-  kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum, kFloorDivide, kRemainder, kEq, kNe, kLt, kLe,
-  kGt, kGe, kLogicalAnd, kLogicalOr, kLogicalXor, kBitwiseAnd, kBitwiseOr, kBitwiseXor, kCount
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kPow,
+  kMaximum,
+  kMinimum,
+  kFloorDivide,
+  kRemainder,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kLogicalAnd,
+  kLogicalOr,
+  kLogicalXor,
+  kBitwiseAnd,
+  kBitwiseOr,
+  kBitwiseXor,
+  kCount
 };
 constexpr const char* kBinaryNames[] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "remainder", "eq",
-    "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "bitwise_and",
-    "bitwise_or", "bitwise_xor"};
+    "add",         "sub",          "mul",        "div",         "pow",        "maximum",
+    "minimum",     "floor_divide", "remainder",  "eq",          "ne",         "lt",
+    "le",          "gt",           "ge",         "logical_and", "logical_or", "logical_xor",
+    "bitwise_and", "bitwise_or",   "bitwise_xor"};
 static_assert(std::size(kBinaryNames) == static_cast<size_t>(BFn::kCount));
 
 BFn parse_binary(const std::string& name) {
@@ -280,34 +396,70 @@ inline float float_remainder(float a, float b) {
 template <typename C, typename F>
 bool with_predicate(BFn fn, F&& f) {
   switch (fn) {
-    case BFn::kEq: f([](C a, C b) { return a == b; }); return true;
-    case BFn::kNe: f([](C a, C b) { return a != b; }); return true;
-    case BFn::kLt: f([](C a, C b) { return a < b; }); return true;
-    case BFn::kLe: f([](C a, C b) { return a <= b; }); return true;
-    case BFn::kGt: f([](C a, C b) { return a > b; }); return true;
-    case BFn::kGe: f([](C a, C b) { return a >= b; }); return true;
-    case BFn::kLogicalAnd: f([](C a, C b) { return a != C{0} && b != C{0}; }); return true;
-    case BFn::kLogicalOr: f([](C a, C b) { return a != C{0} || b != C{0}; }); return true;
-    case BFn::kLogicalXor: f([](C a, C b) { return (a != C{0}) != (b != C{0}); }); return true;
-    default: return false;
+    case BFn::kEq:
+      f([](C a, C b) { return a == b; });
+      return true;
+    case BFn::kNe:
+      f([](C a, C b) { return a != b; });
+      return true;
+    case BFn::kLt:
+      f([](C a, C b) { return a < b; });
+      return true;
+    case BFn::kLe:
+      f([](C a, C b) { return a <= b; });
+      return true;
+    case BFn::kGt:
+      f([](C a, C b) { return a > b; });
+      return true;
+    case BFn::kGe:
+      f([](C a, C b) { return a >= b; });
+      return true;
+    case BFn::kLogicalAnd:
+      f([](C a, C b) { return a != C{0} && b != C{0}; });
+      return true;
+    case BFn::kLogicalOr:
+      f([](C a, C b) { return a != C{0} || b != C{0}; });
+      return true;
+    case BFn::kLogicalXor:
+      f([](C a, C b) { return (a != C{0}) != (b != C{0}); });
+      return true;
+    default:
+      return false;
   }
 }
 
 template <typename F>
 bool with_float_binary(BFn fn, F&& f) {
   switch (fn) {
-    case BFn::kAdd: f([](float a, float b) { return a + b; }); return true;
-    case BFn::kSub: f([](float a, float b) { return a - b; }); return true;
-    case BFn::kMul: f([](float a, float b) { return a * b; }); return true;
-    case BFn::kDiv: f([](float a, float b) { return a / b; }); return true;
-    case BFn::kPow: f([](float a, float b) { return std::pow(a, b); }); return true;
+    case BFn::kAdd:
+      f([](float a, float b) { return a + b; });
+      return true;
+    case BFn::kSub:
+      f([](float a, float b) { return a - b; });
+      return true;
+    case BFn::kMul:
+      f([](float a, float b) { return a * b; });
+      return true;
+    case BFn::kDiv:
+      f([](float a, float b) { return a / b; });
+      return true;
+    case BFn::kPow:
+      f([](float a, float b) { return std::pow(a, b); });
+      return true;
     case BFn::kMaximum:  // NaN propagates, as torch.maximum
       f([](float a, float b) { return (a != a || a > b) ? a : b; });
       return true;
-    case BFn::kMinimum: f([](float a, float b) { return (a != a || a < b) ? a : b; }); return true;
-    case BFn::kFloorDivide: f(float_floor_divide); return true;
-    case BFn::kRemainder: f(float_remainder); return true;
-    default: return false;
+    case BFn::kMinimum:
+      f([](float a, float b) { return (a != a || a < b) ? a : b; });
+      return true;
+    case BFn::kFloorDivide:
+      f(float_floor_divide);
+      return true;
+    case BFn::kRemainder:
+      f(float_remainder);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -315,14 +467,30 @@ bool with_float_binary(BFn fn, F&& f) {
 template <typename T, typename F>
 bool with_int_binary(BFn fn, bool& bad, F&& f) {
   switch (fn) {
-    case BFn::kAdd: f([](T a, T b) { return wrap_add(a, b); }); return true;
-    case BFn::kSub: f([](T a, T b) { return wrap_sub(a, b); }); return true;
-    case BFn::kMul: f([](T a, T b) { return wrap_mul(a, b); }); return true;
-    case BFn::kMaximum: f([](T a, T b) { return std::max(a, b); }); return true;
-    case BFn::kMinimum: f([](T a, T b) { return std::min(a, b); }); return true;
-    case BFn::kBitwiseAnd: f([](T a, T b) { return static_cast<T>(a & b); }); return true;
-    case BFn::kBitwiseOr: f([](T a, T b) { return static_cast<T>(a | b); }); return true;
-    case BFn::kBitwiseXor: f([](T a, T b) { return static_cast<T>(a ^ b); }); return true;
+    case BFn::kAdd:
+      f([](T a, T b) { return wrap_add(a, b); });
+      return true;
+    case BFn::kSub:
+      f([](T a, T b) { return wrap_sub(a, b); });
+      return true;
+    case BFn::kMul:
+      f([](T a, T b) { return wrap_mul(a, b); });
+      return true;
+    case BFn::kMaximum:
+      f([](T a, T b) { return std::max(a, b); });
+      return true;
+    case BFn::kMinimum:
+      f([](T a, T b) { return std::min(a, b); });
+      return true;
+    case BFn::kBitwiseAnd:
+      f([](T a, T b) { return static_cast<T>(a & b); });
+      return true;
+    case BFn::kBitwiseOr:
+      f([](T a, T b) { return static_cast<T>(a | b); });
+      return true;
+    case BFn::kBitwiseXor:
+      f([](T a, T b) { return static_cast<T>(a ^ b); });
+      return true;
     case BFn::kPow:
       f([&bad](T a, T b) {
         if (b < T{0}) {
@@ -369,21 +537,29 @@ bool with_int_binary(BFn fn, bool& bad, F&& f) {
         }
       });
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
 template <typename F>
 bool with_bool_binary(BFn fn, F&& f) {
   switch (fn) {
-    case BFn::kAdd: case BFn::kMaximum: case BFn::kBitwiseOr:
+    case BFn::kAdd:
+    case BFn::kMaximum:
+    case BFn::kBitwiseOr:
       f([](bool a, bool b) { return a || b; });
       return true;
-    case BFn::kMul: case BFn::kMinimum: case BFn::kBitwiseAnd:
+    case BFn::kMul:
+    case BFn::kMinimum:
+    case BFn::kBitwiseAnd:
       f([](bool a, bool b) { return a && b; });
       return true;
-    case BFn::kBitwiseXor: f([](bool a, bool b) { return a != b; }); return true;
-    default: return false;
+    case BFn::kBitwiseXor:
+      f([](bool a, bool b) { return a != b; });
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -400,8 +576,7 @@ Status supports_binary(const Op& op, std::span<const DType> dtypes) {
   if (is_floating(d) && is_bitwise(fn))
     return unsupported("binary: ", name, " needs an integer or bool dtype, got ", dtype_name(d));
   if (!is_floating(d) && fn == BFn::kDiv)
-    return unsupported("binary: div is true division and needs a float dtype, got ",
-                       dtype_name(d));
+    return unsupported("binary: div is true division and needs a float dtype, got ", dtype_name(d));
   if (d == DType::kBool &&
       (fn == BFn::kSub || fn == BFn::kPow || fn == BFn::kFloorDivide || fn == BFn::kRemainder))
     return unsupported("binary: ", name, " on bool is not supported");
@@ -436,8 +611,7 @@ Status run_binary(const KernelArgs& args) {
       return with_int_binary<T>(fn, bad, [&](auto op) { map_binary<T, T>(a, b, out, op); });
     }
   });
-  if (!served)
-    return kernel_unsupported(args, name, " is not supported for ", dtype_name(a.dtype));
+  if (!served) return kernel_unsupported(args, name, " is not supported for ", dtype_name(a.dtype));
   if (bad) {
     if (fn == BFn::kPow) return kernel_error(args, "integers to negative powers are not allowed");
     return kernel_error(args, name, ": integer division by zero");
@@ -469,10 +643,9 @@ void where_loop(const TensorView& c, const TensorView& a, const TensorView& b,
   const U* pb = b.as<const U>();
   U* y = out.as<U>();
   int64_t i = 0;
-  for_each_offset<3>(out.shape, out.rank, {bc.strides, ba.strides, bb.strides},
-                     [&](const std::array<int64_t, 3>& o) {
-                       y[i++] = pc[o[0]] ? pa[o[1]] : pb[o[2]];
-                     });
+  for_each_offset<3>(
+      out.shape, out.rank, {bc.strides, ba.strides, bb.strides},
+      [&](const std::array<int64_t, 3>& o) { y[i++] = pc[o[0]] ? pa[o[1]] : pb[o[2]]; });
 }
 
 Status run_where(const KernelArgs& args) {
@@ -486,10 +659,18 @@ Status run_where(const KernelArgs& args) {
     return kernel_error(args, "inputs do not broadcast to the output shape");
   // Bit copies: the element size is all that matters.
   switch (dtype_size(out.dtype)) {
-    case 1: where_loop<uint8_t>(c, a, b, out); break;
-    case 2: where_loop<uint16_t>(c, a, b, out); break;
-    case 4: where_loop<uint32_t>(c, a, b, out); break;
-    default: where_loop<uint64_t>(c, a, b, out); break;
+    case 1:
+      where_loop<uint8_t>(c, a, b, out);
+      break;
+    case 2:
+      where_loop<uint16_t>(c, a, b, out);
+      break;
+    case 4:
+      where_loop<uint32_t>(c, a, b, out);
+      break;
+    default:
+      where_loop<uint64_t>(c, a, b, out);
+      break;
   }
   return Status::Ok();
 }
@@ -577,11 +758,11 @@ Status run_clamp(const KernelArgs& args) {
 }  // namespace
 
 void register_elementwise_kernels(std::vector<CpuKernel>& out) {
-  out.push_back({OpKind::kUnary, "cpu.unary", supports_unary, run_unary});
-  out.push_back({OpKind::kBinary, "cpu.binary", supports_binary, run_binary});
-  out.push_back({OpKind::kWhere, "cpu.where", supports_where, run_where});
-  out.push_back({OpKind::kCast, "cpu.cast", nullptr, run_cast});
-  out.push_back({OpKind::kClamp, "cpu.clamp", supports_clamp, run_clamp});
+  out.push_back({OpKind::kUnary, "cpu.unary", supports_unary, checked_kernel<run_unary, 1>});
+  out.push_back({OpKind::kBinary, "cpu.binary", supports_binary, checked_kernel<run_binary, 2>});
+  out.push_back({OpKind::kWhere, "cpu.where", supports_where, checked_kernel<run_where, 3>});
+  out.push_back({OpKind::kCast, "cpu.cast", nullptr, checked_kernel<run_cast, 1>});
+  out.push_back({OpKind::kClamp, "cpu.clamp", supports_clamp, checked_kernel<run_clamp, 1>});
 }
 
 }  // namespace kiln::cpu

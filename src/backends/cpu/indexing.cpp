@@ -20,8 +20,8 @@ Status supports_indexed(const Op& op, std::span<const DType> dtypes) {
 }
 
 // The indices of `v` (any strides) in row-major order, each checked against [0, size).
-Result<std::vector<int64_t>> load_indices(const KernelArgs& args, const TensorView& v,
-                                          int64_t dim, int64_t size) {
+Result<std::vector<int64_t>> load_indices(const KernelArgs& args, const TensorView& v, int64_t dim,
+                                          int64_t size) {
   if (v.dtype != DType::kInt64 && v.dtype != DType::kInt32)
     return kernel_unsupported(args, "indices must be int32 or int64, got ", dtype_name(v.dtype));
   std::vector<int64_t> idx;
@@ -121,9 +121,11 @@ Status run_index_select(const KernelArgs& args) {
 }  // namespace
 
 void register_indexing_kernels(std::vector<CpuKernel>& out) {
-  out.push_back({OpKind::kEmbedding, "cpu.embedding", supports_indexed, run_embedding});
-  out.push_back({OpKind::kGather, "cpu.gather", supports_indexed, run_gather});
-  out.push_back({OpKind::kIndexSelect, "cpu.index_select", supports_indexed, run_index_select});
+  out.push_back(
+      {OpKind::kEmbedding, "cpu.embedding", supports_indexed, checked_kernel<run_embedding, 2>});
+  out.push_back({OpKind::kGather, "cpu.gather", supports_indexed, checked_kernel<run_gather, 2>});
+  out.push_back({OpKind::kIndexSelect, "cpu.index_select", supports_indexed,
+                 checked_kernel<run_index_select, 2>});
 }
 
 }  // namespace kiln::cpu

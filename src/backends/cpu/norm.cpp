@@ -34,8 +34,7 @@ Status check_out(const KernelArgs& args) {
   if (!same_shape(args.inputs[0], args.outputs[0]))
     return kernel_error(args, "output shape differs from the input's");
   if (!is_floating(args.inputs[0].dtype) || !is_floating(args.outputs[0].dtype))
-    return kernel_unsupported(args, "needs a float dtype, got ",
-                              dtype_name(args.inputs[0].dtype));
+    return kernel_unsupported(args, "needs a float dtype, got ", dtype_name(args.inputs[0].dtype));
   return Status::Ok();
 }
 
@@ -159,10 +158,14 @@ Status run_group_norm(const KernelArgs& args) {
 }  // namespace
 
 void register_norm_kernels(std::vector<CpuKernel>& out) {
-  out.push_back({OpKind::kBatchNorm, "cpu.batch_norm", supports_norm, run_batch_norm});
-  out.push_back({OpKind::kLayerNorm, "cpu.layer_norm", supports_norm, run_trailing_norm<false>});
-  out.push_back({OpKind::kGroupNorm, "cpu.group_norm", supports_norm, run_group_norm});
-  out.push_back({OpKind::kRmsNorm, "cpu.rms_norm", supports_norm, run_trailing_norm<true>});
+  out.push_back(
+      {OpKind::kBatchNorm, "cpu.batch_norm", supports_norm, checked_kernel<run_batch_norm, 3, 5>});
+  out.push_back({OpKind::kLayerNorm, "cpu.layer_norm", supports_norm,
+                 checked_kernel<run_trailing_norm<false>, 1, 3>});
+  out.push_back(
+      {OpKind::kGroupNorm, "cpu.group_norm", supports_norm, checked_kernel<run_group_norm, 1, 3>});
+  out.push_back({OpKind::kRmsNorm, "cpu.rms_norm", supports_norm,
+                 checked_kernel<run_trailing_norm<true>, 1, 2>});
 }
 
 }  // namespace kiln::cpu

@@ -96,7 +96,8 @@ double reduce_float(RFn fn, const T* x, const TensorView& red, int64_t count, in
       double denom = static_cast<double>(count - correction);
       return m2 / (denom > 0.0 ? denom : 0.0);  // N <= correction: inf or nan, as torch
     }
-    default: return 0.0;
+    default:
+      return 0.0;
   }
 }
 
@@ -104,7 +105,8 @@ template <typename T>
 T reduce_int(RFn fn, const T* x, const TensorView& red) {
   if constexpr (std::is_same_v<T, bool>) {
     bool acc = fn == RFn::kAmin;
-    for_each_offset(red, [&](int64_t o) { acc = fn == RFn::kAmax ? (acc || x[o]) : (acc && x[o]); });
+    for_each_offset(red,
+                    [&](int64_t o) { acc = fn == RFn::kAmax ? (acc || x[o]) : (acc && x[o]); });
     return acc;
   } else {
     uint64_t acc = fn == RFn::kProd ? 1 : 0;  // wrapping int64 accumulation
@@ -112,10 +114,18 @@ T reduce_int(RFn fn, const T* x, const TensorView& red) {
     for_each_offset(red, [&](int64_t o) {
       T v = x[o];
       switch (fn) {
-        case RFn::kSum: acc += static_cast<uint64_t>(static_cast<int64_t>(v)); break;
-        case RFn::kProd: acc *= static_cast<uint64_t>(static_cast<int64_t>(v)); break;
-        case RFn::kAmax: best = v > best ? v : best; break;
-        default: best = v < best ? v : best; break;
+        case RFn::kSum:
+          acc += static_cast<uint64_t>(static_cast<int64_t>(v));
+          break;
+        case RFn::kProd:
+          acc *= static_cast<uint64_t>(static_cast<int64_t>(v));
+          break;
+        case RFn::kAmax:
+          best = v > best ? v : best;
+          break;
+        default:
+          best = v < best ? v : best;
+          break;
       }
     });
     if (fn == RFn::kSum || fn == RFn::kProd) return static_cast<T>(static_cast<int64_t>(acc));
@@ -152,9 +162,8 @@ Status run_reduce(const KernelArgs& args) {
     } else {
       if (fn == RFn::kMean || fn == RFn::kVar) return false;
       if (std::is_same_v<T, bool> && (fn == RFn::kSum || fn == RFn::kProd)) return false;
-      for_each_offset(split.kept, [&](int64_t base) {
-        y[i++] = reduce_int(fn, px + base, split.reduced);
-      });
+      for_each_offset(split.kept,
+                      [&](int64_t base) { y[i++] = reduce_int(fn, px + base, split.reduced); });
       return true;
     }
   });
@@ -168,8 +177,7 @@ Status supports_softmax(const Op& op, std::span<const DType> dtypes) {
   if (dtypes.size() != 1)
     return invalid_argument(op_kind_name(op.kind), ": expected 1 input, got ", dtypes.size());
   if (!is_floating(dtypes[0]))
-    return unsupported(op_kind_name(op.kind), ": needs a float dtype, got ",
-                       dtype_name(dtypes[0]));
+    return unsupported(op_kind_name(op.kind), ": needs a float dtype, got ", dtype_name(dtypes[0]));
   return Status::Ok();
 }
 
@@ -232,9 +240,11 @@ Status run_softmax(const KernelArgs& args) {
 }  // namespace
 
 void register_reduction_kernels(std::vector<CpuKernel>& out) {
-  out.push_back({OpKind::kReduce, "cpu.reduce", supports_reduce, run_reduce});
-  out.push_back({OpKind::kSoftmax, "cpu.softmax", supports_softmax, run_softmax<false>});
-  out.push_back({OpKind::kLogSoftmax, "cpu.log_softmax", supports_softmax, run_softmax<true>});
+  out.push_back({OpKind::kReduce, "cpu.reduce", supports_reduce, checked_kernel<run_reduce, 1>});
+  out.push_back(
+      {OpKind::kSoftmax, "cpu.softmax", supports_softmax, checked_kernel<run_softmax<false>, 1>});
+  out.push_back({OpKind::kLogSoftmax, "cpu.log_softmax", supports_softmax,
+                 checked_kernel<run_softmax<true>, 1>});
 }
 
 }  // namespace kiln::cpu

@@ -84,8 +84,8 @@ Status run_concat(const KernelArgs& args) {
     // The slab of the output this input fills: its shape, the output's strides.
     TensorView dst = in;
     contiguous_strides(out.shape, out.rank, dst.strides);
-    dst.data = static_cast<std::byte*>(out.data) +
-               at * dst.strides[dim] * int64_t(dtype_size(out.dtype));
+    dst.data =
+        static_cast<std::byte*>(out.data) + at * dst.strides[dim] * int64_t(dtype_size(out.dtype));
     copy_view(in, dst);
     at += in.shape[dim];
   }
@@ -128,8 +128,8 @@ Status run_pad(const KernelArgs& args) {
       return kernel_error(args, "output dim ", d, " is ", out.shape[d], ", expected ",
                           size + before + after);
     if (mode == PadMode::kReflect && (before >= size || after >= size) && out.shape[d] > 0)
-      return kernel_error(args, "reflect pads (", before, ", ", after, ") must be smaller than dim ",
-                          d, " of size ", size);
+      return kernel_error(args, "reflect pads (", before, ", ", after,
+                          ") must be smaller than dim ", d, " of size ", size);
     if (mode == PadMode::kReplicate && size == 0 && out.shape[d] > 0)
       return kernel_error(args, "replicate padding of an empty dim ", d);
     auto& m = src[d];
@@ -141,8 +141,10 @@ Status run_pad(const KernelArgs& args) {
           m[o] = -1;
           continue;
         }
-        if (mode == PadMode::kReflect) s = s < 0 ? -s : 2 * (size - 1) - s;
-        else s = s < 0 ? 0 : size - 1;
+        if (mode == PadMode::kReflect)
+          s = s < 0 ? -s : 2 * (size - 1) - s;
+        else
+          s = s < 0 ? 0 : size - 1;
       }
       m[o] = s * in.strides[d];
     }
@@ -227,8 +229,10 @@ Status run_arange(const KernelArgs& args) {
     using T = typename decltype(tag)::type;
     T* y = out.as<T>();
     for (int64_t i = 0; i < n; ++i) {
-      if constexpr (kIsIntLike<T>) y[i] = static_cast<T>(start + i * step);
-      else y[i] = from_double<T>(static_cast<double>(start + i * step));
+      if constexpr (kIsIntLike<T>)
+        y[i] = static_cast<T>(start + i * step);
+      else
+        y[i] = from_double<T>(static_cast<double>(start + i * step));
     }
   });
   return Status::Ok();
@@ -249,20 +253,29 @@ Status run_fill(const KernelArgs& args) {
 }  // namespace
 
 void register_shape_kernels(std::vector<CpuKernel>& out) {
-  out.push_back({OpKind::kReshape, "cpu.materialize", nullptr, run_view<OpKind::kReshape>});
-  out.push_back({OpKind::kPermute, "cpu.materialize", nullptr, run_view<OpKind::kPermute>});
-  out.push_back({OpKind::kExpand, "cpu.materialize", nullptr, run_view<OpKind::kExpand>});
-  out.push_back({OpKind::kSlice, "cpu.materialize", nullptr, run_view<OpKind::kSlice>});
-  out.push_back({OpKind::kSelect, "cpu.materialize", nullptr, run_view<OpKind::kSelect>});
-  out.push_back({OpKind::kSplit, "cpu.materialize", nullptr, run_view<OpKind::kSplit>});
-  out.push_back({OpKind::kSqueeze, "cpu.materialize", nullptr, run_view<OpKind::kSqueeze>});
-  out.push_back({OpKind::kUnsqueeze, "cpu.materialize", nullptr, run_view<OpKind::kUnsqueeze>});
-  out.push_back({OpKind::kConcat, "cpu.concat", supports_same_dtypes, run_concat});
-  out.push_back({OpKind::kPad, "cpu.pad", supports_pad, run_pad});
-  out.push_back({OpKind::kFlip, "cpu.flip", nullptr, run_flip});
-  out.push_back({OpKind::kArange, "cpu.arange", nullptr, run_arange});
-  out.push_back({OpKind::kFill, "cpu.fill", nullptr, run_fill});
-  out.push_back({OpKind::kCopy, "cpu.copy", nullptr, run_copy});
+  out.push_back({OpKind::kReshape, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kReshape>, 1, 1, -1>});
+  out.push_back({OpKind::kPermute, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kPermute>, 1, 1, -1>});
+  out.push_back({OpKind::kExpand, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kExpand>, 1, 1, -1>});
+  out.push_back({OpKind::kSlice, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kSlice>, 1, 1, -1>});
+  out.push_back({OpKind::kSelect, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kSelect>, 1, 1, -1>});
+  out.push_back({OpKind::kSplit, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kSplit>, 1, 1, -1>});
+  out.push_back({OpKind::kSqueeze, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kSqueeze>, 1, 1, -1>});
+  out.push_back({OpKind::kUnsqueeze, "cpu.materialize", nullptr,
+                 checked_kernel<run_view<OpKind::kUnsqueeze>, 1, 1, -1>});
+  out.push_back(
+      {OpKind::kConcat, "cpu.concat", supports_same_dtypes, checked_kernel<run_concat, 1, -1>});
+  out.push_back({OpKind::kPad, "cpu.pad", supports_pad, checked_kernel<run_pad, 1>});
+  out.push_back({OpKind::kFlip, "cpu.flip", nullptr, checked_kernel<run_flip, 1>});
+  out.push_back({OpKind::kArange, "cpu.arange", nullptr, checked_kernel<run_arange, 0>});
+  out.push_back({OpKind::kFill, "cpu.fill", nullptr, checked_kernel<run_fill, 0>});
+  out.push_back({OpKind::kCopy, "cpu.copy", nullptr, checked_kernel<run_copy, 1>});
 }
 
 }  // namespace kiln::cpu

@@ -86,9 +86,11 @@ __device__ __forceinline__ T int_binary(int fn, T a, T b, uint32_t* err) {
     case kBitwiseOr: return static_cast<T>(a | b);
     case kBitwiseXor: return static_cast<T>(a ^ b);
     case kPow: {
-      if (b < T{0}) {
-        raise_device_error(err, kDeviceErrorNegativePower);
-        return T{0};
+      if constexpr (std::is_signed_v<T>) {
+        if (b < T{0}) {
+          raise_device_error(err, kDeviceErrorNegativePower);
+          return T{0};
+        }
       }
       T r{1};
       for (uint64_t e = static_cast<uint64_t>(b); e; e >>= 1) {

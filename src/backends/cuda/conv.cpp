@@ -260,13 +260,15 @@ Result<DnnAlgo> choose(const KernelArgs& args, cudnnHandle_t h, const ConvPlan& 
 }
 
 // Workspace: [packed x][packed w][cuDNN's]. Sized for the tactic, or for the heuristic's first
-// choice within kDefaultWorkspaceLimit; a run with less picks an algorithm that fits.
+// choice within kDefaultWorkspaceLimit; a run with less picks an algorithm that fits. Without
+// args.backend (no cuDNN handle to ask) it returns the packs plus kDefaultWorkspaceLimit.
 size_t conv_workspace(const KernelArgs& args) {
   ConvPlan p;
   if (!plan_conv(args, p).ok()) return 0;
   size_t bytes = p.x_pack + p.w_pack;
+  if (args.outputs[0].numel() == 0) return bytes;
   CudaBackendState* state = state_of(args);
-  if (!state || !state->cudnn || args.outputs[0].numel() == 0) return bytes;
+  if (!state || !state->cudnn) return bytes + kDefaultWorkspaceLimit;
   DnnDescs d;
   if (!make_descs(args, p, d).ok()) return bytes;
   Result<DnnAlgo> a = choose(args, state->cudnn, p, d, kDefaultWorkspaceLimit);

@@ -16,7 +16,6 @@ struct PoolGeom {
   int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, k[3] = {1, 1, 1};
   int64_t stride[3] = {1, 1, 1}, pad[3] = {0, 0, 0}, dil[3] = {1, 1, 1};
   int64_t xs_n = 0, xs_c = 0, xs[3] = {0, 0, 0};  // input strides
-  int64_t out_vol() const { return out[0] * out[1] * out[2]; }
 };
 
 Status read_spatial(const KernelArgs& args, const char* name, int sp, int64_t* dst) {

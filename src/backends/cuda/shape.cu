@@ -72,11 +72,14 @@ Status run_view(const KernelArgs& args) {
     ViewLayout ol;
     if (!view(layout, args.attrs, args.bindings, static_cast<int>(k), ol)) {
       // Only a reshape of a non-contiguous input cannot be a view: copy in row-major order.
-      if (kKind != OpKind::kReshape || out.numel() != in.numel())
-        return kernel_error(args, "input layout cannot be viewed as output ", k);
-      KILN_RETURN_IF_ERROR(
-          launch_copy(args, in, contiguous_view(out.data, out.dtype, in.shape, in.rank)));
-      continue;
+      if constexpr (kKind == OpKind::kReshape) {
+        if (out.numel() == in.numel()) {
+          KILN_RETURN_IF_ERROR(
+              launch_copy(args, in, contiguous_view(out.data, out.dtype, in.shape, in.rank)));
+          continue;
+        }
+      }
+      return kernel_error(args, "input layout cannot be viewed as output ", k);
     }
     if (static_cast<int>(ol.shape.size()) != out.rank || ol.strides.size() != ol.shape.size())
       return kernel_error(args, "view of output ", k, " has rank ", ol.shape.size(),

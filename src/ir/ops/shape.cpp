@@ -101,6 +101,17 @@ Status infer_expand(InferContext& ctx) {
   return Status::Ok();
 }
 
+// Whether e <= d for every size the symbols can take (symbols >= 0). Recognizes the forms
+// clamp_position itself produces, so normalizing twice changes nothing.
+bool provably_le(const SymExpr& e, const SymExpr& d) {
+  SymExpr slack = d - e;
+  if (slack.isConstant()) return slack.constant() >= 0;
+  if (max0(slack).equals(slack)) return true;
+  if (e.kind() == SymExpr::Kind::kMin) return e.lhs().equals(d) || e.rhs().equals(d);
+  if (e.kind() == SymExpr::Kind::kMax) return provably_le(e.lhs(), d) && provably_le(e.rhs(), d);
+  return false;
+}
+
 // A slice/select position normalized into [0, d] (negative counts from the end).
 Result<SymExpr> clamp_position(const InferContext& ctx, const SymExpr& e, const SymExpr& d,
                                const char* name) {
@@ -117,11 +128,7 @@ Result<SymExpr> clamp_position(const InferContext& ctx, const SymExpr& e, const 
     nonneg = b->first >= 0;
   }
   if (!nonneg) return max0(d + e);
-  // min(e, d), unless e <= d holds structurally.
-  SymExpr slack = d - e;
-  if (slack.isConstant() && slack.constant() >= 0) return e;
-  if (!slack.isConstant() && max0(slack).equals(slack)) return e;
-  return sym_min(e, d);
+  return provably_le(e, d) ? e : sym_min(e, d);
 }
 
 Status infer_slice(InferContext& ctx) {
@@ -153,8 +160,11 @@ Status infer_select(InferContext& ctx) {
   Shape out = ctx.inputs[0]->shape;
   const SymExpr d = out[usize(dim)];
   bool negative;
+  SymExpr from_end = d - index;
   if (index.isConstant()) {
     negative = index.constant() < 0;
+  } else if (from_end.isConstant() && from_end.constant() >= 1) {
+    negative = false;  // already normalized: d - k
   } else {
     auto b = declared_bounds(ctx, index);
     if (!b || (b->first < 0 && b->second >= 0)) {

@@ -18,11 +18,11 @@ namespace {
 using Shape64 = std::vector<int64_t>;
 
 struct AttnCase {
-  Shape64 q, k, v;        // [..., L, E], [..., S, E], [..., S, Ev]
-  Shape64 mask;           // empty: no mask
+  Shape64 q = {}, k = {}, v = {};  // [..., L, E], [..., S, E], [..., S, Ev]
+  Shape64 mask = {};               // empty: no mask
   DType mask_dtype = DType::kBool;
   bool causal = false;
-  std::optional<double> scale;
+  std::optional<double> scale = {};
 };
 
 // Index into a tensor of `shape` (batch dims right-aligned to `batch`) for batch index `b` and

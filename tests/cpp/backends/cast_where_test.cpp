@@ -17,10 +17,14 @@ using test::make_tensor;
 // Two's-complement wrap of v into an integer dtype.
 double wrap_int(int64_t v, DType dt) {
   switch (dt) {
-    case DType::kInt32: return static_cast<int32_t>(static_cast<uint32_t>(v));
-    case DType::kInt8: return static_cast<int8_t>(static_cast<uint8_t>(v));
-    case DType::kUInt8: return static_cast<uint8_t>(v);
-    default: return static_cast<double>(v);
+    case DType::kInt32:
+      return static_cast<int32_t>(static_cast<uint32_t>(v));
+    case DType::kInt8:
+      return static_cast<int8_t>(static_cast<uint8_t>(v));
+    case DType::kUInt8:
+      return static_cast<uint8_t>(v);
+    default:
+      return static_cast<double>(v);
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -14,9 +15,9 @@ namespace {
 using Shape64 = std::vector<int64_t>;
 
 struct ConvCase {
-  Shape64 x;  // [N, C, *sp]
-  int64_t out_channels;
-  Shape64 kernel, stride, pad, dil, out_pad;
+  Shape64 x = {};  // [N, C, *sp]
+  int64_t out_channels = 0;
+  Shape64 kernel = {}, stride = {}, pad = {}, dil = {}, out_pad = {};
   int64_t groups = 1;
   bool transposed = false;
   bool bias = true;
@@ -166,6 +167,21 @@ TEST(Conv, AcceptsStridedInput) {
       check_conv({{2, 4, 6, 5}, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {}, 4}, dt, l);
       check_conv({{1, 4, 3, 4}, 2, {2, 2}, {2, 2}, {0, 0}, {1, 1}, {1, 1}, 1, true}, dt, l);
     }
+}
+
+// Kernels keep no shared scratch: several threads running convs at once all get the right answer.
+TEST(Conv, RunsConcurrentlyFromSeveralThreads) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t] {
+      for (int i = 0; i < 5; ++i) {
+        check_conv({{2, 4, 9, 7}, 6, {3, 2}, {2, 1}, {1, 0}, {1, 2}, {}, 2}, DType::kFloat16);
+        check_conv({{1, 4, 4, 5}, 6, {3, 2}, {2, 3}, {1, 0}, {1, 2}, {1, 2}, 2, true},
+                   t % 2 ? DType::kFloat32 : DType::kBFloat16, Layout::kPermuted);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
 }
 
 TEST(Conv, RejectsIntegerDtypes) {

@@ -68,8 +68,8 @@ TEST(CpuUnary, FloatFnsMatchReferenceForEveryDtypeAndLayout) {
         auto in = test::round_all(dt, test::random_values(60, 7, c.lo, c.hi));
         auto x = make_tensor(dt, shape, in, layout);
         auto y = make_output(dt, shape);
-        ASSERT_TRUE(test::run_op(OpKind::kUnary, {{"fn", std::string(c.fn)}}, {x.view}, {y.view})
-                        .ok());
+        ASSERT_TRUE(
+            test::run_op(OpKind::kUnary, {{"fn", std::string(c.fn)}}, {x.view}, {y.view}).ok());
         std::vector<double> ref;
         for (double v : in) ref.push_back(test::round_to(dt, c.ref(v)));
         EXPECT_TRUE(test::expect_close(y.view, ref));
@@ -85,9 +85,9 @@ TEST(CpuUnary, AlphaSetsLeakyReluSlopeAndEluScale) {
                            {x.view}, {y.view})
                   .ok());
   EXPECT_TRUE(test::expect_close(y.view, {-0.4, -0.1, 0.5, 2}));
-  ASSERT_TRUE(test::run_op(OpKind::kUnary, {{"fn", std::string("elu")}, {"alpha", 2.0}},
-                           {x.view}, {y.view})
-                  .ok());
+  ASSERT_TRUE(
+      test::run_op(OpKind::kUnary, {{"fn", std::string("elu")}, {"alpha", 2.0}}, {x.view}, {y.view})
+          .ok());
   EXPECT_TRUE(test::expect_close(y.view, {2 * std::expm1(-2.0), 2 * std::expm1(-0.5), 0.5, 2}));
 }
 
@@ -103,8 +103,7 @@ TEST(CpuUnary, IntegerFnsMatchReference) {
              {"bitwise_not", [](double v) { return -v - 1; }}}) {
       SCOPED_TRACE(str(fn, " ", dtype_name(dt)));
       auto y = make_output(dt, {2, 3});
-      ASSERT_TRUE(
-          test::run_op(OpKind::kUnary, {{"fn", std::string(fn)}}, {x.view}, {y.view}).ok());
+      ASSERT_TRUE(test::run_op(OpKind::kUnary, {{"fn", std::string(fn)}}, {x.view}, {y.view}).ok());
       std::vector<double> want;
       for (double v : in) want.push_back(ref(v));
       EXPECT_TRUE(test::expect_close(y.view, want));
@@ -197,7 +196,8 @@ TEST(CpuBinary, FloatFnsBroadcastOverLayoutsForEveryDtype) {
                        : test::random_values(test::numel(bc.a), 1, fn == "pow" ? 0.5 : -3, 3);
         auto vb = ints ? test::random_ints(test::numel(bc.b), 2, -2, 2)
                        : test::random_values(test::numel(bc.b), 2, 0.5, 3);
-        if (fn == "pow") for (double& v : va) v = std::fabs(v);
+        if (fn == "pow")
+          for (double& v : va) v = std::fabs(v);
         va = test::round_all(dt, va);
         vb = test::round_all(dt, vb);
         auto a = make_tensor(dt, bc.a, va, bc.la);
@@ -208,7 +208,8 @@ TEST(CpuBinary, FloatFnsBroadcastOverLayoutsForEveryDtype) {
         auto ea = test::broadcast_values(va, bc.a, out_shape);
         auto eb = test::broadcast_values(vb, bc.b, out_shape);
         std::vector<double> ref;
-        for (size_t i = 0; i < ea.size(); ++i) ref.push_back(test::round_to(odt, c.ref(ea[i], eb[i])));
+        for (size_t i = 0; i < ea.size(); ++i)
+          ref.push_back(test::round_to(odt, c.ref(ea[i], eb[i])));
         EXPECT_TRUE(test::expect_close(y.view, ref));
       }
     }
@@ -219,11 +220,13 @@ TEST(CpuBinary, FloorDivideAndRemainderFollowPythonSignsOnFloats) {
   auto a = make_tensor(DType::kFloat32, {4}, {7, -7, 7, -7});
   auto b = make_tensor(DType::kFloat32, {4}, {2, 2, -2, -2});
   auto y = make_output(DType::kFloat32, {4});
-  ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string("floor_divide")}},
-                           {a.view, b.view}, {y.view}).ok());
+  ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string("floor_divide")}}, {a.view, b.view},
+                           {y.view})
+                  .ok());
   EXPECT_TRUE(test::expect_close(y.view, {3, -4, -4, 3}));
-  ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string("remainder")}},
-                           {a.view, b.view}, {y.view}).ok());
+  ASSERT_TRUE(
+      test::run_op(OpKind::kBinary, {{"fn", std::string("remainder")}}, {a.view, b.view}, {y.view})
+          .ok());
   EXPECT_TRUE(test::expect_close(y.view, {1, 1, -1, -1}));
 }
 
@@ -251,8 +254,9 @@ TEST(CpuBinary, IntegerArithmeticMatchesPythonSemantics) {
              {"lt", [](double x, double y) { return double(x < y); }, true}}) {
       SCOPED_TRACE(str(c.fn, " ", dtype_name(dt)));
       auto y = make_output(c.gives_bool ? DType::kBool : dt, {2, 4});
-      ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string(c.fn)}}, {a.view, b.view},
-                               {y.view}).ok());
+      ASSERT_TRUE(
+          test::run_op(OpKind::kBinary, {{"fn", std::string(c.fn)}}, {a.view, b.view}, {y.view})
+              .ok());
       std::vector<double> ref;
       for (size_t i = 0; i < va.size(); ++i) {
         double r = c.ref(va[i], vb[i]);
@@ -268,8 +272,8 @@ TEST(CpuBinary, IntegerDivisionByZeroIsAnError) {
     auto a = make_tensor(DType::kInt32, {3}, {1, 2, 3});
     auto b = make_tensor(DType::kInt32, {3}, {1, 0, 1});
     auto y = make_output(DType::kInt32, {3});
-    Status s = test::run_op(OpKind::kBinary, {{"fn", std::string(fn)}}, {a.view, b.view},
-                            {y.view}, {}, nullptr, "binary 'div0'");
+    Status s = test::run_op(OpKind::kBinary, {{"fn", std::string(fn)}}, {a.view, b.view}, {y.view},
+                            {}, nullptr, "binary 'div0'");
     EXPECT_FALSE(s.ok()) << fn;
     EXPECT_NE(s.message().find("division by zero"), std::string::npos) << s.message();
     EXPECT_NE(s.message().find("div0"), std::string::npos) << s.message();
@@ -280,24 +284,28 @@ TEST(CpuBinary, IntegerPowWrapsAndRejectsNegativeExponents) {
   auto a = make_tensor(DType::kInt8, {4}, {3, -2, 100, 5});
   auto b = make_tensor(DType::kInt8, {4}, {4, 3, 3, 0});
   auto y = make_output(DType::kInt8, {4});
-  ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string("pow")}}, {a.view, b.view},
-                           {y.view}).ok());
+  ASSERT_TRUE(
+      test::run_op(OpKind::kBinary, {{"fn", std::string("pow")}}, {a.view, b.view}, {y.view}).ok());
   EXPECT_TRUE(test::expect_close(y.view, {81, -8, 64, 1}));  // 100^3 = 1000000 wraps to 64
   auto neg = make_tensor(DType::kInt8, {4}, {1, -1, 1, 1});
-  EXPECT_FALSE(test::run_op(OpKind::kBinary, {{"fn", std::string("pow")}}, {a.view, neg.view},
-                            {y.view}).ok());
+  EXPECT_FALSE(
+      test::run_op(OpKind::kBinary, {{"fn", std::string("pow")}}, {a.view, neg.view}, {y.view})
+          .ok());
 }
 
 TEST(CpuBinary, BoolLogicalAndBitwiseOps) {
   auto a = make_tensor(DType::kBool, {4}, {0, 0, 1, 1});
   auto b = make_tensor(DType::kBool, {4}, {0, 1, 0, 1});
   auto y = make_output(DType::kBool, {4});
-  for (auto [fn, want] : std::vector<std::pair<const char*, std::vector<double>>>{
-           {"logical_and", {0, 0, 0, 1}}, {"logical_or", {0, 1, 1, 1}},
-           {"logical_xor", {0, 1, 1, 0}}, {"bitwise_and", {0, 0, 0, 1}},
-           {"bitwise_xor", {0, 1, 1, 0}}, {"eq", {1, 0, 0, 1}}}) {
-    ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string(fn)}}, {a.view, b.view},
-                             {y.view}).ok());
+  for (auto [fn, want] :
+       std::vector<std::pair<const char*, std::vector<double>>>{{"logical_and", {0, 0, 0, 1}},
+                                                                {"logical_or", {0, 1, 1, 1}},
+                                                                {"logical_xor", {0, 1, 1, 0}},
+                                                                {"bitwise_and", {0, 0, 0, 1}},
+                                                                {"bitwise_xor", {0, 1, 1, 0}},
+                                                                {"eq", {1, 0, 0, 1}}}) {
+    ASSERT_TRUE(
+        test::run_op(OpKind::kBinary, {{"fn", std::string(fn)}}, {a.view, b.view}, {y.view}).ok());
     EXPECT_TRUE(test::expect_close(y.view, want)) << fn;
   }
 }
@@ -305,8 +313,8 @@ TEST(CpuBinary, BoolLogicalAndBitwiseOps) {
 TEST(CpuBinary, DivOnIntegersIsUnsupported) {
   auto a = make_tensor(DType::kInt64, {2}, {1, 2});
   auto y = make_output(DType::kInt64, {2});
-  Status s = test::run_op(OpKind::kBinary, {{"fn", std::string("div")}}, {a.view, a.view},
-                          {y.view});
+  Status s =
+      test::run_op(OpKind::kBinary, {{"fn", std::string("div")}}, {a.view, a.view}, {y.view});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
 }
 
@@ -315,8 +323,8 @@ TEST(CpuBinary, LargeContiguousFloat32UsesSameResultsAsReference) {
   auto va = test::random_values(n, 3), vb = test::random_values(n, 4);
   auto a = make_tensor(DType::kFloat32, {n}, va), b = make_tensor(DType::kFloat32, {n}, vb);
   auto y = make_output(DType::kFloat32, {n});
-  ASSERT_TRUE(test::run_op(OpKind::kBinary, {{"fn", std::string("mul")}}, {a.view, b.view},
-                           {y.view}).ok());
+  ASSERT_TRUE(
+      test::run_op(OpKind::kBinary, {{"fn", std::string("mul")}}, {a.view, b.view}, {y.view}).ok());
   std::vector<double> ref;
   for (int64_t i = 0; i < n; ++i) ref.push_back(float(va[i]) * double(float(vb[i])));
   EXPECT_TRUE(test::expect_close(y.view, ref));

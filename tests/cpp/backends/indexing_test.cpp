@@ -14,7 +14,7 @@ using test::make_output;
 using test::make_tensor;
 
 constexpr DType kValueDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
-                                  DType::kInt64, DType::kInt8, DType::kBool};
+                                  DType::kInt64,   DType::kInt8,    DType::kBool};
 constexpr DType kIndexDTypes[] = {DType::kInt64, DType::kInt32};
 
 TEST(CpuEmbedding, LooksUpRowsForEveryIndexShapeAndDtype) {
@@ -126,8 +126,8 @@ TEST(CpuIndexSelect, NegativeIndexIsAnErrorNamingIt) {
   auto x = make_tensor(DType::kFloat32, {3, 2}, test::random_values(6, 1));
   auto ind = make_tensor(DType::kInt32, {2}, {1, -2});
   auto y = make_output(DType::kFloat32, {2, 2});
-  Status s = test::run_op(OpKind::kIndexSelect, {{"dim", int64_t{0}}}, {x.view, ind.view},
-                          {y.view});
+  Status s =
+      test::run_op(OpKind::kIndexSelect, {{"dim", int64_t{0}}}, {x.view, ind.view}, {y.view});
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
   EXPECT_NE(s.message().find("-2"), std::string::npos) << s.message();
 }

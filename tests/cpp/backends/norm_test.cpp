@@ -72,8 +72,8 @@ TEST(CpuLayerNorm, NormalizesTrailingDimsWithWeightAndBias) {
     for (Layout layout : test::kAllLayouts) {
       for (int64_t k : {1, 2}) {
         for (int affine = 0; affine < 3; ++affine) {
-          SCOPED_TRACE(str(dtype_name(dt), " ", test::layout_name(layout), " ndim ", k,
-                           " affine ", affine));
+          SCOPED_TRACE(
+              str(dtype_name(dt), " ", test::layout_name(layout), " ndim ", k, " affine ", affine));
           std::vector<int64_t> wshape(kShape.end() - k, kShape.end());
           const int64_t inner = test::numel(wshape);
           auto in = test::round_all(dt, test::random_values(test::numel(kShape), 6));
@@ -86,7 +86,8 @@ TEST(CpuLayerNorm, NormalizesTrailingDimsWithWeightAndBias) {
           if (affine >= 2) inputs.push_back(tb.view);
           auto y = make_output(dt, kShape);
           ASSERT_TRUE(test::run_op(OpKind::kLayerNorm, {{"normalized_ndim", k}, {"eps", 1e-5}},
-                                   inputs, {y.view}).ok());
+                                   inputs, {y.view})
+                          .ok());
           auto ref = normalize_groups(in, inner, 1e-5, false);
           for (size_t i = 0; i < ref.size(); ++i) {
             if (affine >= 1) ref[i] *= w[i % inner];
@@ -114,7 +115,8 @@ TEST(CpuRmsNorm, ScalesByRootMeanSquareWithOptionalWeight) {
         if (weighted) inputs.push_back(tw.view);
         auto y = make_output(dt, kShape);
         ASSERT_TRUE(test::run_op(OpKind::kRmsNorm, {{"normalized_ndim", int64_t{1}}, {"eps", 1e-6}},
-                                 inputs, {y.view}).ok());
+                                 inputs, {y.view})
+                        .ok());
         auto ref = normalize_groups(in, inner, 1e-6, true);
         for (size_t i = 0; i < ref.size(); ++i)
           ref[i] = test::round_to(dt, weighted ? ref[i] * w[i % inner] : ref[i]);
@@ -137,7 +139,8 @@ TEST(CpuGroupNorm, NormalizesChannelGroupsThenAppliesPerChannelAffine) {
         auto tw = make_tensor(dt, {c}, w), tb = make_tensor(dt, {c}, b);
         auto y = make_output(dt, kShape);
         ASSERT_TRUE(test::run_op(OpKind::kGroupNorm, {{"groups", groups}, {"eps", 1e-5}},
-                                 {x.view, tw.view, tb.view}, {y.view}).ok());
+                                 {x.view, tw.view, tb.view}, {y.view})
+                        .ok());
         auto ref = normalize_groups(in, c / groups * inner, 1e-5, false);
         for (size_t i = 0; i < ref.size(); ++i) {
           int64_t ch = (static_cast<int64_t>(i) / inner) % c;
@@ -161,7 +164,8 @@ TEST(CpuNorm, IntegerInputIsUnsupported) {
   auto x = make_tensor(DType::kInt32, {2, 3}, {1, 2, 3, 4, 5, 6});
   auto y = make_output(DType::kInt32, {2, 3});
   EXPECT_EQ(test::run_op(OpKind::kLayerNorm, {{"normalized_ndim", int64_t{1}}, {"eps", 1e-5}},
-                         {x.view}, {y.view}).code(),
+                         {x.view}, {y.view})
+                .code(),
             StatusCode::kUnsupported);
 }
 

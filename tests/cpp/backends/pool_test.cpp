@@ -18,9 +18,9 @@ namespace {
 using Shape64 = std::vector<int64_t>;
 
 struct PoolCase {
-  std::string kind;
-  Shape64 x;  // [N, C, *sp]
-  Shape64 kernel, stride, pad, dil;
+  std::string kind = {};
+  Shape64 x = {};  // [N, C, *sp]
+  Shape64 kernel = {}, stride = {}, pad = {}, dil = {};
   bool ceil_mode = false;
   bool count_include_pad = true;
 };

@@ -82,8 +82,8 @@ TEST(CpuReduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
             auto x = make_tensor(dt, shape, in, layout);
             Reduced ref = reduce_ref(in, shape, dims, keepdim, fn, 1);
             auto y = make_output(dt, ref.shape);
-            Attrs attrs{{"fn", fn}, {"dims", dims}, {"keepdim", keepdim},
-                        {"correction", int64_t{1}}};
+            Attrs attrs{
+                {"fn", fn}, {"dims", dims}, {"keepdim", keepdim}, {"correction", int64_t{1}}};
             ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
             EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref.values)));
           }
@@ -98,11 +98,13 @@ TEST(CpuReduce, VarHonoursCorrection) {
   auto x = make_tensor(DType::kFloat32, {3, 4}, test::round_all(DType::kFloat32, in));
   for (int64_t correction : {0, 1, 2}) {
     auto y = make_output(DType::kFloat32, {3});
-    Attrs attrs{{"fn", std::string("var")}, {"dims", std::vector<int64_t>{1}},
-                {"keepdim", false}, {"correction", correction}};
+    Attrs attrs{{"fn", std::string("var")},
+                {"dims", std::vector<int64_t>{1}},
+                {"keepdim", false},
+                {"correction", correction}};
     ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
-    auto ref = reduce_ref(test::round_all(DType::kFloat32, in), {3, 4}, {1}, false, "var",
-                          correction);
+    auto ref =
+        reduce_ref(test::round_all(DType::kFloat32, in), {3, 4}, {1}, false, "var", correction);
     EXPECT_TRUE(test::expect_close(y.view, ref.values)) << correction;
   }
 }
@@ -195,9 +197,11 @@ TEST(CpuSoftmax, SoftmaxAndLogSoftmaxOverEveryDimLayoutAndDtype) {
           auto in = test::round_all(dt, test::random_values(60, 13, -4, 4));
           auto x = make_tensor(dt, shape, in, layout);
           auto y = make_output(dt, shape);
-          ASSERT_TRUE(test::run_op(log ? OpKind::kLogSoftmax : OpKind::kSoftmax,
-                                   {{"dim", dim}}, {x.view}, {y.view}).ok());
-          EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, softmax_ref(in, shape, dim, log))));
+          ASSERT_TRUE(test::run_op(log ? OpKind::kLogSoftmax : OpKind::kSoftmax, {{"dim", dim}},
+                                   {x.view}, {y.view})
+                          .ok());
+          EXPECT_TRUE(
+              test::expect_close(y.view, test::round_all(dt, softmax_ref(in, shape, dim, log))));
         }
       }
     }

@@ -57,8 +57,8 @@ TEST(CpuViewOps, PermuteReordersDims) {
 }
 
 TEST(CpuViewOps, SliceWithStepTakesEveryOtherElement) {
-  Attrs attrs{{"dim", int64_t{2}}, {"start", SymExpr(1)}, {"end", SymExpr(4)},
-              {"step", int64_t{2}}};
+  Attrs attrs{
+      {"dim", int64_t{2}}, {"start", SymExpr(1)}, {"end", SymExpr(4)}, {"step", int64_t{2}}};
   check_view_op(OpKind::kSlice, attrs, {2, 3, 2}, [](const std::vector<double>& v) {
     std::vector<double> out;
     for (int64_t i = 0; i < 2; ++i)
@@ -115,8 +115,8 @@ TEST(CpuViewOps, SqueezeRemovesSizeOneDims) {
   auto x = make_tensor(DType::kFloat16, {2, 1, 3}, test::round_all(DType::kFloat16, in),
                        Layout::kSliced);
   auto y = make_output(DType::kFloat16, {2, 3});
-  Status s = test::run_op(OpKind::kSqueeze, {{"dims", std::vector<int64_t>{1}}}, {x.view},
-                          {y.view});
+  Status s =
+      test::run_op(OpKind::kSqueeze, {{"dims", std::vector<int64_t>{1}}}, {x.view}, {y.view});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(test::expect_close(y.view, test::round_all(DType::kFloat16, in), {0, 0}));
 }
@@ -133,7 +133,8 @@ TEST(CpuConcat, JoinsInputsAlongEveryDim) {
       so[dim] += 1;
       auto va = test::round_all(dt, test::random_ints(test::numel(sa), 5, 0, 90));
       auto vb = test::round_all(dt, test::random_ints(test::numel(sb), 6, 0, 90));
-      auto a = make_tensor(dt, sa, va, Layout::kPermuted), b = make_tensor(dt, sb, vb, Layout::kSliced);
+      auto a = make_tensor(dt, sa, va, Layout::kPermuted),
+           b = make_tensor(dt, sb, vb, Layout::kSliced);
       auto y = make_output(dt, so);
       ASSERT_TRUE(test::run_op(OpKind::kConcat, {{"dim", dim}}, {a.view, b.view}, {y.view}).ok());
       std::vector<double> ref;
@@ -153,7 +154,8 @@ TEST(CpuConcat, JoinsInputsAlongEveryDim) {
 
 // Reference pad of a [2, 3, 4] tensor by pads (torch order) in a mode.
 std::vector<double> pad_ref(const std::vector<double>& v, const std::vector<int64_t>& pads,
-                            const std::string& mode, double value, std::vector<int64_t>& out_shape) {
+                            const std::string& mode, double value,
+                            std::vector<int64_t>& out_shape) {
   const int rank = 3;
   std::vector<int64_t> before(rank, 0);
   out_shape = kShape;
@@ -168,9 +170,12 @@ std::vector<double> pad_ref(const std::vector<double>& v, const std::vector<int6
     for (int d = 0; d < rank; ++d) {
       int64_t s = idx[d] - before[d], n = kShape[d];
       if (s < 0 || s >= n) {
-        if (mode == "constant") pad = true;
-        else if (mode == "replicate") s = std::clamp<int64_t>(s, 0, n - 1);
-        else s = s < 0 ? -s : 2 * (n - 1) - s;
+        if (mode == "constant")
+          pad = true;
+        else if (mode == "replicate")
+          s = std::clamp<int64_t>(s, 0, n - 1);
+        else
+          s = s < 0 ? -s : 2 * (n - 1) - s;
       }
       idx[d] = s;
     }
@@ -180,8 +185,8 @@ std::vector<double> pad_ref(const std::vector<double>& v, const std::vector<int6
 }
 
 TEST(CpuPad, ConstantReflectReplicateAndNegativeCrops) {
-  const std::vector<std::vector<int64_t>> pad_sets = {{1, 2}, {2, 1, 1, 0}, {0, 1, 1, 1, 1, 0},
-                                                      {-1, 2, 1, -1}};
+  const std::vector<std::vector<int64_t>> pad_sets = {
+      {1, 2}, {2, 1, 1, 0}, {0, 1, 1, 1, 1, 0}, {-1, 2, 1, -1}};
   for (std::string mode : {"constant", "reflect", "replicate"}) {
     for (const auto& pads : pad_sets) {
       for (DType dt : {DType::kFloat32, DType::kBFloat16, DType::kInt64}) {
@@ -232,8 +237,10 @@ TEST(CpuArange, CountsFromStartByStepWithSymbolicEnd) {
   for (DType dt : {DType::kInt64, DType::kInt32, DType::kFloat32, DType::kFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
     // end = s0 + 1 with s0 = 9: arange(2, 10, 3) = 2 5 8
-    Attrs attrs{{"start", SymExpr(2)}, {"end", SymExpr::symbol(0) + SymExpr(1)},
-                {"step", int64_t{3}}, {"dtype", dt}};
+    Attrs attrs{{"start", SymExpr(2)},
+                {"end", SymExpr::symbol(0) + SymExpr(1)},
+                {"step", int64_t{3}},
+                {"dtype", dt}};
     auto y = make_output(dt, {3});
     ASSERT_TRUE(test::run_op(OpKind::kArange, attrs, {}, {y.view}, {9}).ok());
     EXPECT_TRUE(test::expect_close(y.view, {2, 5, 8}, {0, 0}));
@@ -248,7 +255,8 @@ TEST(CpuFill, WritesTheValueInEveryDtype) {
     SCOPED_TRACE(dtype_name(dt));
     auto y = make_output(dt, {2, 3});
     ASSERT_TRUE(test::run_op(OpKind::kFill, {{"value", 1.5}, {"dtype", dt}}, {}, {y.view}).ok());
-    EXPECT_TRUE(test::expect_close(y.view, std::vector<double>(6, test::round_to(dt, 1.5)), {0, 0}));
+    EXPECT_TRUE(
+        test::expect_close(y.view, std::vector<double>(6, test::round_to(dt, 1.5)), {0, 0}));
   }
 }
 

@@ -4,8 +4,8 @@
 // sliced or expanded (stride 0) over a buffer, a logical row-major read of any view, references
 // rounded to a dtype, per-dtype tolerances and a double-precision comparison.
 //
-//   TestTensor x = make_tensor(DType::kFloat16, {2, 3, 4}, random_values(24, 1), Layout::kPermuted);
-//   TestTensor y = make_output(DType::kFloat16, {2, 3, 4});
+//   TestTensor x = make_tensor(DType::kFloat16, {2, 3, 4}, random_values(24, 1),
+//   Layout::kPermuted); TestTensor y = make_output(DType::kFloat16, {2, 3, 4});
 //   ASSERT_TRUE(run_op(OpKind::kUnary, {{"fn", std::string("exp")}}, {x.view}, {y.view}).ok());
 //   EXPECT_TRUE(expect_close(y.view, reference, tolerance(DType::kFloat16)));
 
@@ -231,10 +231,14 @@ struct Tolerance {
 // Default per-dtype tolerances for a result computed in float32 and rounded once to dtype.
 inline Tolerance tolerance(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return {1e-5, 1e-5};
-    case DType::kFloat16: return {1e-3, 2e-3};
-    case DType::kBFloat16: return {1e-2, 1.6e-2};
-    default: return {0.0, 0.0};  // integers and bool are exact
+    case DType::kFloat32:
+      return {1e-5, 1e-5};
+    case DType::kFloat16:
+      return {1e-3, 2e-3};
+    case DType::kBFloat16:
+      return {1e-2, 1.6e-2};
+    default:
+      return {0.0, 0.0};  // integers and bool are exact
   }
 }
 
@@ -244,8 +248,7 @@ inline ::testing::AssertionResult expect_close(const TensorView& out,
                                                const std::vector<double>& ref, Tolerance tol) {
   std::vector<double> got = read_values(out);
   if (got.size() != ref.size())
-    return ::testing::AssertionFailure()
-           << "size " << got.size() << " vs reference " << ref.size();
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs reference " << ref.size();
   int bad = 0;
   std::string msg;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -260,7 +263,8 @@ inline ::testing::AssertionResult expect_close(const TensorView& out,
     }
     if (!ok && bad++ < 5) msg += str(" [", i, "] got ", g, " want ", r, ";");
   }
-  if (bad) return ::testing::AssertionFailure() << bad << " mismatches of " << got.size() << ":" << msg;
+  if (bad)
+    return ::testing::AssertionFailure() << bad << " mismatches of " << got.size() << ":" << msg;
   return ::testing::AssertionSuccess();
 }
 inline ::testing::AssertionResult expect_close(const TensorView& out,
@@ -315,9 +319,7 @@ inline Tolerance magnitude_tolerance(DType dtype, const std::vector<double>& ref
   double mag = 1.0;
   for (double r : ref)
     if (std::isfinite(r)) mag = std::max(mag, std::abs(r));
-  const double eps = dtype == DType::kFloat32   ? 3e-5
-                     : dtype == DType::kFloat16 ? 2e-3
-                                                : 1.6e-2;
+  const double eps = dtype == DType::kFloat32 ? 3e-5 : dtype == DType::kFloat16 ? 2e-3 : 1.6e-2;
   return {eps * mag, eps};
 }
 

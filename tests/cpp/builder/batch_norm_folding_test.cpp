@@ -27,11 +27,14 @@ ExampleNetwork make_conv_bn(bool bias, bool conv_is_output) {
   Tensor c = *m.conv(x, 3, 4, 3, 1, 1, bias, "conv");
   Tensor y = *m.batch_norm(c, 4, "bn");
   EXPECT_TRUE(m.net().markOutput(y, "y").ok());
-  if (conv_is_output) EXPECT_TRUE(m.net().markOutput(c, "conv_out").ok());
+  if (conv_is_output) {
+    EXPECT_TRUE(m.net().markOutput(c, "conv_out").ok());
+  }
   return m.finish();
 }
 
-DTensor conv_bn_reference(const ExampleNetwork& model, const HostTensor& input, bool bias, DTensor* conv_out) {
+DTensor conv_bn_reference(const ExampleNetwork& model, const HostTensor& input, bool bias,
+                          DTensor* conv_out) {
   auto W = [&](const std::string& n) { return ref::from(model.weights.at(n)); };
   DTensor b = bias ? W("conv.bias") : DTensor{};
   DTensor c = ref::conv2d(ref::from(input), W("conv.weight"), bias ? &b : nullptr, 1, 1);

@@ -62,7 +62,8 @@ TEST(BuilderErrors, ProfileWithOptOutsideTheRangeIsRefused) {
 
 TEST(BuilderErrors, ProfileNarrowsTheRangeTheEngineAccepts) {
   KILN_ASSERT_OK_AND_ASSIGN(ExampleNetwork model, make_model(ModelKind::kMlp));
-  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(model.network, with_profile("batch", 2, 3, 5)));
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine,
+                            build_engine(model.network, with_profile("batch", 2, 3, 5)));
   ASSERT_EQ(engine->symbols().size(), 1u);
   EXPECT_EQ(engine->symbols()[0].min, 2);
   EXPECT_EQ(engine->symbols()[0].opt, 3);

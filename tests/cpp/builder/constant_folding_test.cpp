@@ -55,7 +55,8 @@ TEST(ConstantFolding, OpsOverConstantsBecomeAConstant) {
   ASSERT_TRUE(e.isConstant()) << folded.toString();
   std::vector<float> values = constant_values(e);
   ASSERT_EQ(values.size(), 4u);
-  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(values[i], folded_value(i), 1e-6 * folded_value(i)) << i;
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_NEAR(values[i], folded_value(i), 1e-6 * folded_value(i)) << i;
 }
 
 TEST(ConstantFolding, FoldedEngineComputesTheSameResult) {
@@ -66,7 +67,8 @@ TEST(ConstantFolding, FoldedEngineComputesTheSameResult) {
   ASSERT_EQ(info.steps.size(), 1u);
   EXPECT_EQ(info.steps[0].op, "binary");
   bool logged = false;
-  for (const std::string& line : report.pass_log) logged = logged || line == "constant folding: folded 3 ops";
+  for (const std::string& line : report.pass_log)
+    logged = logged || line == "constant folding: folded 3 ops";
   EXPECT_TRUE(logged);
 
   HostTensor x{{4}, {1.0f, -2.0f, 3.5f, 0.0f}};
@@ -90,8 +92,11 @@ TEST(ConstantFolding, HugeExpandOfAScalarIsNotFolded) {
   KILN_ASSERT_OK_AND_ASSIGN(Network folded, kiln::builder::fold_constants(net, log));
   ASSERT_EQ(folded.ops().size(), 2u) << folded.toString();
   EXPECT_EQ(folded.ops()[0].kind, OpKind::kExpand);
-  for (const kiln::TensorInfo& t : folded.tensors())
-    if (t.isConstant()) EXPECT_LT(t.constant->size(), 1024u) << t.name;
+  for (const kiln::TensorInfo& t : folded.tensors()) {
+    if (t.isConstant()) {
+      EXPECT_LT(t.constant->size(), 1024u) << t.name;
+    }
+  }
 }
 
 TEST(ConstantFolding, SmallExpandOfAScalarIsFolded) {

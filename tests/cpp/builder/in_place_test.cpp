@@ -56,7 +56,8 @@ TEST(InPlace, ElementwiseChainStaysCorrect) {
     HostTensor x = random_tensor({batch, kWidth}, static_cast<uint64_t>(batch));
     KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {x}));
     DTensor want = ref::from(x);
-    for (size_t i = 0; i < want.v.size(); ++i) want.v[i] = std::sin(std::exp(-std::max(want.v[i], 0.0))) * want.v[i];
+    for (size_t i = 0; i < want.v.size(); ++i)
+      want.v[i] = std::sin(std::exp(-std::max(want.v[i], 0.0))) * want.v[i];
     EXPECT_TRUE(all_close(out[0], want)) << "batch " << batch;
   }
 }

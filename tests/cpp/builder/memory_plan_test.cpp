@@ -16,7 +16,8 @@ using kiln::builder::plan_memory;
 int64_t align_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
 // Checks the invariants of a plan and returns a description of the first violation.
-std::string check_plan(const std::vector<BufferRequest>& reqs, const MemoryPlan& plan, int64_t alignment) {
+std::string check_plan(const std::vector<BufferRequest>& reqs, const MemoryPlan& plan,
+                       int64_t alignment) {
   if (plan.offsets.size() != reqs.size()) return "wrong number of offsets";
   int64_t naive = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -27,7 +28,8 @@ std::string check_plan(const std::vector<BufferRequest>& reqs, const MemoryPlan&
     if (plan.offsets[i] + reqs[i].bytes > plan.arena_bytes)
       return kiln::str("buffer ", i, " ends past the arena (", plan.arena_bytes, ")");
     for (size_t j = 0; j < i; ++j) {
-      bool live_together = reqs[i].first_step <= reqs[j].last_step && reqs[j].first_step <= reqs[i].last_step;
+      bool live_together =
+          reqs[i].first_step <= reqs[j].last_step && reqs[j].first_step <= reqs[i].last_step;
       if (!live_together) continue;
       int64_t a0 = plan.offsets[i], a1 = a0 + std::max<int64_t>(reqs[i].bytes, 1);
       int64_t b0 = plan.offsets[j], b1 = b0 + std::max<int64_t>(reqs[j].bytes, 1);
@@ -36,7 +38,8 @@ std::string check_plan(const std::vector<BufferRequest>& reqs, const MemoryPlan&
                          ") are live together and overlap");
     }
   }
-  if (plan.naive_bytes != naive) return kiln::str("naive_bytes ", plan.naive_bytes, ", expected ", naive);
+  if (plan.naive_bytes != naive)
+    return kiln::str("naive_bytes ", plan.naive_bytes, ", expected ", naive);
   if (plan.arena_bytes > naive) return "arena larger than no reuse at all";
   return "";
 }

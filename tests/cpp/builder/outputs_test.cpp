@@ -38,7 +38,8 @@ TEST(OutputIsolation, OutputThatIsAViewGetsACopy) {
   kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
   Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, 2, 3});
   Tensor r = *net.add(OpKind::kUnary, {x}, {{"fn", std::string("neg")}}, "neg");
-  Tensor p = *net.add(OpKind::kPermute, {r}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "transpose");
+  Tensor p =
+      *net.add(OpKind::kPermute, {r}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "transpose");
   ASSERT_TRUE(net.markOutput(p, "y").ok());
   KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
   EXPECT_EQ(count_steps(engine->info(), "copy"), 1);
@@ -47,7 +48,9 @@ TEST(OutputIsolation, OutputThatIsAViewGetsACopy) {
   DTensor want{{3, 3, 2}, std::vector<double>(18)};
   for (int64_t b = 0; b < 3; ++b)
     for (int64_t i = 0; i < 2; ++i)
-      for (int64_t j = 0; j < 3; ++j) want.v[static_cast<size_t>((b * 3 + j) * 2 + i)] = -in.data[static_cast<size_t>((b * 2 + i) * 3 + j)];
+      for (int64_t j = 0; j < 3; ++j)
+        want.v[static_cast<size_t>((b * 3 + j) * 2 + i)] =
+            -in.data[static_cast<size_t>((b * 2 + i) * 3 + j)];
   EXPECT_TRUE(all_close(out[0], want, 0, 0));
 }
 

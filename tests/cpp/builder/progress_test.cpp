@@ -36,7 +36,9 @@ TEST(BuildProgress, StagesArriveInOrderAndCountUp) {
   for (size_t i = 0; i < calls.size(); ++i) {
     EXPECT_LE(calls[i].done, calls[i].total) << calls[i].stage;
     EXPECT_GE(calls[i].done, 0) << calls[i].stage;
-    if (i > 0 && calls[i].stage == calls[i - 1].stage) EXPECT_GE(calls[i].done, calls[i - 1].done) << calls[i].stage;
+    if (i > 0 && calls[i].stage == calls[i - 1].stage) {
+      EXPECT_GE(calls[i].done, calls[i - 1].done) << calls[i].stage;
+    }
   }
   // The tactics stage counts every op of the optimized network, ending at its total.
   int64_t tactic_total = -1, tactic_done = -1;

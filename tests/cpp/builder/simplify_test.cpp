@@ -59,7 +59,8 @@ TEST(Simplification, IdentityPermuteAndSameShapeReshapeAreRemoved) {
   Network net("identity");
   kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
   Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, 3, 2});
-  Tensor p = *net.add(OpKind::kPermute, {x}, {{"perm", std::vector<int64_t>{0, 1, 2}}}, "identity_permute");
+  Tensor p = *net.add(OpKind::kPermute, {x}, {{"perm", std::vector<int64_t>{0, 1, 2}}},
+                      "identity_permute");
   Tensor r = *net.add(OpKind::kReshape, {p}, {{"shape", kiln::Shape{batch, 3, 2}}}, "same_reshape");
   Tensor y = *net.add(OpKind::kUnary, {r}, {{"fn", std::string("relu")}}, "relu");
   ASSERT_TRUE(net.markOutput(y, "y").ok());

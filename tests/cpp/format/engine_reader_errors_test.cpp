@@ -22,8 +22,8 @@ TEST(EngineReader, TruncatedFileIsTruncatedAtEveryCutPoint) {
     auto read = read_engine(std::span<const std::byte>(file.data(), cut));
     ASSERT_FALSE(read.ok()) << "cut at " << cut;
     EXPECT_EQ(read.status().code(), StatusCode::kTruncated) << read.status().toString();
-    EXPECT_TRUE(contains(read.status().message(), "engine file truncated: " + std::to_string(cut) +
-                                                      " bytes"))
+    EXPECT_TRUE(contains(read.status().message(),
+                         "engine file truncated: " + std::to_string(cut) + " bytes"))
         << read.status().message();
   }
 }
@@ -147,6 +147,46 @@ TEST(EngineReader, MisalignedBytesAreRefused) {
   auto read = read_engine(std::span<const std::byte>(shifted.data() + 1, file.size()));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kiln::format
+
+namespace kiln::format {
+namespace {
+
+// The rich plan's file (at `version`) with the name string's length made huge, so the file no
+// longer passes the FlatBuffers verifier while its root table stays readable.
+std::vector<std::byte> unverifiable_file(uint32_t version) {
+  auto owned = testing::make_rich_plan();
+  owned.plan.name = "rich-plan-name";
+  owned.plan.format_version = version;
+  auto file = testing::write_or_die(owned.plan);
+  const std::string needle = "rich-plan-name";
+  for (size_t i = 4; i + needle.size() <= file.size(); ++i) {
+    if (std::memcmp(file.data() + i, needle.data(), needle.size()) == 0) {
+      const uint32_t huge = 0x7fffff00;
+      std::memcpy(file.data() + i - 4, &huge, 4);
+      return file;
+    }
+  }
+  ADD_FAILURE() << "name not found in the file";
+  return file;
+}
+
+TEST(EngineReader, UnverifiableFileIsCorrupt) {
+  auto read = read_engine(unverifiable_file(kFormatVersion));
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.status().code(), StatusCode::kCorruptFile);
+  EXPECT_TRUE(contains(read.status().message(), "FlatBuffers verification"))
+      << read.status().message();
+}
+
+TEST(EngineReader, FutureVersionThatDoesNotVerifyIsStillAVersionMismatch) {
+  auto read = read_engine(unverifiable_file(7));
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.status().code(), StatusCode::kVersionMismatch);
+  EXPECT_EQ(read.status().message(), "engine file format version 7, this Kiln reads version 1");
 }
 
 }  // namespace

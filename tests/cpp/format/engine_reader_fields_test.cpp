@@ -111,17 +111,22 @@ TEST(EngineReaderFields, DuplicateInputNameIsRefused) {
 }
 
 TEST(EngineReaderFields, TensorDtypeOutOfRangeNamesTheField) {
-  auto file = patched([](fb::Engine& e) { EXPECT_TRUE(e.mutable_tensors()->GetMutableObject(3)->mutate_dtype(200)); });
+  auto file = patched([](fb::Engine& e) {
+    EXPECT_TRUE(e.mutable_tensors()->GetMutableObject(3)->mutate_dtype(200));
+  });
   expect_corrupt(file, "tensors[3] 'h': dtype 200 out of range");
 }
 
 TEST(EngineReaderFields, TensorRoleOutOfRangeNamesTheField) {
-  auto file = patched([](fb::Engine& e) { EXPECT_TRUE(e.mutable_tensors()->GetMutableObject(0)->mutate_role(9)); });
+  auto file = patched(
+      [](fb::Engine& e) { EXPECT_TRUE(e.mutable_tensors()->GetMutableObject(0)->mutate_role(9)); });
   expect_corrupt(file, "tensors[0] 'x'.role: 9 out of range");
 }
 
 TEST(EngineReaderFields, OpKindOutOfRangeNamesTheField) {
-  auto file = patched([](fb::Engine& e) { EXPECT_TRUE(e.mutable_steps()->GetMutableObject(1)->mutate_kind(60000)); });
+  auto file = patched([](fb::Engine& e) {
+    EXPECT_TRUE(e.mutable_steps()->GetMutableObject(1)->mutate_kind(60000));
+  });
   expect_corrupt(file, "steps[1] 'view'.kind: op kind 60000 out of range");
 }
 
@@ -145,7 +150,9 @@ TEST(EngineReaderFields, ConstantSizeOverflowingTheBlobIsRefused) {
 }
 
 TEST(EngineReaderFields, MisalignedConstantOffsetIsRefused) {
-  auto file = patched([](fb::Engine& e) { EXPECT_TRUE(e.mutable_constants()->GetMutableObject(1)->mutate_offset(8)); });
+  auto file = patched([](fb::Engine& e) {
+    EXPECT_TRUE(e.mutable_constants()->GetMutableObject(1)->mutate_offset(8));
+  });
   expect_corrupt(file, "constants[1] 'idx': offset 8 not a multiple of 256");
 }
 
@@ -170,8 +177,8 @@ TEST(EngineReaderFields, SymNodePointingAtItselfIsRefused) {
     ASSERT_GE(node, 0);
     e.mutable_sym_nodes()->GetMutableObject(node)->mutate_lhs(node);
   });
-  expect_corrupt(file, "sym_nodes[" + std::to_string(node) + "]: operand " +
-                           std::to_string(node) + " must name an earlier node");
+  expect_corrupt(file, "sym_nodes[" + std::to_string(node) + "]: operand " + std::to_string(node) +
+                           " must name an earlier node");
 }
 
 TEST(EngineReaderFields, SymNodeIndexPastThePoolIsRefused) {
@@ -195,7 +202,8 @@ TEST(EngineReaderFields, SymbolIdOutOfRangeIsRefused) {
 }
 
 TEST(EngineReaderFields, SymExprKindOutOfRangeIsRefused) {
-  auto file = patched([](fb::Engine& e) { e.mutable_sym_nodes()->GetMutableObject(0)->mutate_kind(9); });
+  auto file =
+      patched([](fb::Engine& e) { e.mutable_sym_nodes()->GetMutableObject(0)->mutate_kind(9); });
   expect_corrupt(file, "sym_nodes[0]: SymExpr kind 9 out of range");
 }
 

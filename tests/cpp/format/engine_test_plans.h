@@ -50,14 +50,19 @@ inline OwnedPlan make_rich_plan() {
       PlanTensor{"x", DType::kFloat32, x_shape, TensorRole::kInput, 0, -1, -1, 0, 0},
       PlanTensor{"w", DType::kFloat32, {3}, TensorRole::kConstant, -1, 0, -1, 0, 0},
       PlanTensor{"idx", DType::kInt64, {5}, TensorRole::kConstant, -1, 1, -1, 0, 0},
-      PlanTensor{"h", DType::kFloat16, {s0 * s1, 16}, TensorRole::kActivation, -1, -1, -1, 0,
-                 65536},
+      PlanTensor{
+          "h", DType::kFloat16, {s0 * s1, 16}, TensorRole::kActivation, -1, -1, -1, 0, 65536},
       PlanTensor{"h_view", DType::kFloat16, x_shape, TensorRole::kView, -1, -1, 3, 0, 0},
       PlanTensor{"y",
                  DType::kBFloat16,
                  {s0 + s1, s1 - s0, floordiv(s1, 2), mod(s1, 3), sym_max(s0, s1), sym_min(s1, 4),
                   composite},
-                 TensorRole::kOutput, 0, -1, -1, 0, 0},
+                 TensorRole::kOutput,
+                 0,
+                 -1,
+                 -1,
+                 0,
+                 0},
       PlanTensor{"scalar", DType::kInt32, {}, TensorRole::kActivation, -1, -1, -1, 65536, 4},
   };
   p.inputs = {Binding{"x", 0}};
@@ -103,9 +108,10 @@ inline OwnedPlan make_rich_plan() {
 
   p.steps = {fc, view, cast, fill};
   p.arena_bytes = 65536 + 256;
-  p.kernels = {GeneratedKernel{"fused_0", "extern \"C\" __global__ void fused_0() {}",
-                               {0x7f, 'E', 'L', 'F', 0, 1}},
-               GeneratedKernel{"fused_1", "// no cubin", {}}};
+  p.kernels = {
+      GeneratedKernel{
+          "fused_0", "extern \"C\" __global__ void fused_0() {}", {0x7f, 'E', 'L', 'F', 0, 1}},
+      GeneratedKernel{"fused_1", "// no cubin", {}}};
   return owned;
 }
 

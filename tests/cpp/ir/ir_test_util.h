@@ -38,7 +38,7 @@ class IrTest : public ::testing::Test {
     auto r = net.addOp(kind, std::move(inputs), std::move(attrs), std::move(name));
     EXPECT_FALSE(r.ok()) << "expected an error";
     if (r.ok()) return "";
-    const std::string& msg = r.status().message();
+    std::string msg = r.status().message();
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << msg;
     for (const std::string& p : parts) {
       EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;

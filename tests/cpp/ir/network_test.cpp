@@ -111,8 +111,11 @@ TEST_F(IrTest, MultiOutputOpsNameTheirOutputsWithIndices) {
   EXPECT_EQ(info((*outs)[1]).name, "parts:1");
   EXPECT_EQ(info((*outs)[1]).output_index, 1);
   EXPECT_EQ(info((*outs)[1]).producer, 0);
+  size_t ops = net.ops().size(), tensors = net.tensors().size();
   auto single = net.add(OpKind::kSplit, {x}, {{"dim", int64_t{1}}, {"sizes", v({3, 7})}});
   EXPECT_FALSE(single.ok());
+  EXPECT_EQ(net.ops().size(), ops);  // rolled back
+  EXPECT_EQ(net.tensors().size(), tensors);
 }
 
 TEST_F(IrTest, ArityIsCheckedAndNamesTheOp) {

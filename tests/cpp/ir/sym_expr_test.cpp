@@ -73,6 +73,16 @@ TEST(SymExpr, NestedConstantMulsMerge) {
   EXPECT_TRUE(floordiv(s0 * 24, 12).equals(s0 * 2));
 }
 
+TEST(SymExpr, FloorDivCancelsCommonFactors) {
+  SymExpr numel = s0 * s1 * 12 * 64;
+  SymExpr q = floordiv(numel, s1 * 4);
+  EXPECT_EQ(q.str(), "s0*192");
+  EXPECT_EQ(eval(q, {3, 5}), 3 * 5 * 12 * 64 / (5 * 4));
+  EXPECT_EQ(floordiv(numel, s0 * s1).constant(), 768);
+  // Not exact: kept as a division.
+  EXPECT_EQ(floordiv(s0 * 3, s1 * 2).kind(), SymExpr::Kind::kFloorDiv);
+}
+
 TEST(SymExpr, EvaluatesWithBindings) {
   SymExpr e = floordiv(s0 - 3 + 2 * 1, 2) + 1;  // conv output size: (H + 2p - k)//s + 1
   for (int64_t h : {3, 4, 5, 224}) {

@@ -9,7 +9,9 @@ namespace {
 
 using kiln::StatusCode;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 class ContextErrors : public ::testing::Test {
  protected:
@@ -57,14 +59,16 @@ TEST_F(ContextErrors, WrongRankIsRefused) {
   std::vector<int64_t> dims = {2, 16, 1};
   kiln::Status st = ctx_->setInputShape("input", dims);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "rank 2")) << st.message();
+  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "rank 2"))
+      << st.message();
 }
 
 TEST_F(ContextErrors, FixedDimMismatchIsRefused) {
   std::vector<int64_t> dims = {2, 15};
   kiln::Status st = ctx_->setInputShape("input", dims);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "dim 1") && contains(st.message(), "16"))
+  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "dim 1") &&
+              contains(st.message(), "16"))
       << st.message();
 }
 
@@ -73,7 +77,8 @@ TEST_F(ContextErrors, MissingInputAddressIsRefused) {
   KILN_ASSERT_OK(ctx_->setTensorAddress("input", nullptr));
   kiln::Status st = ctx_->enqueue(nullptr);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "setTensorAddress")) << st.message();
+  EXPECT_TRUE(contains(st.message(), "'input'") && contains(st.message(), "setTensorAddress"))
+      << st.message();
 }
 
 TEST_F(ContextErrors, MissingOutputAddressIsRefused) {

@@ -52,14 +52,17 @@ TEST(ExecutionContext, OutputShapesAreKnownOnceInputShapesAreSet) {
     KILN_ASSERT_OK_AND_ASSIGN(auto ctx, b.engine->createExecutionContext());
     std::vector<HostTensor> inputs = make_inputs(e.kind, 5, 0);
     std::vector<std::string> names = b.engine->inputNames();
-    for (size_t i = 0; i < inputs.size(); ++i) KILN_ASSERT_OK(ctx->setInputShape(names[i], inputs[i].dims));
-    KILN_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> out, ctx->getTensorShape(b.engine->outputNames()[0]));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      KILN_ASSERT_OK(ctx->setInputShape(names[i], inputs[i].dims));
+    KILN_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> out,
+                              ctx->getTensorShape(b.engine->outputNames()[0]));
     EXPECT_EQ(out, e.output);
     KILN_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> in, ctx->getTensorShape("input"));
     EXPECT_EQ(in, inputs[0].dims);
     // A new batch size changes the output shape too.
     inputs = make_inputs(e.kind, 2, 0);
-    for (size_t i = 0; i < inputs.size(); ++i) KILN_ASSERT_OK(ctx->setInputShape(names[i], inputs[i].dims));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      KILN_ASSERT_OK(ctx->setInputShape(names[i], inputs[i].dims));
     KILN_ASSERT_OK_AND_ASSIGN(out, ctx->getTensorShape(b.engine->outputNames()[0]));
     EXPECT_EQ(out[0], 2);
   }
@@ -70,9 +73,11 @@ TEST(ExecutionContext, ShapesChangeBetweenRunsOfOneContext) {
   ASSERT_TRUE(b.engine);
   KILN_ASSERT_OK_AND_ASSIGN(auto ctx, b.engine->createExecutionContext());
   for (int64_t batch : {3, 1, 8, 3}) {
-    std::vector<HostTensor> inputs = make_inputs(ModelKind::kTransformer, batch, static_cast<uint64_t>(batch) + 40);
+    std::vector<HostTensor> inputs =
+        make_inputs(ModelKind::kTransformer, batch, static_cast<uint64_t>(batch) + 40);
     KILN_ASSERT_OK_AND_ASSIGN(auto out, run_context(*ctx, inputs));
-    EXPECT_TRUE(all_close(out[0], reference(ModelKind::kTransformer, b.model, inputs)[0])) << "batch " << batch;
+    EXPECT_TRUE(all_close(out[0], reference(ModelKind::kTransformer, b.model, inputs)[0]))
+        << "batch " << batch;
   }
 }
 
@@ -96,7 +101,8 @@ TEST(UserMemory, ContextWithoutMemoryRefusesToRun) {
   KILN_ASSERT_OK_AND_ASSIGN(auto ctx, b.engine->createExecutionContext(false));
   auto result = run_context(*ctx, make_inputs(ModelKind::kConvNet, 2, 3));
   ASSERT_FALSE(result.ok());
-  EXPECT_NE(result.status().message().find("setDeviceMemory"), std::string::npos) << result.status().message();
+  EXPECT_NE(result.status().message().find("setDeviceMemory"), std::string::npos)
+      << result.status().message();
 }
 
 TEST(UserMemory, SuppliedMemoryGivesCorrectResults) {
@@ -104,17 +110,22 @@ TEST(UserMemory, SuppliedMemoryGivesCorrectResults) {
   ASSERT_TRUE(b.engine);
   const auto size = static_cast<size_t>(b.engine->deviceMemorySize());
   AlignedBuffer memory(size);
-  std::memset(memory.data, 0xff, size);  // NaN patterns: nothing may read before writing
+  std::memset(memory.storage.data(), 0xff,
+              memory.storage.size());  // NaNs: nothing may read before writing
   KILN_ASSERT_OK_AND_ASSIGN(auto ctx, b.engine->createExecutionContext(false));
   KILN_ASSERT_OK(ctx->setDeviceMemory(memory.data, size));
   for (int64_t batch : {8, 2}) {
     std::vector<HostTensor> inputs = make_inputs(ModelKind::kConvNet, batch, 21);
     KILN_ASSERT_OK_AND_ASSIGN(auto out, run_context(*ctx, inputs));
-    EXPECT_TRUE(all_close(out[0], reference(ModelKind::kConvNet, b.model, inputs)[0])) << "batch " << batch;
+    EXPECT_TRUE(all_close(out[0], reference(ModelKind::kConvNet, b.model, inputs)[0]))
+        << "batch " << batch;
   }
   // The engine wrote only inside the memory it was given.
-  for (size_t i = 0; i < 512 - (memory.data - memory.storage.data()); ++i)
-    ASSERT_EQ(memory.data[size + i], std::byte{0xff}) << "byte " << i << " past the end was written";
+  const auto slack =
+      static_cast<size_t>(memory.storage.data() + memory.storage.size() - memory.data) - size;
+  for (size_t i = 0; i < slack; ++i)
+    ASSERT_EQ(memory.data[size + i], std::byte{0xff})
+        << "byte " << i << " past the end was written";
 }
 
 TEST(UserMemory, TooSmallMemoryIsRefused) {

@@ -50,7 +50,8 @@ TEST_P(EndToEnd, MatchesReference) {
   const Case c = GetParam();
   const Built& b = built(c.kind);
   ASSERT_TRUE(b.engine);
-  std::vector<HostTensor> inputs = make_inputs(c.kind, c.batch, static_cast<uint64_t>(c.batch) * 31 + 1);
+  std::vector<HostTensor> inputs =
+      make_inputs(c.kind, c.batch, static_cast<uint64_t>(c.batch) * 31 + 1);
   KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*b.engine, inputs));
   std::vector<DTensor> want = reference(c.kind, b.model, inputs);
   ASSERT_EQ(out.size(), want.size());
@@ -70,7 +71,9 @@ INSTANTIATE_TEST_SUITE_P(Models, EndToEnd, ::testing::ValuesIn(all_cases()),
                                   std::to_string(info.param.batch);
                          });
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 TEST(EndToEndRange, BatchOutsideTheBuiltRangeIsRefusedByName) {
   for (ModelKind kind : {ModelKind::kMlp, ModelKind::kConvNet, ModelKind::kTransformer}) {

@@ -30,7 +30,9 @@ class EngineFile : public ::testing::Test {
   }
   void SetUp() override { ASSERT_TRUE(model_ && bytes_) << "the transformer failed to build"; }
 
-  static kiln::Status load(std::span<const std::byte> bytes) { return kiln::Engine::deserialize(bytes).status(); }
+  static kiln::Status load(std::span<const std::byte> bytes) {
+    return kiln::Engine::deserialize(bytes).status();
+  }
 
   static ExampleNetwork* model_;
   static kiln::HostMemory* bytes_;
@@ -66,7 +68,8 @@ TEST_F(EngineFile, LoadFromAFileMatchesDeserialize) {
   std::string path = ::testing::TempDir() + "/kiln_engine_file_test.engine";
   {
     std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes_->data()), static_cast<std::streamsize>(bytes_->size()));
+    out.write(reinterpret_cast<const char*>(bytes_->data()),
+              static_cast<std::streamsize>(bytes_->size()));
   }
   KILN_ASSERT_OK_AND_ASSIGN(auto engine, kiln::Engine::load(path));
   EXPECT_EQ(engine->serialized().size(), bytes_->size());

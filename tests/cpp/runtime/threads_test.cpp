@@ -46,7 +46,7 @@ TEST(Threads, ContextsOnOneSharedEngineRunConcurrently) {
             if (failed++ == 0) first_error[t] = out.status().toString();
             continue;
           }
-          if (!all_close((*out)[0], work[t].want[k])) ++wrong;
+          if (!all_close((*out)[0], work[t].want[k][0])) ++wrong;
           ++done;
         }
       });

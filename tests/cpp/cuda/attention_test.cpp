@@ -1,0 +1,248 @@
+// CUDA fused scaled dot-product attention against a double-precision reference written here
+// (PyTorch math-backend semantics: bool mask keeps where true, float mask adds, causal keeps
+// j <= i, grouped-query heads read kv head h / (H / Hkv), a fully masked row is NaN).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+
+namespace kiln::test {
+namespace {
+
+using Shape64 = std::vector<int64_t>;
+
+struct AttnCase {
+  Shape64 q, k, v;        // [..., L, E], [..., S, E], [..., S, Ev]
+  Shape64 mask;           // empty: no mask
+  DType mask_dtype = DType::kBool;
+  bool causal = false;
+  std::optional<double> scale;
+};
+
+// Index into a tensor of `shape` (batch dims right-aligned to `batch`) for batch index `b` and
+// the matrix element (i, j): size-1 dims broadcast, smaller head counts repeat-interleave.
+int64_t source(const Shape64& shape, const Shape64& b, int64_t i, int64_t j,
+               const Shape64& batch) {
+  const size_t r = shape.size(), lead = batch.size() - (r - 2);
+  int64_t l = 0;
+  for (size_t d = 0; d + 2 < r; ++d) {
+    const int64_t n = shape[d], full = batch[lead + d];
+    l = l * n + (n == 1 ? 0 : b[lead + d] / (full / n));
+  }
+  l = l * shape[r - 2] + (shape[r - 2] == 1 ? 0 : i);
+  return l * shape[r - 1] + (shape[r - 1] == 1 ? 0 : j);
+}
+
+Shape64 batch_of(const AttnCase& c) {
+  Shape64 batch;
+  for (const Shape64* s : {&c.q, &c.k, &c.v}) {
+    Shape64 b(s->begin(), s->end() - 2);
+    if (b.size() > batch.size()) batch.insert(batch.begin(), b.size() - batch.size(), 1);
+    b.insert(b.begin(), batch.size() - b.size(), 1);
+    for (size_t d = 0; d < b.size(); ++d) batch[d] = std::max(batch[d], b[d]);
+  }
+  return batch;
+}
+
+Shape64 out_shape(const AttnCase& c) {
+  Shape64 o = batch_of(c);
+  o.push_back(c.q[c.q.size() - 2]);
+  o.push_back(c.v.back());
+  return o;
+}
+
+std::vector<double> ref_attention(const AttnCase& c, const std::vector<double>& q,
+                                  const std::vector<double>& k, const std::vector<double>& v,
+                                  const std::vector<double>& m) {
+  const Shape64 batch = batch_of(c);
+  const int64_t L = c.q[c.q.size() - 2], E = c.q.back(), S = c.k[c.k.size() - 2],
+                Ev = c.v.back();
+  const double scale = c.scale ? *c.scale : 1.0 / std::sqrt(static_cast<double>(E));
+  const double ninf = -std::numeric_limits<double>::infinity();
+  std::vector<double> out;
+  for (int64_t bi = 0; bi < numel(batch); ++bi) {
+    const Shape64 b = unravel(bi, batch);
+    for (int64_t i = 0; i < L; ++i) {
+      std::vector<double> s(static_cast<size_t>(S));
+      double mx = ninf;
+      for (int64_t j = 0; j < S; ++j) {
+        double dot = 0;
+        for (int64_t e = 0; e < E; ++e)
+          dot += q[source(c.q, b, i, e, batch)] * k[source(c.k, b, j, e, batch)];
+        s[j] = dot * scale;
+        if (!c.mask.empty()) {
+          const double mv = m[source(c.mask, b, i, j, batch)];
+          if (c.mask_dtype == DType::kBool) {
+            if (mv == 0) s[j] = ninf;
+          } else {
+            s[j] += mv;
+          }
+        }
+        if (c.causal && j > i) s[j] = ninf;
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (double& x : s) sum += (x = std::exp(x - mx));  // all -inf: NaN, like torch
+      for (int64_t e = 0; e < Ev; ++e) {
+        double acc = 0;
+        for (int64_t j = 0; j < S; ++j) acc += s[j] / sum * v[source(c.v, b, j, e, batch)];
+        out.push_back(acc);
+      }
+    }
+  }
+  return out;
+}
+
+void check_attention(const AttnCase& c, DType dtype, Layout layout = Layout::kContiguous,
+                     uint32_t seed = 41) {
+  SCOPED_TRACE(str(dtype_name(dtype), " ", layout_name(layout), " causal ", c.causal,
+                   c.mask.empty() ? "" : " mask"));
+  std::vector<double> qv = round_all(dtype, random_values(numel(c.q), seed));
+  std::vector<double> kv = round_all(dtype, random_values(numel(c.k), seed + 1));
+  std::vector<double> vv = round_all(dtype, random_values(numel(c.v), seed + 2));
+  std::vector<double> mv;
+  if (!c.mask.empty()) {
+    mv = c.mask_dtype == DType::kBool ? random_ints(numel(c.mask), seed + 3, 0, 1)
+                                      : round_all(c.mask_dtype, random_values(numel(c.mask), 9));
+  }
+  std::vector<double> ref = ref_attention(c, qv, kv, vv, mv);
+  TestTensor q = make_tensor(dtype, c.q, qv, layout);
+  TestTensor k = make_tensor(dtype, c.k, kv, layout);
+  TestTensor v = make_tensor(dtype, c.v, vv, layout);
+  TestTensor out = make_output(dtype, out_shape(c));
+  std::vector<const TestTensor*> inputs = {&q, &k, &v};
+  TestTensor mask;
+  if (!c.mask.empty()) {
+    mask = make_tensor(c.mask_dtype, c.mask, mv);
+    inputs.push_back(&mask);
+  }
+  Attrs attrs;
+  attrs.set("causal", c.causal);
+  if (c.scale) attrs.set("scale", *c.scale);
+  Status s = gpu().run(OpKind::kAttention, attrs, inputs, {&out});
+  ASSERT_TRUE(s.ok()) << s.toString();
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
+}
+
+TEST(CudaAttention, MatchesReferenceWithoutMask) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}}, dt);
+    check_attention({{4, 1, 3}, {4, 9, 3}, {4, 9, 5}}, dt);  // rank 3, L = 1
+    check_attention({{6, 4}, {6, 4}, {6, 4}}, dt);            // rank 2
+  }
+}
+
+TEST(CudaAttention, AppliesScaleAttribute) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes)
+    check_attention({{2, 5, 4}, {2, 6, 4}, {2, 6, 3}, {}, DType::kBool, false, 0.7}, dt);
+}
+
+TEST(CudaAttention, BoolMaskKeepsWhereTrue) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt);
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 1, 5, 7}}, dt);
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 1, 1, 7}}, dt);
+  }
+}
+
+TEST(CudaAttention, FloatMaskIsAdded) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {1, 3, 1, 7}, dt}, dt);
+    check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 3, 5, 7}, DType::kFloat32}, dt);
+  }
+}
+
+TEST(CudaAttention, CausalIsTopLeftAligned) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{2, 2, 5, 4}, {2, 2, 7, 4}, {2, 2, 7, 3}, {}, DType::kBool, true}, dt);
+    check_attention({{2, 2, 7, 4}, {2, 2, 5, 4}, {2, 2, 5, 3}, {}, DType::kBool, true}, dt);
+    check_attention({{1, 2, 6, 4}, {1, 2, 6, 4}, {1, 2, 6, 4}, {6, 6}, DType::kFloat32, true}, dt);
+  }
+}
+
+TEST(CudaAttention, FullyMaskedRowIsNaN) {
+  KILN_REQUIRE_CUDA();
+  // Row 1 of the mask is all false: torch's math backend gives NaN there.
+  AttnCase c{{1, 3, 4}, {1, 2, 4}, {1, 2, 2}, {3, 2}};
+  TestTensor q = make_tensor(DType::kFloat32, c.q, random_values(12, 1));
+  TestTensor k = make_tensor(DType::kFloat32, c.k, random_values(8, 2));
+  TestTensor v = make_tensor(DType::kFloat32, c.v, {1, 2, 3, 4});
+  TestTensor m = make_tensor(DType::kBool, c.mask, {1, 0, 0, 0, 0, 1});
+  TestTensor out = make_output(DType::kFloat32, {1, 3, 2});
+  ASSERT_TRUE(gpu().run(OpKind::kAttention, {}, {&q, &k, &v, &m}, {&out}).ok());
+  const double nan = std::nan("");
+  EXPECT_TRUE(expect_close(out.view, {1, 2, nan, nan, 3, 4}));
+}
+
+TEST(CudaAttention, GroupedQueryHeadsExpandKeysAndValues) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{2, 4, 5, 8}, {2, 2, 7, 8}, {2, 2, 7, 6}}, dt);        // H % Hkv == 0
+    check_attention({{2, 4, 5, 8}, {2, 1, 7, 8}, {2, 1, 7, 6}}, dt);        // one kv head
+    check_attention({{2, 6, 3, 4}, {1, 3, 5, 4}, {1, 3, 5, 4}, {3, 5}}, dt);  // + batch bcast
+  }
+}
+
+TEST(CudaAttention, ReadsExpandedKeysWithStrideZero) {
+  KILN_REQUIRE_CUDA();
+  const Shape64 qs = {2, 4, 5, 8}, ks = {2, 4, 7, 8}, small = {2, 1, 7, 8};
+  AttnCase c{qs, small, small};
+  std::vector<double> qv = random_values(numel(qs), 1), kv = random_values(numel(small), 2),
+                      vv = random_values(numel(small), 3);
+  std::vector<double> ref = ref_attention(c, qv, kv, vv, {});
+  TestTensor q = make_tensor(DType::kFloat32, qs, qv);
+  TestTensor k = make_expanded(DType::kFloat32, ks, small, kv);
+  TestTensor v = make_expanded(DType::kFloat32, ks, small, vv);
+  TestTensor out = make_output(DType::kFloat32, {2, 4, 5, 8});
+  ASSERT_TRUE(gpu().run(OpKind::kAttention, {}, {&q, &k, &v}, {&out}).ok());
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(DType::kFloat32, ref)));
+}
+
+TEST(CudaAttention, AcceptsPermutedAndSlicedInputs) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes)
+    for (Layout l : kAllLayouts) {
+      check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt, l);
+      check_attention({{2, 4, 5, 8}, {2, 2, 7, 8}, {2, 2, 7, 6}, {}, DType::kBool, true}, dt, l);
+    }
+}
+
+TEST(CudaAttention, RejectsIntegerInputs) {
+  KILN_REQUIRE_CUDA();
+  TestTensor q = make_tensor(DType::kInt32, {2, 2}, {1, 2, 3, 4});
+  TestTensor out = make_output(DType::kInt32, {2, 2});
+  Status s = gpu().run(OpKind::kAttention, {}, {&q, &q, &q}, {&out});
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_NE(s.message().find("attention"), std::string::npos) << s.message();
+}
+
+TEST(CudaAttention, LongSequencesSpanSeveralTilesAndBlocks) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{1, 2, 77, 64}, {1, 2, 130, 64}, {1, 2, 130, 64}}, dt);
+    check_attention({{1, 2, 100, 32}, {1, 2, 100, 32}, {1, 2, 100, 48}, {}, DType::kBool, true},
+                    dt);
+    check_attention({{2, 70, 16}, {2, 45, 16}, {2, 45, 16}, {70, 45}, DType::kFloat16, true}, dt);
+  }
+}
+
+TEST(CudaAttention, LargeHeadDimsUseFewerRowsPerBlock) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kFloatDTypes) {
+    check_attention({{1, 2, 40, 256}, {1, 2, 50, 256}, {1, 2, 50, 256}}, dt);
+    check_attention({{1, 1, 9, 512}, {1, 1, 33, 512}, {1, 1, 33, 512}, {}, DType::kBool, true}, dt);
+  }
+}
+
+}  // namespace
+}  // namespace kiln::test
