@@ -67,17 +67,26 @@ def export_program(
 ) -> torch.export.ExportedProgram:
     """torch.export of `module` at the inputs' example shapes, decomposed with Kiln's table."""
     args = tuple(inp.example(device) for inp in inputs)
+    return export_with_ranges(module, args, inputs).run_decompositions(decomposition_table())
+
+
+def export_with_ranges(
+    module: torch.nn.Module, args: tuple[Any, ...], inputs: list[Input]
+) -> torch.export.ExportedProgram:
+    """torch.export with one Dim per dynamic input dim; when the model relates dims (x + y
+    with both batches dynamic), export again with Dim.AUTO so torch infers the relations."""
+    separate = fit_signature(module, _dynamic_shapes(inputs, auto=False))
     try:
-        ep = torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(inputs, False))
+        return torch.export.export(module, args, dynamic_shapes=separate)
     except Exception as first:
-        if _dynamic_shapes(inputs, True) is None:
+        if separate is None:
             raise
         logger.info("kiln: export with separate dims failed (%s); retrying with Dim.AUTO", first)
+        auto = fit_signature(module, _dynamic_shapes(inputs, auto=True))
         try:
-            ep = torch.export.export(module, args, dynamic_shapes=_dynamic_shapes(inputs, True))
-        except Exception:  # noqa: BLE001
+            return torch.export.export(module, args, dynamic_shapes=auto)
+        except Exception:  # noqa: BLE001 - the first error is the informative one
             raise first from None
-    return ep.run_decompositions(decomposition_table())
 
 
 def input_overrides(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Any
 
 import sympy
@@ -89,7 +90,11 @@ def splice(
                 {"dtype": torch.uint8, "device": torch.device(device)},
             )
             args.append(carrier)
-        engine_node = graph.get_attr(name)
+        with warnings.catch_warnings():
+            # FX only knows modules, parameters and buffers as attributes; engines are
+            # torchbind objects, which get_attr handles all the same.
+            warnings.simplefilter("ignore", UserWarning)
+            engine_node = graph.get_attr(name)
         call = graph.call_function(torch.ops.kiln.execute_engine.default, (args, engine_node))
         call.meta["val"] = [n.meta.get("val") for n in converted.outputs]
         getitems = []

@@ -66,6 +66,37 @@ Status apply_profile(Network& network, const BuilderConfig& config) {
   return Status::Ok();
 }
 
+// The runtime reads a symbol's value from an input dim that is exactly that symbol. A symbol that
+// no input carries that way, but that a shape or attribute uses, could never be known at run time.
+Status check_symbols_bindable(const Network& network) {
+  const std::vector<SymbolInfo>& symbols = network.symbols();
+  std::vector<bool> bindable(symbols.size(), false);
+  for (Tensor t : network.inputs())
+    for (const SymExpr& d : network.tensor(t).shape)
+      if (d.isSymbol()) bindable[static_cast<size_t>(d.symbolId())] = true;
+  auto check = [&](const SymExpr& e, const std::string& where) -> Status {
+    std::vector<int32_t> ids;
+    e.collectSymbols(ids);
+    for (int32_t id : ids) {
+      if (bindable[static_cast<size_t>(id)]) continue;
+      return invalid_argument("dynamic dim '", symbols[static_cast<size_t>(id)].name, "' is used by ", where,
+                              " but is not a whole dim of any input, so its value cannot be known at run time");
+    }
+    return Status::Ok();
+  };
+  for (const TensorInfo& t : network.tensors())
+    for (const SymExpr& d : t.shape) KILN_RETURN_IF_ERROR(check(d, "tensor '" + t.name + "'"));
+  for (const Op& op : network.ops()) {
+    for (const auto& [name, value] : op.attrs.values()) {
+      std::string where = str(op_kind_name(op.kind), " '", op.name, "' (", name, ")");
+      if (const auto* e = std::get_if<SymExpr>(&value)) KILN_RETURN_IF_ERROR(check(*e, where));
+      if (const auto* s = std::get_if<Shape>(&value))
+        for (const SymExpr& d : *s) KILN_RETURN_IF_ERROR(check(d, where));
+    }
+  }
+  return Status::Ok();
+}
+
 std::string options_json(const BuilderConfig& config) {
   std::string json = str("{\"device\": \"", config.device, "\", \"optimization_level\": ",
                          config.optimization_level, ", \"cuda_graphs\": ",
@@ -114,6 +145,7 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
 #endif
   }
   progress("passes", num_passes, num_passes);
+  KILN_RETURN_IF_ERROR(check_symbols_bindable(network).withContext("network '" + network.name() + "'"));
 
   std::unique_ptr<builder::TacticProvider> provider;
   format::Target target;

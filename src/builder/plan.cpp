@@ -140,10 +140,14 @@ Result<format::EnginePlan> assemble_plan(const Network& network,
       if (!shapes_equal(tensors[in].shape, out_info.shape) ||
           dtype_size(tensors[in].dtype) != dtype_size(out_info.dtype))
         continue;
-      bool used_twice = false;  // add(x, x): the other operand reads the same buffer
-      for (size_t j = 0; j < op.inputs.size(); ++j)
-        used_twice = used_twice || (j != k && op.inputs[j].id == op.inputs[k].id);
-      if (used_twice) continue;
+      // add(x, x) or add(x, x^T): another operand reads the same buffer (itself or a view of it),
+      // and could read elements this op has already overwritten.
+      bool aliased = false;
+      for (size_t j = 0; j < op.inputs.size(); ++j) {
+        size_t other = static_cast<size_t>(root[static_cast<size_t>(op.inputs[j].id)]);
+        aliased = aliased || (j != k && storage[other] == storage[in]);
+      }
+      if (aliased) continue;
       storage[out] = storage[in];
       break;
     }

@@ -50,7 +50,9 @@ Status ContextState::resolveShapes() {
     }
   }
   for (size_t id = 0; id < num_symbols; ++id) {
-    if (bound_by[id] < 0) return internal_error("dynamic dim '", p.symbols[id].name, "' is not the plain dim of any input");
+    // The builder refuses symbols that are used but not the plain dim of an input, so an unbound
+    // symbol is unused: any value does.
+    if (bound_by[id] < 0) values[id] = p.symbols[id].opt;
   }
   for (size_t b = 0; b < p.inputs.size(); ++b) {
     const Shape& shape = p.tensors[static_cast<size_t>(p.inputs[b].tensor)].shape;

@@ -133,12 +133,17 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         const float tile_sum = warp_reduce(pj, SumOp{});
         float* orow = os + r * Ev;
-        for (int64_t e = lane; e < Ev; e += 32) {
-          float acc = orow[e] * alpha;
+        // Every lane runs every round (the shuffles need the whole warp); lanes past Ev idle.
+        for (int64_t e0 = 0; e0 < Ev; e0 += 32) {
+          const int64_t e = e0 + lane;
+          const bool active = e < Ev;
+          float acc = active ? orow[e] * alpha : 0.0f;
 #pragma unroll 8
-          for (int jj = 0; jj < kKeys; ++jj)
-            acc = fmaf(__shfl_sync(0xffffffffu, pj, jj), vs[jj * Ev + e], acc);
-          orow[e] = acc;
+          for (int jj = 0; jj < kKeys; ++jj) {
+            const float p_jj = __shfl_sync(0xffffffffu, pj, jj);
+            if (active) acc = fmaf(p_jj, vs[jj * Ev + e], acc);
+          }
+          if (active) orow[e] = acc;
         }
         __syncwarp();
         if (lane == 0) {

@@ -78,6 +78,16 @@ TEST(CpuViewOps, SelectDropsTheDim) {
                 });
 }
 
+TEST(CpuViewOps, SelectIndexPastTheEndIsOutOfRange) {
+  auto x = make_tensor(DType::kFloat32, kShape, test::random_values(24, 1));
+  auto y = make_output(DType::kFloat32, {2, 4});
+  // index = s0 with s0 = 3, but dim 1 has size 3
+  Status s = test::run_op(OpKind::kSelect, {{"dim", int64_t{1}}, {"index", SymExpr::symbol(0)}},
+                          {x.view}, {y.view}, {3});
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("index 3"), std::string::npos) << s.message();
+}
+
 TEST(CpuViewOps, ExpandBroadcastsSizeOneDims) {
   check_view_op(OpKind::kExpand, {{"shape", shape_of(std::vector<int64_t>{2, 2, 3, 4})}},
                 {2, 2, 3, 4}, [](const std::vector<double>& v) {

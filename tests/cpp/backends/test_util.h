@@ -5,7 +5,8 @@
 // rounded to a dtype, per-dtype tolerances and a double-precision comparison.
 //
 //   TestTensor x = make_tensor(DType::kFloat16, {2, 3, 4}, random_values(24, 1),
-//   Layout::kPermuted); TestTensor y = make_output(DType::kFloat16, {2, 3, 4});
+//                              Layout::kPermuted);
+//   TestTensor y = make_output(DType::kFloat16, {2, 3, 4});
 //   ASSERT_TRUE(run_op(OpKind::kUnary, {{"fn", std::string("exp")}}, {x.view}, {y.view}).ok());
 //   EXPECT_TRUE(expect_close(y.view, reference, tolerance(DType::kFloat16)));
 

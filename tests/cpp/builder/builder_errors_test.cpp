@@ -24,17 +24,19 @@ bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 TEST(BuilderErrors, OpWithoutACpuKernelIsNamed) {
-  // The CPU matmul is float-only; an int32 matmul is valid IR that it cannot run.
-  Network net("int_matmul");
-  Tensor a = *net.addInput("a", kiln::DType::kInt32, {2, 3});
-  Tensor b = *net.addInput("b", kiln::DType::kInt32, {3, 4});
-  auto mm = net.add(OpKind::kMatmul, {a, b}, {}, "int_mm");
-  if (!mm.ok()) GTEST_SKIP() << "the IR refuses an int32 matmul: " << mm.status().toString();
-  ASSERT_TRUE(net.markOutput(*mm, "c").ok());
+  // The CPU pooling kernels are float-only; an int32 max pool is valid IR that they cannot run.
+  Network net("int_pool");
+  Tensor x = *net.addInput("x", kiln::DType::kInt32, {1, 2, 4, 4});
+  kiln::Attrs attrs{{"kind", std::string("max")}, {"kernel", std::vector<int64_t>{2, 2}}};
+  auto pooled = net.add(OpKind::kPool, {x}, attrs, "int_maxpool");
+  if (!pooled.ok())
+    GTEST_SKIP() << "the IR refuses an int32 max pool: " << pooled.status().toString();
+  ASSERT_TRUE(net.markOutput(*pooled, "y").ok());
   auto built = kiln::Builder::build(net, {});
   ASSERT_FALSE(built.ok());
   EXPECT_EQ(built.status().code(), StatusCode::kUnsupported) << built.status().toString();
-  EXPECT_TRUE(contains(built.status().message(), "'int_mm'")) << built.status().toString();
+  EXPECT_TRUE(contains(built.status().message(), "'int_maxpool'")) << built.status().toString();
+  EXPECT_TRUE(contains(built.status().message(), "int32")) << built.status().toString();
 }
 
 TEST(BuilderErrors, ProfileNamingAnUnknownSymbolIsRefused) {
@@ -71,6 +73,21 @@ TEST(BuilderErrors, ProfileNarrowsTheRangeTheEngineAccepts) {
   KILN_ASSERT_OK_AND_ASSIGN(auto ctx, engine->createExecutionContext());
   std::vector<int64_t> six = {6, kiln_examples::mlp::kIn};
   EXPECT_EQ(ctx->setInputShape("input", six).code(), StatusCode::kOutOfRange);
+}
+
+// An engine reads a symbol's value from an input dim that is exactly that symbol; one seen only
+// through an expression (2 * half) could never be bound.
+TEST(BuilderErrors, SymbolKnownOnlyThroughAnExpressionIsRefused) {
+  Network net("expr_only");
+  kiln::SymExpr half = *net.addSymbol("half", 1, 2, 4);
+  auto x = net.addInput("x", kiln::DType::kFloat32, {half * 2});
+  if (!x.ok()) GTEST_SKIP() << "the IR refuses an input dim 2*half: " << x.status().toString();
+  Tensor y = *net.add(OpKind::kUnary, {*x}, {{"fn", std::string("relu")}}, "relu");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  auto built = kiln::Builder::build(net, {});
+  ASSERT_FALSE(built.ok());
+  EXPECT_EQ(built.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(contains(built.status().message(), "'half'")) << built.status().toString();
 }
 
 TEST(BuilderErrors, TwoProfilesAreUnsupported) {

@@ -85,3 +85,35 @@ TEST(InPlace, InputStillNeededLaterIsNotOverwritten) {
 
 }  // namespace
 }  // namespace kiln_test
+
+namespace kiln_test {
+namespace {
+
+// c = a + a^T: the transpose is a view of a's buffer, so c must not be written over a while the
+// transpose still reads it, even though a itself dies at c.
+TEST(InPlace, OperandViewingTheSameBufferIsNotOverwritten) {
+  constexpr int64_t n = 16;
+  Network net("self_transpose");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, kMaxBatch);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, n, n});
+  Tensor a = unary(net, x, "relu");
+  Tensor at =
+      *net.add(OpKind::kPermute, {a}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "transpose");
+  Tensor c = binary(net, a, at, "add");
+  ASSERT_TRUE(net.markOutput(unary(net, c, "neg"), "y").ok());
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  HostTensor x_in = random_tensor({2, n, n}, 10);
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {x_in}));
+  DTensor want{x_in.dims, std::vector<double>(x_in.data.size())};
+  auto relu_at = [&](int64_t b, int64_t i, int64_t j) {
+    return std::max(0.0, static_cast<double>(x_in.data[static_cast<size_t>((b * n + i) * n + j)]));
+  };
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        want.v[static_cast<size_t>((b * n + i) * n + j)] = -(relu_at(b, i, j) + relu_at(b, j, i));
+  EXPECT_TRUE(all_close(out[0], want));
+}
+
+}  // namespace
+}  // namespace kiln_test
