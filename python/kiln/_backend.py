@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch._dynamo.backends.common import aot_autograd
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 
 import torch
 from kiln._decompositions import dynamo_decompositions
@@ -53,7 +54,7 @@ def _freeze(
     for i, tensor in constants.items():
         node = placeholders[i]
         name = f"_kiln_const_{i}"
-        gm.register_buffer(name, tensor.detach(), persistent=False)
+        gm.register_buffer(name, tensor, persistent=False)
         with gm.graph.inserting_after(last):
             attr = gm.graph.get_attr(name)
         attr.meta = dict(node.meta)
@@ -70,20 +71,21 @@ def kiln_backend(
     settings = CompilationSettings.from_options(options)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     state = {
-        i: ex
+        i: ex.detach()
         for i, (n, ex) in enumerate(zip(placeholders, example_inputs))
         if _is_state(n, ex)
     }
 
     def fw_compiler(fw_gm: torch.fx.GraphModule, fw_inputs: Sequence[Any]) -> Any:
-        fw_placeholders = [n for n in fw_gm.graph.nodes if n.op == "placeholder"]
-        if len(fw_placeholders) == len(example_inputs) and state:
-            _freeze(fw_gm, state)
-        env = graph_shape_env(fw_gm) or shape_env_of(fw_inputs)
-        table = SymbolTable(env)
-        compiled, report = compile_graph(fw_gm, settings, table)
-        compiled.kiln_report = report
-        return compiled
+        # aot_autograd calls this under its fake mode; Kiln reads real weights.
+        with unset_fake_temporarily():
+            fw_placeholders = [n for n in fw_gm.graph.nodes if n.op == "placeholder"]
+            if len(fw_placeholders) == len(example_inputs) and state:
+                _freeze(fw_gm, state)
+            env = graph_shape_env(fw_gm) or shape_env_of(fw_inputs)
+            compiled, report = compile_graph(fw_gm, settings, SymbolTable(env))
+            compiled.kiln_report = report
+            return compiled
 
     with torch.no_grad():
         return aot_autograd(

@@ -115,6 +115,16 @@ def input_overrides(
     return out
 
 
+def _drop_input_check_hooks(gm: torch.nn.Module) -> None:
+    """ep.module() re-checks inputs against the export's ranges before every call. Kiln's
+    engines check their bindings themselves (against the kiln.Input ranges, which may be wider
+    than what export inferred), and the hook keeps the module from being traced or scripted."""
+    for key, hook in list(gm._forward_pre_hooks.items()):
+        if "constraints" in getattr(hook, "__name__", ""):
+            del gm._forward_pre_hooks[key]
+            gm._forward_pre_hooks_with_kwargs.pop(key, None)
+
+
 def compile(
     module: torch.nn.Module | torch.export.ExportedProgram,
     inputs: Sequence[Any] | None = None,
@@ -159,6 +169,7 @@ def compile(
             logger.warning("kiln.compile: the module is in training mode; call .eval() first")
         ep = export_program(module, kiln_inputs, settings.device)
     gm = ep.module()
+    _drop_input_check_hooks(gm)
     table = SymbolTable(graph_shape_env(gm))
     table.overrides = input_overrides(gm, kiln_inputs, table)
     gm, report = compile_graph(gm, settings, table)

@@ -85,6 +85,11 @@ class FakeEngine:
     def info_json(self) -> str:
         return self._info_json
 
+    def serialized(self) -> str:
+        raise NotImplementedError(
+            f"Kiln engine '{self._name}': the serialized engine is not available while tracing"
+        )
+
 
 def engine_info(engine: Any) -> dict[str, Any]:
     """info_json() of a real engine, a FakeEngine, or the FakeScriptObject tracing wraps one in."""

@@ -39,7 +39,7 @@ struct ContextState {
   // Computes data pointers and launches every step with these backend extras.
   Status run(void* stream, void* backend, void* workspace, size_t workspace_bytes);
   // Largest scratch any step needs for the current shapes (after resolveShapes).
-  size_t workspaceBytes();
+  size_t workspaceBytes(void* backend);
 };
 
 }  // namespace kiln

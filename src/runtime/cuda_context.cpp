@@ -58,7 +58,7 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
   if (!stream) stream = CudaStreamGuard::active() ? CudaStreamGuard::current() : cudaStreamPerThread;
   if (!st.shapes_ready) {
     KILN_RETURN_IF_ERROR(st.resolveShapes());
-    r.workspace_needed = st.workspaceBytes();
+    r.workspace_needed = st.workspaceBytes(r.backend.get());
   }
   // The previous enqueue may still be using the arena on another stream: wait on the device.
   if (r.recorded)

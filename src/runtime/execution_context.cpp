@@ -170,7 +170,7 @@ Status ContextState::run(void* stream, void* backend, void* workspace, size_t wo
   return Status::Ok();
 }
 
-size_t ContextState::workspaceBytes() {
+size_t ContextState::workspaceBytes(void* backend) {
   size_t most = 0;
   const format::EnginePlan& p = plan();
   for (size_t s = 0; s < p.steps.size(); ++s) {
@@ -182,6 +182,7 @@ size_t ContextState::workspaceBytes() {
     for (int32_t t : step.outputs) scratch_out.push_back(tensors[static_cast<size_t>(t)].view);
     KernelArgs args{step.name.c_str(), step.attrs, scratch_in, scratch_out, symbols, nullptr};
     args.tactic_data = step.tactic_data;
+    args.backend = backend;
     most = std::max(most, es->workspaces[s](args));
   }
   return most;

@@ -243,6 +243,7 @@ def test_deepcopy_gives_a_working_engine() -> None:
     torch.testing.assert_close(run(clone, x)[0], run(engine, x)[0])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_module_with_engine_saves_and_loads() -> None:
     engine, w = mlp_engine("blk0")
 

@@ -50,14 +50,15 @@ class ConversionContext:
 
     # -- ops --------------------------------------------------------------------------------
     def add_ops(
-        self, kind: str, inputs: Sequence[TensorId], attrs: dict[str, Any] | None = None
+        self, op: str, inputs: Sequence[TensorId], attrs: dict[str, Any] | None = None
     ) -> list[TensorId]:
+        """Adds a Kiln op (attributes that are None are left out); returns its outputs."""
         attrs = {k: v for k, v in (attrs or {}).items() if v is not None}
-        return self.network.add_op(kind, list(inputs), attrs, self.name(kind))
+        return self.network.add_op(op, list(inputs), attrs, self.name(op))
 
-    def add(self, kind: str, inputs: Sequence[TensorId], **attrs: Any) -> TensorId:
+    def add(self, op: str, inputs: Sequence[TensorId], /, **attrs: Any) -> TensorId:
         """Adds an op with one output and returns that output's id."""
-        return self.add_ops(kind, inputs, attrs)[0]
+        return self.add_ops(op, inputs, attrs)[0]
 
     def unary(self, fn: str, x: TensorId, **attrs: Any) -> TensorId:
         return self.add("unary", [x], fn=fn, **attrs)

@@ -43,7 +43,8 @@ def matmul_of(ctx: ConversionContext, a: int, b: int) -> int:
 @converter(aten.mm.default, aten.bmm.default, aten.matmul.default, validator=_float_operands)
 def matmul(ctx: ConversionContext, node: Node, a: Args) -> int:
     dt = node.meta["val"].dtype
-    return matmul_of(ctx, ctx.tensor(a.self, dt), ctx.tensor(a.other, dt))
+    other = a.other if "other" in a else a.mat2
+    return matmul_of(ctx, ctx.tensor(a.self, dt), ctx.tensor(other, dt))
 
 
 def _addmm_validator(node: Node) -> bool | str:

@@ -97,7 +97,7 @@ CASES = [
     ),
     Case("clamp_int", lambda x: torch.clamp(x, -2, 3), lambda b: (ints(b, 6),), aten.clamp.default),
     Case("hardtanh", torch.nn.Hardtanh(-0.3, 0.7), one, aten.hardtanh.default),
-    Case("relu6", torch.nn.ReLU6(), lambda b: (r(b, 6) * 8,), aten.relu6.default),
+    Case("relu6", torch.nn.ReLU6(), lambda b: (r(b, 6) * 8,), aten.hardtanh.default),
     Case("to_half", lambda x: x.to(torch.float16), one, aten._to_copy.default, atol=1e-3),
     Case("to_bf16", lambda x: x.to(torch.bfloat16), one, aten._to_copy.default, atol=1e-2),
     Case("to_int", lambda x: (x * 4).to(torch.int32), one, aten._to_copy.default),
@@ -152,7 +152,9 @@ for _name in ("logical_and", "logical_or", "logical_xor"):
     CASES.append(
         Case(f"{_name}_float", getattr(torch, _name), lambda b: (ints(b, 6), r(b, 6)))
     )
-CASES.append(Case("logical_not", torch.logical_not, bools, aten.logical_not.default))
+CASES.append(
+    Case("logical_not", torch.logical_not, lambda b: bools(b)[:1], aten.logical_not.default)
+)
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     CASES.append(
         Case(

@@ -21,7 +21,7 @@ def small(b: int) -> tuple[torch.Tensor, ...]:
 CASES = [
     Case("sum_dim", lambda x: x.sum(-1), one, aten.sum.dim_IntList),
     Case("sum_dims_keepdim", lambda x: x.sum((1, 2), keepdim=True), one, aten.sum.dim_IntList),
-    Case("sum_all", lambda x: x.sum(), one, aten.sum.default),
+    Case("sum_all", lambda x: x.sum(), one, aten.sum.dim_IntList),
     Case("sum_bool", lambda x: (x > 0).sum(1), one, aten.sum.dim_IntList),
     Case("sum_int", lambda x: (x * 4).int().sum(-1), one, aten.sum.dim_IntList),
     Case("mean_dim", lambda x: x.mean(1), one, aten.mean.dim),
