@@ -155,7 +155,8 @@ def output_shapes(info: dict[str, Any], sizes: list[Any]) -> list[list[Any]]:
             if isinstance(expr, list) and expr[0] == "sym":
                 symbols.setdefault(expr[1], dim)
     return [
-        [_eval_dim(e, symbols, name, out["name"]) for e in out["shape"]] for out in info["outputs"]
+        [_eval_dim(e, symbols, name, out["name"]) for e in out["shape"]]
+        for out in info["outputs"]
     ]
 
 

@@ -49,7 +49,8 @@ class EngineHolder : public torch::CustomClassHolder {
   std::string device() const { return device_.device.str(); }
   // The serialized engine, base64 (see base64.h for why not raw bytes).
   std::string serializedBase64() const;
-  // Bindings with structured symbolic shapes, symbols, device and metadata (README of _ops.py).
+  // Bindings with structured symbolic shapes, symbols, device and metadata; the format is in
+  // the docstring of python/kiln/_ops.py, whose fake kernel reads it.
   const std::string& infoJson() const { return info_json_; }
 
   // kiln::execute_engine (execute_engine.cpp).

@@ -7,32 +7,49 @@ import copy
 import io
 import json
 
+import kiln
 import pytest
-import torch
 import torch.nn.functional as F
-
-import kiln  # noqa: F401  (loads kiln._C and the torch ops)
 from kiln import _C
-from kiln._C import DType, Network
+
+import torch
+
+DType, Network = _C.DType, _C.Network
 
 
 def add_weight(net: Network, name: str, t: torch.Tensor) -> int:
-    return net.add_constant(name, DType.float32, list(t.shape), t.contiguous().numpy().tobytes())
+    return net.add_constant(
+        name, DType.float32, list(t.shape), t.contiguous().numpy().tobytes()
+    )
 
 
-def mlp_engine(name: str = "mlp", metadata: str = "{}") -> tuple[object, dict[str, torch.Tensor]]:
+def mlp_engine(
+    name: str = "mlp", metadata: str = "{}"
+) -> tuple[object, dict[str, torch.Tensor]]:
     """x[batch, 8] -> linear(16) -> relu -> linear(4), batch in 1..8."""
     torch.manual_seed(0)
-    w = {"w1": torch.randn(16, 8), "b1": torch.randn(16), "w2": torch.randn(4, 16),
-         "b2": torch.randn(4)}
+    w = {
+        "w1": torch.randn(16, 8),
+        "b1": torch.randn(16),
+        "w2": torch.randn(4, 16),
+        "b2": torch.randn(4),
+    }
     net = Network(name)
     batch = net.add_symbol("batch", 1, 4, 8)
     x = net.add_input("x", DType.float32, [batch, 8])
-    (h,) = net.add_op("linear", [x, add_weight(net, "w1", w["w1"]), add_weight(net, "b1", w["b1"])],
-                      {}, "fc1")
+    (h,) = net.add_op(
+        "linear",
+        [x, add_weight(net, "w1", w["w1"]), add_weight(net, "b1", w["b1"])],
+        {},
+        "fc1",
+    )
     (h,) = net.add_op("unary", [h], {"fn": "relu"}, "act")
-    (y,) = net.add_op("linear", [h, add_weight(net, "w2", w["w2"]), add_weight(net, "b2", w["b2"])],
-                      {}, "fc2")
+    (y,) = net.add_op(
+        "linear",
+        [h, add_weight(net, "w2", w["w2"]), add_weight(net, "b2", w["b2"])],
+        {},
+        "fc2",
+    )
     net.mark_output(y, "y")
     engine = _C.make_engine(name, _C.build(net), ["x"], ["y"], metadata, "cpu")
     return engine, w
@@ -73,14 +90,19 @@ def test_conv_matches_eager() -> None:
     net = Network("conv")
     n = net.add_symbol("n", 1, 2, 4)
     x = net.add_input("x", DType.float32, [n, 3, 10, 12])
-    (y,) = net.add_op("conv", [x, add_weight(net, "w", weight), add_weight(net, "b", bias)],
-                      {"stride": [2, 1], "padding": [1, 2], "dilation": [1, 1], "groups": 1},
-                      "conv1")
+    (y,) = net.add_op(
+        "conv",
+        [x, add_weight(net, "w", weight), add_weight(net, "b", bias)],
+        {"stride": [2, 1], "padding": [1, 2], "dilation": [1, 1], "groups": 1},
+        "conv1",
+    )
     net.mark_output(y, "y")
     engine = _C.make_engine("conv", _C.build(net), ["x"], ["y"], "{}", "cpu")
     inp = torch.randn(2, 3, 10, 12)
     (out,) = run(engine, inp)
-    ref = F.conv2d(inp.double(), weight.double(), bias.double(), stride=(2, 1), padding=(1, 2))
+    ref = F.conv2d(
+        inp.double(), weight.double(), bias.double(), stride=(2, 1), padding=(1, 2)
+    )
     torch.testing.assert_close(out, ref.float(), rtol=1e-4, atol=1e-4)
 
 
@@ -121,8 +143,10 @@ def test_inputs_bind_in_the_order_of_input_names() -> None:
 
 def test_wrong_dtype_names_the_binding() -> None:
     engine, _ = mlp_engine("blk0")
-    with pytest.raises(ValueError, match="execute_engine 'blk0': input 'x' has dtype float16, "
-                                         "engine expects float32"):
+    with pytest.raises(
+        ValueError,
+        match="execute_engine 'blk0': input 'x' has dtype float16, engine expects float32",
+    ):
         run(engine, torch.randn(2, 8, dtype=torch.float16))
 
 
@@ -140,7 +164,9 @@ def test_wrong_rank_names_the_binding() -> None:
 
 def test_wrong_fixed_dim_names_the_binding() -> None:
     engine, _ = mlp_engine("blk0")
-    with pytest.raises(ValueError, match="execute_engine 'blk0': input 'x' .*dim 1 is 7"):
+    with pytest.raises(
+        ValueError, match="execute_engine 'blk0': input 'x' .*dim 1 is 7"
+    ):
         run(engine, torch.randn(2, 7))
 
 
@@ -233,11 +259,13 @@ def test_torch_save_and_load_round_trip() -> None:
     loaded = torch.load(buffer, weights_only=False)
     assert loaded.name() == "blk0" and loaded.input_names() == ["x"]
     x = torch.randn(3, 8)
-    torch.testing.assert_close(run(loaded, x)[0], mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        run(loaded, x)[0], mlp_reference(x, w), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_deepcopy_gives_a_working_engine() -> None:
-    engine, w = mlp_engine("blk0")
+    engine, _ = mlp_engine("blk0")
     clone = copy.deepcopy(engine)
     x = torch.randn(2, 8)
     torch.testing.assert_close(run(clone, x)[0], run(engine, x)[0])
@@ -270,8 +298,10 @@ def test_pickle_with_other_abi_version_is_refused_naming_both() -> None:
     state[0] = "999"
     with pytest.raises(RuntimeError) as info:
         torch.classes.kiln.Engine(state)
-    assert f"Kiln engine ABI version 999, this Kiln reads version {_C.ABI_VERSION}" in str(
-        info.value)
+    assert (
+        f"Kiln engine ABI version 999, this Kiln reads version {_C.ABI_VERSION}"
+        in str(info.value)
+    )
 
 
 def test_pickle_with_missing_fields_is_refused() -> None:
@@ -313,12 +343,17 @@ def test_fake_kernel_gives_output_shapes_under_fake_mode() -> None:
 def test_export_gives_symbolic_output_shape() -> None:
     engine, w = mlp_engine("blk0")
     batch = torch.export.Dim("batch", min=2, max=8)
-    ep = torch.export.export(EngineModule(engine), (torch.randn(4, 8),),
-                             dynamic_shapes={"x": {0: batch}})
-    calls = [n for n in ep.graph.nodes if n.target is torch.ops.kiln.execute_engine.default]
+    ep = torch.export.export(
+        EngineModule(engine), (torch.randn(4, 8),), dynamic_shapes={"x": {0: batch}}
+    )
+    calls = [
+        n for n in ep.graph.nodes if n.target is torch.ops.kiln.execute_engine.default
+    ]
     assert len(calls) == 1
-    out = [n for n in ep.graph.nodes if n.op == "output"][0].args[0][0].meta["val"]
+    out = next(n for n in ep.graph.nodes if n.op == "output").args[0][0].meta["val"]
     assert isinstance(out.shape[0], torch.SymInt)
     assert out.shape[1] == 4
     x = torch.randn(6, 8)
-    torch.testing.assert_close(ep.module()(x), 2 * mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        ep.module()(x), 2 * mlp_reference(x, w), rtol=1e-4, atol=1e-4
+    )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import kiln  # noqa: F401  (loads kiln._C and the torch ops)
 import numpy as np
 import pytest
+from kiln import _C
+
 import torch
 
-import kiln  # noqa: F401  (loads kiln._C and the torch ops)
-from kiln import _C
-from kiln._C import DType, Network, SymExpr
+DType, Network, SymExpr = _C.DType, _C.Network, _C.SymExpr
 
 
 def mlp_network(name: str = "mlp") -> tuple[Network, dict[str, torch.Tensor]]:
@@ -125,8 +126,12 @@ def test_add_op_infers_output_and_lists_kinds() -> None:
 def test_add_constant_accepts_numpy_and_bytes() -> None:
     net = Network("n")
     a = net.add_constant("a", DType.float32, [2, 2], np.ones((2, 2), np.float32))
-    b = net.add_constant("b", DType.bfloat16, [3], torch.ones(3, dtype=torch.bfloat16)
-                         .view(torch.uint8).numpy())
+    b = net.add_constant(
+        "b",
+        DType.bfloat16,
+        [3],
+        torch.ones(3, dtype=torch.bfloat16).view(torch.uint8).numpy(),
+    )
     c = net.add_constant("c", DType.int64, [1], bytes(8))
     assert [net.shape(t) for t in (a, b, c)] == [[2, 2], [3], [1]]
     assert net.dtype(b) == DType.bfloat16
@@ -173,7 +178,15 @@ def test_attr_scalars_convert_by_python_type() -> None:
     net = Network("n")
     s = net.add_symbol("s", 1, 2, 4)
     got = _C._convert_attrs(
-        {"b": True, "i": 3, "f": 0.5, "s": "relu", "d": DType.int8, "e": s, "n": np.int64(7)}
+        {
+            "b": True,
+            "i": 3,
+            "f": 0.5,
+            "s": "relu",
+            "d": DType.int8,
+            "e": s,
+            "n": np.int64(7),
+        }
     )
     assert got["b"] == ("bool", True)
     assert got["i"] == ("int", 3)
@@ -205,7 +218,9 @@ def test_attr_lists_convert_by_contents() -> None:
     assert got["floats"] == ("floats", [1.5, 2.0])
     assert got["mixed"] == ("floats", [1.0, 2.5])
     kind, shape = got["shape"]
-    assert kind == "shape" and shape[0] == s and shape[1].is_constant() and shape[1] == 4
+    assert (
+        kind == "shape" and shape[0] == s and shape[1].is_constant() and shape[1] == 4
+    )
 
 
 def test_attr_none_is_left_out() -> None:
@@ -237,7 +252,9 @@ def test_attr_unsupported_types_raise_type_error_naming_the_attribute() -> None:
         ("internal", RuntimeError),
     ],
 )
-def test_status_maps_to_python_exception_with_message_intact(code: str, exc: type) -> None:
+def test_status_maps_to_python_exception_with_message_intact(
+    code: str, exc: type
+) -> None:
     message = "conv 'layer1.conv1': weight has 3 dims, expected 4"
     with pytest.raises(exc) as info:
         _C._raise_status(code, message)
@@ -268,7 +285,9 @@ def test_build_returns_engine_bytes_that_engine_info_describes() -> None:
 def test_build_reports_progress() -> None:
     net, _ = mlp_network()
     calls: list[tuple[str, int, int]] = []
-    _C.build(net, progress=lambda stage, done, total: calls.append((stage, done, total)))
+    _C.build(
+        net, progress=lambda stage, done, total: calls.append((stage, done, total))
+    )
     assert calls
     assert all(isinstance(s, str) and done <= total for s, done, total in calls)
 
