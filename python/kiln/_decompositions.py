@@ -24,6 +24,11 @@ KEPT_OPS: tuple[Any, ...] = (
     aten.rms_norm.default,
     aten._native_batch_norm_legit_no_training.default,
     aten.scaled_dot_product_attention.default,
+    # What SDPA dispatches to under torch.compile (CPU, then CUDA).
+    aten._scaled_dot_product_flash_attention_for_cpu.default,
+    aten._scaled_dot_product_efficient_attention.default,
+    aten._scaled_dot_product_flash_attention.default,
+    aten._scaled_dot_product_cudnn_attention.default,
     aten.gelu.default,
     aten.silu.default,
     aten.hardswish.default,
@@ -66,6 +71,12 @@ KEPT_OPS: tuple[Any, ...] = (
     aten.squeeze.dim,
     aten._unsafe_view.default,
     aten.floor_divide.default,
+    aten.reflection_pad1d.default,
+    aten.reflection_pad2d.default,
+    aten.reflection_pad3d.default,
+    aten.replication_pad1d.default,
+    aten.replication_pad2d.default,
+    aten.replication_pad3d.default,
 )
 
 

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <filesystem>
 
 #include "cli.h"
 
@@ -60,6 +61,9 @@ int cmd_run(const Args& args) {
   auto outputs = run_once(**engine, **ctx, args, inputs);
   if (!outputs.ok()) return fail(outputs.status());
   std::string dir = args.get("output-dir", ".");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(invalid_argument("cannot create output directory '", dir, "': ", ec.message()));
   size_t o = 0;
   for (const BindingInfo& b : (*engine)->bindings()) {
     if (b.is_input) continue;

@@ -55,7 +55,6 @@ _FUSED_SDPA = [
     op("aten._scaled_dot_product_efficient_attention.default"),
     op("aten._scaled_dot_product_flash_attention.default"),
     op("aten._scaled_dot_product_cudnn_attention.default"),
-    op("aten._scaled_dot_product_attention_math.default"),
 ]
 
 

@@ -124,8 +124,6 @@ converter(aten.max_pool2d_with_indices.default, validator=_pool_validator(2, Tru
 converter(op("aten.max_pool3d_with_indices.default"), validator=_pool_validator(3, True))(
     _max_pool(3, True)
 )
-converter(op("aten.max_pool1d.default"), validator=_pool_validator(1))(_max_pool(1, False))
-converter(op("aten.max_pool3d.default"), validator=_pool_validator(3))(_max_pool(3, False))
 
 
 def _avg_pool_validator(spatial: int):
@@ -168,7 +166,6 @@ def _avg_pool(spatial: int):
 
 
 converter(aten.avg_pool2d.default, validator=_avg_pool_validator(2))(_avg_pool(2))
-converter(op("aten.avg_pool1d.default"), validator=_avg_pool_validator(1))(_avg_pool(1))
 converter(op("aten.avg_pool3d.default"), validator=_avg_pool_validator(3))(_avg_pool(3))
 
 
@@ -197,9 +194,8 @@ def _adaptive(spatial: int):
 
 
 for _spatial, _names in (
-    (1, ("aten.adaptive_avg_pool1d.default",)),
     (2, ("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default")),
-    (3, ("aten.adaptive_avg_pool3d.default", "aten._adaptive_avg_pool3d.default")),
+    (3, ("aten._adaptive_avg_pool3d.default",)),
 ):
     converter(*[op(n) for n in _names], validator=_adaptive_validator(_spatial))(
         _adaptive(_spatial)

@@ -101,19 +101,13 @@ def _fill(value_name: str | None, constant: float | None = None):
 
 converter(aten.full.default, validator=_fill_validator("fill_value"))(_fill("fill_value"))
 converter(aten.full_like.default, validator=_fill_validator("fill_value"))(_fill("fill_value"))
-converter(op("aten.new_full.default"), validator=_fill_validator("fill_value"))(
-    _fill("fill_value")
-)
-converter(op("aten.scalar_tensor.default"), validator=_fill_validator("s"))(_fill("s"))
-converter(op("aten.fill.Scalar"), validator=_fill_validator("value"))(_fill("value"))
+converter(aten.scalar_tensor.default, validator=_fill_validator("s"))(_fill("s"))
+# Uninitialized memory may hold anything; zeros are as good as any.
 converter(
     aten.zeros.default,
     aten.zeros_like.default,
-    op("aten.new_zeros.default"),
-    op("aten.empty.memory_format"),
-    op("aten.empty_like.default"),
-    op("aten.new_empty.default"),
+    aten.empty.memory_format,
+    op("aten.empty_permuted.default"),
 )(_fill(None, 0.0))
-converter(aten.ones.default, aten.ones_like.default, op("aten.new_ones.default"))(
-    _fill(None, 1.0)
-)
+converter(aten.ones.default, aten.ones_like.default)(_fill(None, 1.0))
+# new_zeros/new_ones/new_full, fill.Scalar and empty_like decompose into the ops above.

@@ -8,7 +8,7 @@ import torch
 from kiln import _dtypes
 from kiln.converters._args import Args, dtype_of, is_tensor, only_first_output_used, val
 from kiln.converters._context import ConversionContext
-from kiln.converters._registry import converter, op
+from kiln.converters._registry import converter
 
 aten = torch.ops.aten
 Node = torch.fx.Node
@@ -101,7 +101,7 @@ def trunc_of(ctx: ConversionContext, x: int) -> int:
     return ctx.add("where", [neg, ctx.unary("ceil", x), ctx.unary("floor", x)])
 
 
-@converter(aten.floor_divide.default, op("aten.floor_divide.Scalar"), validator=_arith_validator)
+@converter(aten.floor_divide.default, validator=_arith_validator)
 def floor_divide(ctx: ConversionContext, node: Node, a: Args) -> int:
     dt = _out_dtype(node)
     return ctx.binary("floor_divide", ctx.tensor(a.self, dt), ctx.tensor(a.other, dt))
@@ -250,7 +250,7 @@ for _name, (_fn, _float_only) in _UNARY.items():
     )
 
 
-@converter(aten.trunc.default, op("aten.fix.default"))
+@converter(aten.trunc.default)
 def trunc(ctx: ConversionContext, node: Node, a: Args) -> int:
     x = ctx.tensor(a.self)
     if not ctx.dtype(x).is_floating_point:
@@ -283,12 +283,7 @@ def isnan(ctx: ConversionContext, node: Node, a: Args) -> int:
 # -- where, masked_fill, clamp ---------------------------------------------------------------
 
 
-@converter(
-    aten.where.self,
-    op("aten.where.ScalarSelf"),
-    op("aten.where.ScalarOther"),
-    op("aten.where.Scalar"),
-)
+@converter(aten.where.self)
 def where(ctx: ConversionContext, node: Node, a: Args) -> int:
     dt = _out_dtype(node)
     cond = ctx.tensor(a.condition, torch.bool)
@@ -381,33 +376,17 @@ def to_copy(ctx: ConversionContext, node: Node, a: Args) -> int:
     return ctx.tensor(a.self, _out_dtype(node))
 
 
-@converter(
-    aten.clone.default,
-    aten.contiguous.default,
-    aten.alias.default,
-    aten.detach.default,
-    aten.lift_fresh_copy.default,
-)
+# detach, alias, lift_fresh_copy and eval-mode dropout are removed by lowering (_lowering.py);
+# contiguous and reshape decompose into clone and view.
+@converter(aten.clone.default)
 def identity(ctx: ConversionContext, node: Node, a: Args) -> int:
     return ctx.tensor(a.self)
 
 
-def _dropout_validator(node: Node) -> bool | str:
+def _native_dropout_validator(node: Node) -> bool | str:
     train = node.args[2] if len(node.args) > 2 else node.kwargs.get("train")
     if train:
         return "dropout in training mode"
-    return True
-
-
-@converter(aten.dropout.default, validator=_dropout_validator)
-def dropout(ctx: ConversionContext, node: Node, a: Args) -> int:
-    return ctx.tensor(a.input)
-
-
-def _native_dropout_validator(node: Node) -> bool | str:
-    ok = _dropout_validator(node)
-    if ok is not True:
-        return ok
     return True if only_first_output_used(node) else "dropout mask is used"
 
 

@@ -98,20 +98,6 @@ def addmm(ctx: ConversionContext, node: Node, a: Args) -> int:
     return ctx.binary("add", out, bias)
 
 
-@converter(aten.baddbmm.default, validator=_float_operands)
-def baddbmm(ctx: ConversionContext, node: Node, a: Args) -> int:
-    dt = node.meta["val"].dtype
-    out = ctx.add("matmul", [ctx.tensor(a.batch1, dt), ctx.tensor(a.batch2, dt)])
-    if a.alpha != 1:
-        out = ctx.binary("mul", out, ctx.scalar(a.alpha, dt))
-    if a.beta == 0:
-        return out
-    bias = ctx.tensor(a.self, dt)
-    if a.beta != 1:
-        bias = ctx.binary("mul", bias, ctx.scalar(a.beta, dt))
-    return ctx.binary("add", out, bias)
-
-
 def _linear_validator(node: Node) -> bool | str:
     ok = _float_operands(node)
     if ok is not True:

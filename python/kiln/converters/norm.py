@@ -39,12 +39,6 @@ def _bn_validator(node: Node) -> bool | str:
     ok = _float_input(node)
     if ok is not True:
         return ok
-    if node.target == aten.native_batch_norm.default:
-        training = node.args[5] if len(node.args) > 5 else node.kwargs.get("training")
-        if training:
-            return "batch_norm in training mode"
-        if node.args[3] is None or node.args[4] is None:
-            return "batch_norm without running statistics"
     if val(node.args[0]).dim() < 2:
         return "batch_norm input of rank < 2"
     if not unused_outputs_ok(node, {0}):
@@ -52,11 +46,7 @@ def _bn_validator(node: Node) -> bool | str:
     return True
 
 
-@converter(
-    aten._native_batch_norm_legit_no_training.default,
-    aten.native_batch_norm.default,
-    validator=_bn_validator,
-)
+@converter(aten._native_batch_norm_legit_no_training.default, validator=_bn_validator)
 def batch_norm(ctx: ConversionContext, node: Node, a: Args) -> list[Any]:
     dt = node.meta["val"][0].dtype
     x = ctx.tensor(a.input, dt)
@@ -142,4 +132,3 @@ def _rms_norm(multi_output: bool):
 
 
 converter(op("aten.rms_norm.default"), validator=_rms_validator)(_rms_norm(False))
-converter(op("aten._fused_rms_norm.default"), validator=_rms_validator)(_rms_norm(True))

@@ -50,7 +50,7 @@ def _sum_like(fn: str):
     return convert
 
 
-converter(aten.sum.dim_IntList, aten.sum.default, validator=_reduce_validator)(_sum_like("sum"))
+converter(aten.sum.dim_IntList, validator=_reduce_validator)(_sum_like("sum"))
 converter(aten.prod.dim_int, aten.prod.default, validator=_reduce_validator)(_sum_like("prod"))
 
 
@@ -118,7 +118,7 @@ def _var_validator(node: Node) -> bool | str:
     return True
 
 
-@converter(aten.var.correction, aten.var.dim, validator=_var_validator)
+@converter(aten.var.correction, validator=_var_validator)
 def var(ctx: ConversionContext, node: Node, a: Args) -> int:
     x = ctx.tensor(a.self)
     return reduce(ctx, "var", x, a.dim, a.keepdim, correction=_correction(a))
@@ -130,3 +130,17 @@ def var_mean(ctx: ConversionContext, node: Node, a: Args) -> list[int]:
     v = reduce(ctx, "var", x, a.dim, a.keepdim, correction=_correction(a))
     m = reduce(ctx, "mean", x, a.dim, a.keepdim)
     return [v, m]
+
+
+def _any_all(fn: str):
+    def convert(ctx: ConversionContext, node: Node, a: Args) -> int:
+        # any(x != 0) = amax of that as uint8 (Kiln reduces no bools).
+        x = ctx.cast(ctx.tensor(a.self, torch.bool), torch.uint8)
+        out = reduce(ctx, fn, x, a.get("dim"), a.get("keepdim", False))
+        return ctx.cast(out, torch.bool)
+
+    return convert
+
+
+# all() decomposes into not(any(not x)).
+converter(aten.any.dim, aten.any.dims, aten.any.default)(_any_all("amax"))

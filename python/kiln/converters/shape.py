@@ -26,7 +26,7 @@ def reshape_target(shape: list[Any]) -> list[Any]:
     return out
 
 
-@converter(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+@converter(aten.view.default, aten._unsafe_view.default)
 def view(ctx: ConversionContext, node: Node, a: Args) -> int:
     x = ctx.tensor(a.self)
     return ctx.add("reshape", [x], shape=reshape_target(ctx.out_shape()))
@@ -137,17 +137,6 @@ def cat(ctx: ConversionContext, node: Node, a: Args) -> int:
     return ctx.add("concat", parts, dim=int(a.dim) % rank)
 
 
-@converter(aten.stack.default)
-def stack(ctx: ConversionContext, node: Node, a: Args) -> int:
-    dt = node.meta["val"].dtype
-    rank = node.meta["val"].dim()
-    dim = int(a.dim) % rank
-    parts = [ctx.add("unsqueeze", [ctx.tensor(t, dt)], dim=dim) for t in a.tensors]
-    if len(parts) == 1:
-        return parts[0]
-    return ctx.add("concat", parts, dim=dim)
-
-
 def _split_validator(node: Node) -> bool | str:
     outs = node.meta["val"]
     dim_arg = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
@@ -167,20 +156,6 @@ def split(ctx: ConversionContext, node: Node, a: Args) -> list[int]:
     return ctx.add_ops("split", [x], {"dim": dim, "sizes": sizes})
 
 
-def _unbind_validator(node: Node) -> bool | str:
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    size = val(node.args[0]).shape[dim]
-    return True if is_static([size]) else "unbind of a symbolic dim"
-
-
-@converter(aten.unbind.int, validator=_unbind_validator)
-def unbind(ctx: ConversionContext, node: Node, a: Args) -> list[int]:
-    x = ctx.tensor(a.self)
-    dim = int(a.dim) % ctx.rank(x)
-    n = int(val(a.self).shape[dim])
-    return [ctx.add("select", [x], dim=dim, index=i) for i in range(n)]
-
-
 def _squeeze_dims(node: Node, dims: Any) -> list[int]:
     shape = list(val(node.args[0]).shape)
     rank = len(shape)
@@ -193,7 +168,7 @@ def _squeeze_dims(node: Node, dims: Any) -> list[int]:
     return sorted({d for d in cands if isinstance(shape[d], int) and shape[d] == 1})
 
 
-@converter(aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default)
+@converter(aten.squeeze.dim, aten.squeeze.dims)
 def squeeze(ctx: ConversionContext, node: Node, a: Args) -> int:
     x = ctx.tensor(a.self)
     dims = _squeeze_dims(node, a.get("dim"))

@@ -28,7 +28,7 @@ CASES = [
     Case("bmm", torch.bmm, lambda b: (torch.randn(b, 3, 6), torch.randn(b, 6, 4)),
          aten.bmm.default, **TOL),
     Case("matmul_3d_2d", torch.matmul, lambda b: (torch.randn(b, 3, 6), torch.randn(6, 4)),
-         batched=[0], **TOL),
+         aten.matmul.default, batched=[0], **TOL),
     Case("matmul_4d", torch.matmul, lambda b: (torch.randn(b, 2, 3, 6), torch.randn(b, 2, 6, 4)),
          **TOL),
     Case("matmul_vec", torch.matmul, lambda b: (torch.randn(b, 3, 6), torch.randn(6)),
@@ -43,7 +43,8 @@ CASES = [
     Case("addmm_scaled", Addmm(0.5, 2.0), lambda b: (torch.randn(b, 6),), aten.addmm.default,
          **TOL),
     Case("baddbmm", lambda c, x, y: torch.baddbmm(c, x, y, beta=0.5, alpha=2.0),
-         lambda b: (torch.randn(b, 3, 4), torch.randn(b, 3, 6), torch.randn(b, 6, 4)), **TOL),
+         lambda b: (torch.randn(b, 3, 4), torch.randn(b, 3, 6), torch.randn(b, 6, 4)),
+         aten.bmm.default, **TOL),
 ]  # fmt: skip
 
 
