@@ -44,3 +44,7 @@ __all__ = [
     "replace_module",
     "save",
 ]
+
+# Whether execute_engine runs CUDA engines from PyTorch. The C++ CUDA backend and runtime
+# exist, but the extension does not drive them yet, so compiled modules run on the CPU.
+CUDA_EXECUTION = False
