@@ -25,7 +25,7 @@ stage "C++ tests (cpu-only)" ctest --preset cpu-only -j "$JOBS"
 stage "C++ build (asan)" bash -c "cmake --preset asan >/dev/null && cmake --build --preset asan -j $JOBS"
 stage "C++ tests (asan + ubsan)" env ASAN_OPTIONS=detect_leaks=1 ctest --preset asan -j "$JOBS"
 stage "fuzz engine reader (${FUZZ_SECONDS} s)" ./tools/run_fuzzer.sh "$FUZZ_SECONDS"
-stage "Python package build" bash -c "python3 -m pip install -q --no-build-isolation -e . 2>&1 | tail -20"
+stage "Python package build" bash -c "set -o pipefail; python3 -m pip install -q --no-build-isolation -e . 2>&1 | tail -20"
 stage "Python tests" python3 -m pytest tests/python -q -m "not gpu" -p no:cacheprovider
 
 echo; echo "=== summary ==="
