@@ -1,17 +1,15 @@
 """Kiln: compiles PyTorch models into inference engines.
 
     import kiln
-    trt_like = kiln.compile(model.eval(), inputs=[kiln.Input((1, 3, 224, 224), (8, 3, 224, 224),
+    compiled = kiln.compile(model.eval(), inputs=[kiln.Input((1, 3, 224, 224), (8, 3, 224, 224),
                                                              (16, 3, 224, 224))])
-    out = trt_like(x)
+    out = compiled(x)
 
-or ``torch.compile(model, backend="kiln", options={...})``.
+or ``torch.compile(model, backend="kiln", options={...})``. Importing kiln loads kiln._C (the
+torch ops and the Engine class), registers the built-in converters and the "kiln" backend.
 """
 
-from kiln import (
-    _ops,
-    converters,
-)
+from kiln import _ops, converters
 from kiln._backend import kiln_backend
 from kiln._backend import register as _register_backend
 from kiln._compile import compile

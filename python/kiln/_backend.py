@@ -68,6 +68,12 @@ def kiln_backend(
     example_inputs: Sequence[Any],
     options: dict[str, Any] | None = None,
 ) -> Any:
+    options = dict(options or {})
+    if "device" not in options:
+        # Without an explicit device, engines go where the inputs are.
+        devices = [t.device for t in example_inputs if isinstance(t, torch.Tensor)]
+        if devices:
+            options["device"] = str(devices[0])
     settings = CompilationSettings.from_options(options)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     state = {

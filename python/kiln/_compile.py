@@ -115,6 +115,12 @@ def input_overrides(
     return out
 
 
+def _trains_differently(module: torch.nn.Module) -> bool:
+    """True when `module` is in training mode and has layers that behave differently then."""
+    kinds = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.dropout._DropoutNd)
+    return module.training and any(isinstance(m, kinds) for m in module.modules())
+
+
 def _drop_input_check_hooks(gm: torch.nn.Module) -> None:
     """ep.module() re-checks inputs against the export's ranges before every call. Kiln's
     engines check their bindings themselves (against the kiln.Input ranges, which may be wider
@@ -165,7 +171,7 @@ def compile(
     if isinstance(module, torch.export.ExportedProgram):
         ep = module.run_decompositions(decomposition_table())
     else:
-        if getattr(module, "training", False):
+        if _trains_differently(module):
             logger.warning("kiln.compile: the module is in training mode; call .eval() first")
         ep = export_program(module, kiln_inputs, settings.device)
     gm = ep.module()

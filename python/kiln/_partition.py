@@ -168,9 +168,13 @@ class SupportChecker:
                 return "symbolic float/bool argument"
         syms = {s for e in syms for s in self.symbols.canon(e).free_symbols}
         bad = sorted(str(s) for s in syms if self.symbols.range(s) is None)
+        unbacked = [s for s in bad if s.startswith("u")]
+        if unbacked:
+            return f"data-dependent size {', '.join(unbacked)}"
         if bad:
             return (
-                f"data-dependent or unbounded dim {', '.join(bad)} (Kiln needs a finite range)"
+                f"dynamic dim {', '.join(bad)} without an upper bound (Kiln needs a range: "
+                "kiln.Input min/max, or torch._dynamo.mark_dynamic(x, dim, min=, max=))"
             )
         return None
 
@@ -224,4 +228,6 @@ def partition(
         (kept if b.size >= min_block_size else dropped).append(b)
     for i, b in enumerate(kept):
         b.name = f"_run_on_kiln_{i}"
+    for i, b in enumerate(dropped):
+        b.name = f"small_block_{i}"
     return kept, dropped

@@ -11,7 +11,7 @@ from kiln._lowering import lower
 from kiln._partition import SupportChecker, partition
 from kiln._report import CompilationReport, build_report
 from kiln._settings import CompilationSettings
-from kiln._splice import escapes, sort_graph, splice
+from kiln._splice import drop_unused_state, escapes, sort_graph, splice
 from kiln._symbols import SymbolTable
 
 logger = logging.getLogger("kiln")
@@ -94,5 +94,6 @@ def compile_graph(
         splice(gm, c, engine, table, settings.device, replaced)
     sort_graph(gm)
     gm.graph.eliminate_dead_code()
+    drop_unused_state(gm)
     gm.recompile()
     return gm, report

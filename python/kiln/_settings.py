@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,14 @@ class CompilationSettings:
         if self.enabled_precisions is None:
             self.enabled_precisions = frozenset({torch.float32})
         self.enabled_precisions = frozenset(_as_tuple(self.enabled_precisions))
+        extra = self.enabled_precisions - {torch.float32}
+        if extra:
+            # Kiln networks are strongly typed: a model runs in the dtypes it was written in.
+            logging.getLogger("kiln").warning(
+                "kiln: enabled_precisions %s ignored; cast the model (e.g. model.half()) to run "
+                "in reduced precision",
+                sorted(str(d) for d in extra),
+            )
         if self.min_block_size < 1:
             raise ValueError(f"min_block_size must be >= 1, got {self.min_block_size}")
 

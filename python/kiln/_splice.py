@@ -110,6 +110,26 @@ def splice(
     return call
 
 
+def drop_unused_state(gm: torch.fx.GraphModule) -> None:
+    """Removes parameters, buffers and submodules nothing in the graph reads any more: the
+    weights now live inside the engines, and a saved program should not carry them twice."""
+    used = {str(n.target) for n in gm.graph.nodes if n.op in ("get_attr", "call_module")}
+
+    def is_used(name: str) -> bool:
+        return any(u == name or u.startswith(name + ".") for u in used)
+
+    for name, _ in list(gm.named_parameters(remove_duplicate=False)) + list(
+        gm.named_buffers(remove_duplicate=False)
+    ):
+        if is_used(name):
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = gm.get_submodule(owner_name) if owner_name else gm
+        owner._parameters.pop(attr, None)
+        owner._buffers.pop(attr, None)
+    gm.delete_all_unused_submodules()
+
+
 def sort_graph(gm: torch.fx.GraphModule) -> None:
     """Restores a topological order after splicing (keeps the original order where free)."""
     stable_topological_sort(gm)

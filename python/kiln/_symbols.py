@@ -86,14 +86,16 @@ class SymbolTable:
         vr = env.var_to_range.get(sym)
         if vr is None:
             return None
-        try:
-            lo, hi = int(vr.lower), int(vr.upper)
-        except (TypeError, ValueError, OverflowError):
-            return None
+        if not (isinstance(vr.lower, sympy.Integer) and isinstance(vr.upper, sympy.Integer)):
+            return None  # int_oo (unbounded) or not an integer range
+        lo, hi = int(vr.lower), int(vr.upper)
         if hi >= MAX_DIM:
             return None
         lo = max(lo, 0)
-        hint = env.var_to_val.get(sym)
+        hints = getattr(env, "backed_var_to_val", None)
+        if hints is None:
+            hints = env.var_to_val
+        hint = hints.get(sym)
         opt = hi if hint is None else min(max(int(hint), lo), hi)
         return SymbolRange(lo, opt, hi)
 

@@ -16,6 +16,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
     config.addinivalue_line("markers", "slow: a whole model; deselect with -m 'not slow'")
+    # torch.export's own pytree code warns about itself on every export.
+    config.addinivalue_line(
+        "filterwarnings", r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -92,3 +92,16 @@ def test_compile_ir_torch_compile(compile_calls: list) -> None:
     with torch.no_grad():
         assert_close(compiled(x), model(x), 1e-4, 1e-4)
     assert len(compile_calls) == 1
+
+
+def test_unbounded_dynamic_dim_runs_in_torch(compile_calls: list) -> None:
+    """Automatic dynamic shapes (no range) recompile; Kiln leaves those graphs to PyTorch."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    compiled = torch.compile(model, backend="kiln")
+    with torch.no_grad():
+        for b in (2, 3, 5):
+            x = torch.randn(b, 8)
+            assert_close(compiled(x), model(x), 1e-5, 1e-5)
+    assert len(compile_calls) == 2  # static first, then dynamic without a range
+    reasons = compile_calls[1].kiln_report.unsupported["aten.relu.default"].reasons
+    assert "without an upper bound" in next(iter(reasons))

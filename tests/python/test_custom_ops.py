@@ -107,3 +107,63 @@ def test_replace_module_with_custom_op() -> None:
     assert compiled.kiln_report.blocks[0].ops["kiln_test.fused_mlp.default"] == 2
     with torch.no_grad():
         assert_close(compiled(x), ref, 1e-4, 1e-4)
+
+
+@torch.library.custom_op("kiln_test::shifted", mutates_args=())
+def shifted(x: torch.Tensor, amount: float) -> torch.Tensor:
+    return x + amount
+
+
+@shifted.register_fake
+def _(x: torch.Tensor, amount: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+class UsesShifted(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(shifted(x * 2, 0.5)) - 1
+
+
+def _shift_by(ctx: kiln.ConversionContext, node: torch.fx.Node, args) -> int:
+    x = ctx.tensor(args.x)
+    return ctx.binary("add", x, ctx.scalar(args.amount, ctx.dtype(x)))
+
+
+def _static_only_report(inputs: list) -> kiln.CompilationReport:
+    return kiln.compile(UsesShifted(), inputs=inputs, dryrun=True, min_block_size=1)
+
+
+def test_converter_without_dynamic_support_falls_back_on_dynamic_shapes() -> None:
+    kiln.converter(torch.ops.kiln_test.shifted.default, supports_dynamic_shapes=False)(_shift_by)
+    try:
+        dynamic = _static_only_report([kiln.Input((1, 4), (2, 4), (8, 4))])
+        reasons = dynamic.unsupported["kiln_test.shifted.default"].reasons
+        assert "does not support dynamic shapes" in next(iter(reasons))
+        static = _static_only_report([kiln.Input(shape=(2, 4))])
+        assert "kiln_test.shifted.default" not in static.unsupported
+    finally:
+        kiln.converters.unregister(torch.ops.kiln_test.shifted.default)
+
+
+def test_highest_priority_converter_whose_validator_accepts_wins() -> None:
+    target = torch.ops.kiln_test.shifted.default
+    used: list[str] = []
+
+    def make(tag: str):
+        def convert(ctx, node, args):
+            used.append(tag)
+            return _shift_by(ctx, node, args)
+
+        return convert
+
+    kiln.converter(target, priority=0)(make("low"))
+    kiln.converter(target, priority=5, validator=lambda n: "never")(make("picky"))
+    kiln.converter(target, priority=3)(make("high"))
+    try:
+        model = UsesShifted()
+        compiled = kiln.compile(model, inputs=[kiln.Input(shape=(2, 4))], min_block_size=1)
+        assert used == ["high"]
+        x = torch.randn(2, 4)
+        assert_close(compiled(x), model(x), 1e-6, 1e-6)
+    finally:
+        kiln.converters.unregister(target)

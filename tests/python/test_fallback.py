@@ -3,6 +3,7 @@ exclusions run in PyTorch; the report and the compile log name them."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import kiln
@@ -147,3 +148,34 @@ def test_float64_falls_back() -> None:
     x = torch.randn(2, 8)
     with torch.no_grad():
         assert_close(compiled(x), m(x), 1e-5, 1e-5)
+
+
+class SizeOnlyBlock(nn.Module):
+    """The first Kiln block reads the batch size but no tensor carrying it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = mystery(x)
+        pos = (torch.arange(x.shape[0]) * 2 + 1).float().unsqueeze(1)
+        return y + mystery(pos)
+
+
+def test_block_gets_a_symbol_from_a_shape_carrier() -> None:
+    model = SizeOnlyBlock().eval()
+    compiled = kiln.compile(model, inputs=[_input()], min_block_size=1)
+    carriers = [n for n in compiled.graph.nodes if n.target == torch.ops.aten.empty.memory_format]
+    assert len(carriers) == 1
+    for b in (1, 3, 8):
+        x = torch.randn(b, 8)
+        with torch.no_grad():
+            assert_close(compiled(x), model(x), 1e-5, 1e-5)
+
+
+def _owned(engine) -> list[bool]:
+    metadata = json.loads(json.loads(engine.info_json())["metadata"])
+    return [o["owned"] for o in metadata["outputs"]]
+
+
+def test_engine_metadata_marks_outputs_the_user_never_sees() -> None:
+    compiled = kiln.compile(WithMystery().eval(), inputs=[_input()], min_block_size=1)
+    assert _owned(compiled._run_on_kiln_0) == [True]  # feeds mystery only
+    assert _owned(compiled._run_on_kiln_1) == [False]  # the model's output

@@ -129,6 +129,7 @@ def _qkv(b: int) -> tuple[torch.Tensor, ...]:
 
 
 def _converted_by_backend(fn, args, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    # The backend builds for the inputs' device (CPU here, CUDA in the gpu tests).
     """Runs fn through torch.compile(backend="kiln"); returns (output, converted op counts)."""
     torch._dynamo.reset()
     reports = []
