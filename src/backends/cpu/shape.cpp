@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/common/concat_check.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
 #include "ir/op_def.h"
@@ -60,32 +61,11 @@ Status run_view(const KernelArgs& args) {
 
 // ---- concat ---------------------------------------------------------------------------------
 
-Status supports_same_dtypes(const Op& op, std::span<const DType> dtypes) {
-  for (DType d : dtypes)
-    if (d != dtypes[0])
-      return invalid_argument(op_kind_name(op.kind), ": input dtypes differ (",
-                              dtype_name(dtypes[0]), " vs ", dtype_name(d), ")");
-  return Status::Ok();
-}
-
 Status run_concat(const KernelArgs& args) {
   const TensorView& out = args.outputs[0];
   const int64_t dim = args.attrs.getInt("dim", 0);
-  if (dim < 0 || dim >= out.rank) return kernel_error(args, "dim ", dim, " out of range");
+  KILN_RETURN_IF_ERROR(check_concat_args(args, dim));
   int64_t at = 0;
-  for (const TensorView& in : args.inputs) {
-    if (in.dtype != out.dtype || in.rank != out.rank)
-      return kernel_error(args, "inputs must share the output's dtype and rank");
-    for (int i = 0; i < in.rank; ++i)
-      if (i != dim && in.shape[i] != out.shape[i])
-        return kernel_error(args, "input dim ", i, " is ", in.shape[i], ", expected ",
-                            out.shape[i]);
-    at += in.shape[dim];
-  }
-  if (at != out.shape[dim])
-    return kernel_error(args, "inputs sum to ", at, " along dim ", dim, ", output has ",
-                        out.shape[dim]);
-  at = 0;
   for (const TensorView& in : args.inputs) {
     // The slab of the output this input fills: its shape, the output's strides.
     TensorView dst = in;
