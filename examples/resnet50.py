@@ -39,8 +39,7 @@ def kiln_runs_cuda() -> bool:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # execute_engine does not run CUDA engines from PyTorch yet (the CUDA backend issue's
-    # PyTorch half); until it does the main job runs Kiln on the CPU even where a GPU exists.
+    # A package built without the CUDA backend (KILN_CUDA=OFF) runs Kiln on the CPU.
     default_device = "cuda:0" if torch.cuda.is_available() and kiln_runs_cuda() else "cpu"
     p.add_argument("--device", default=default_device)
     p.add_argument("--batch", type=int, default=4, help="batch used for checks and timing")

@@ -9,7 +9,7 @@ or ``torch.compile(model, backend="kiln", options={...})``. Importing kiln loads
 torch ops and the Engine class), registers the built-in converters and the "kiln" backend.
 """
 
-from kiln import _ops, converters
+from kiln import _ops, converters, runtime
 from kiln._backend import kiln_backend
 from kiln._backend import register as _register_backend
 from kiln._compile import compile
@@ -40,9 +40,10 @@ __all__ = [
     "kiln_backend",
     "load",
     "replace_module",
+    "runtime",
     "save",
 ]
 
-# Whether execute_engine runs CUDA engines from PyTorch. The C++ CUDA backend and runtime
-# exist, but the extension does not drive them yet, so compiled modules run on the CPU.
-CUDA_EXECUTION = False
+# Whether execute_engine runs CUDA engines from PyTorch: true when this build has the CUDA
+# backend (KILN_CUDA=ON); a CPU-only build refuses device="cuda:N" with a clear error.
+CUDA_EXECUTION = bool(_C.HAS_CUDA)

@@ -169,3 +169,9 @@ def _execute_engine_fake(inputs: list[torch.Tensor], engine: Any) -> list[torch.
         torch.empty(shape, dtype=_DTYPES[out["dtype"]], device=device)
         for shape, out in zip(shapes, info["outputs"])
     ]
+
+
+# kiln::enter_compute_stream / exit_compute_stream switch streams and return nothing: FX must not
+# drop them as dead code (torch.export's and the graph module's own dead-code passes ask this).
+for _op in (torch.ops.kiln.enter_compute_stream.default, torch.ops.kiln.exit_compute_stream.default):
+    torch.fx.node.has_side_effect(_op)

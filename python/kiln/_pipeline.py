@@ -12,6 +12,7 @@ from kiln._partition import SupportChecker, partition
 from kiln._report import CompilationReport, build_report
 from kiln._settings import CompilationSettings
 from kiln._splice import drop_unused_state, escapes, sort_graph, splice
+from kiln._streams import insert_stream_ops
 from kiln._symbols import SymbolTable
 
 logger = logging.getLogger("kiln")
@@ -94,6 +95,8 @@ def compile_graph(
         splice(gm, c, engine, table, settings.device, replaced)
     sort_graph(gm)
     gm.graph.eliminate_dead_code()
+    if engines:
+        insert_stream_ops(gm)
     drop_unused_state(gm)
     gm.recompile()
     return gm, report

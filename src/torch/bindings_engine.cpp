@@ -33,6 +33,11 @@ py::object make_engine(const std::string& name, const py::bytes& serialized,
 
 void bind_engine(py::module_& m) {
   m.attr("ABI_VERSION") = kAbiVersion;
+#ifdef KILN_HAS_CUDA
+  m.attr("HAS_CUDA") = true;
+#else
+  m.attr("HAS_CUDA") = false;
+#endif
   m.def("make_engine", &make_engine, py::arg("name"), py::arg("serialized"),
         py::arg("input_names"), py::arg("output_names"), py::arg("metadata_json") = "{}",
         py::arg("device") = "cpu",

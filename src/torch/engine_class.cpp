@@ -173,6 +173,11 @@ TORCH_LIBRARY(kiln, m) {
       .def("device_info", [](const Holder& self) { return self->deviceInfo(); })
       .def("metadata", [](const Holder& self) { return self->metadata(); })
       .def("info_json", [](const Holder& self) { return self->infoJson(); })
+      .def("set_pre_allocated_outputs",
+           [](const Holder& self, bool enabled, c10::List<bool> owned) {
+             self->setPreAllocatedOutputs(enabled, std::vector<bool>(owned.begin(), owned.end()));
+           })
+      .def("pre_allocated_outputs", [](const Holder& self) { return self->preAllocatedOutputs(); })
       // torch.export / dynamo: the fake class (python/kiln/_ops.py) is rebuilt from this, and
       // dynamo guards on it, so it stays small: no engine bytes.
       .def("__obj_flatten__",

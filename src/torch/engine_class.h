@@ -55,6 +55,11 @@ class EngineHolder : public torch::CustomClassHolder {
 
   // kiln::execute_engine (execute_engine.cpp).
   std::vector<at::Tensor> execute(at::TensorList inputs);
+  // Pre-allocated outputs (DESIGN.md 6, seed 002): with `enabled`, output i is reused call after
+  // call when owned[i] (it never reaches the user) and its shape is unchanged; the others are
+  // fresh tensors each call, allocated right after the previous enqueue.
+  void setPreAllocatedOutputs(bool enabled, const std::vector<bool>& owned);
+  bool preAllocatedOutputs() const { return preallocate_; }
 
  private:
   std::vector<const BindingInfo*> orderBindings(const std::vector<std::string>& names,
@@ -73,6 +78,10 @@ class EngineHolder : public torch::CustomClassHolder {
 
   std::mutex mutex_;  // one execution at a time on context_
   std::unique_ptr<ExecutionContext> context_;
+  bool preallocate_ = false;
+  std::vector<bool> owned_;          // per output, with preallocate_
+  std::vector<at::Tensor> kept_;     // per output: the reused buffer, or next call's tensor
+  void* kept_stream_ = nullptr;      // the stream kept_ was made for (nullptr on the CPU)
 };
 
 }  // namespace kiln::torch_ext

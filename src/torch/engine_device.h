@@ -10,8 +10,8 @@
 namespace kiln::torch_ext {
 
 // Where an engine runs, as torch, the Kiln runtime and the engine pickle each spell it. Every
-// device decision of the extension lives in engine_device.cpp; this build runs CPU engines only,
-// and refuses the others there with a message that says so.
+// device decision of the extension lives in engine_device.cpp. A build without CUDA refuses CUDA
+// engines there with a message that says so.
 struct EngineDevice {
   c10::Device device{c10::kCPU};
   std::string runtime_device = "cpu";  // DeserializeOptions::device: "cpu" or "cuda:N"
@@ -27,8 +27,11 @@ EngineDevice device_from_info(const std::string& engine_name, const std::string&
 // Checks that input `binding` of engine `engine_name` is a tensor on the engine's device.
 void check_input_device(const std::string& engine_name, const std::string& binding,
                         const at::Tensor& tensor, const EngineDevice& device);
-// Runs a context whose addresses are all set, on the engine's device (CPU: now, on this thread).
+// The current torch stream of the engine's device (a cudaStream_t), nullptr on the CPU.
+void* current_stream(const EngineDevice& device);
+// Runs a context whose addresses are all set, on the engine's device: the CPU now, on this
+// thread; CUDA queued on `stream` (current_stream()) without synchronizing the host.
 void enqueue_on_device(const std::string& engine_name, ExecutionContext& context,
-                       const EngineDevice& device);
+                       const EngineDevice& device, void* stream);
 
 }  // namespace kiln::torch_ext

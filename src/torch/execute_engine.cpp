@@ -1,6 +1,8 @@
 // kiln::execute_engine: binds torch tensors to an engine's inputs by position, allocates its
-// outputs through torch's allocator on the engine's device, and runs it.
+// outputs through torch's allocator on the engine's device (or reuses pre-allocated ones), and
+// runs it on the current torch stream of that device without synchronizing the host.
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include "dtype_map.h"
@@ -65,19 +67,45 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
     check(context_->setInputShape(binding, std::span<const int64_t>(t.sizes().data(), t.dim())));
     check(context_->setTensorAddress(binding, const_cast<void*>(t.const_data_ptr())));
   }
+  void* stream = current_stream(device_);
+  // Kept buffers were made on the stream of the last call: only that stream may reuse them
+  // without waiting (the graph's readers of an owned output ran there).
+  const bool reuse = preallocate_ && stream == kept_stream_;
   std::vector<at::Tensor> outputs;
   outputs.reserve(outputs_.size());
-  for (const BindingInfo* b : outputs_) {
+  for (size_t i = 0; i < outputs_.size(); ++i) {
+    const BindingInfo* b = outputs_[i];
     auto dims = context_->getTensorShape(b->name);
     if (!dims.ok()) check(dims.status());
-    at::Tensor out = at::empty(*dims, at::TensorOptions()
-                                          .dtype(to_torch_dtype(b->dtype))
-                                          .device(device_.device));
+    at::Tensor out;
+    if (reuse && kept_[i].defined() && kept_[i].sizes() == c10::IntArrayRef(*dims)) {
+      out = owned_[i] ? kept_[i] : std::move(kept_[i]);
+    } else {
+      out = at::empty(*dims, at::TensorOptions().dtype(to_torch_dtype(b->dtype)).device(device_.device));
+    }
     check(context_->setTensorAddress(b->name, out.data_ptr()));
     outputs.push_back(std::move(out));
   }
-  enqueue_on_device(n, *context_, device_);
+  enqueue_on_device(n, *context_, device_, stream);
+  if (preallocate_) {
+    // Owned outputs keep their buffer; the user's get next call's tensors now, while the
+    // device works on this one (seed 002).
+    for (size_t i = 0; i < outputs_.size(); ++i)
+      kept_[i] = owned_[i] ? outputs[i] : at::empty_like(outputs[i]);
+    kept_stream_ = stream;
+  }
   return outputs;
+}
+
+void EngineHolder::setPreAllocatedOutputs(bool enabled, const std::vector<bool>& owned) {
+  TORCH_CHECK_VALUE(!enabled || owned.size() == outputs_.size(), "Kiln engine '", name_,
+                    "': pre-allocated outputs need one 'owned' flag per output (",
+                    outputs_.size(), "), got ", owned.size());
+  std::lock_guard<std::mutex> lock(mutex_);
+  preallocate_ = enabled;
+  owned_ = enabled ? owned : std::vector<bool>(outputs_.size(), false);
+  kept_.assign(outputs_.size(), at::Tensor());
+  kept_stream_ = nullptr;
 }
 
 namespace {

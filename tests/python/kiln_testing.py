@@ -25,6 +25,8 @@ GLUE = {
     torch.ops.aten.sym_size.int,
     torch.ops.aten.empty.memory_format,
     EXECUTE_ENGINE,
+    torch.ops.kiln.enter_compute_stream.default,
+    torch.ops.kiln.exit_compute_stream.default,
 }
 
 

@@ -1,0 +1,219 @@
+"""The runtime side of compiled graphs: the stream ops every compiled graph carries, pre-allocated
+outputs (CPU and CUDA), and on the GPU: the caller's stream, no host synchronization between
+engines separated by graph breaks, and the same results on the default and a user stream."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kiln
+import pytest
+from kiln_testing import EXECUTE_ENGINE, assert_close, engines_of
+
+import torch
+from torch import nn
+
+ENTER = torch.ops.kiln.enter_compute_stream.default
+EXIT = torch.ops.kiln.exit_compute_stream.default
+
+
+class ThreeEngines(nn.Module):
+    """Linear -> tanh -> Linear -> tanh -> Linear: with tanh kept in PyTorch, three engines
+    separated by two graph breaks."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.fc = nn.ModuleList(nn.Linear(width, width) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.fc[0](x))
+        x = torch.tanh(self.fc[1](x))
+        return self.fc[2](x)
+
+
+def _compile_three(device: str, dtype: torch.dtype = torch.float32, width: int = 64) -> tuple:
+    model = ThreeEngines(width).eval().to(device, dtype)
+    inputs = [kiln.Input((1, width), (4, width), (8, width), dtype=dtype)]
+    compiled = kiln.compile(
+        model,
+        inputs=inputs,
+        device=device,
+        min_block_size=1,
+        torch_executed_ops=["aten.tanh.default"],
+    )
+    assert len(engines_of(compiled)) == 3
+    return model, compiled
+
+
+class EngineOutputs(torch.fx.Interpreter):
+    """Runs a compiled graph and keeps what each execute_engine call returned."""
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.engine_outputs: list[list[torch.Tensor]] = []
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        out = super().call_function(target, args, kwargs)
+        if target is EXECUTE_ENGINE:
+            self.engine_outputs.append(list(out))
+        return out
+
+
+def _run_recording(gm: torch.fx.GraphModule, x: torch.Tensor) -> tuple[Any, list[list[torch.Tensor]]]:
+    interp = EngineOutputs(gm)
+    with torch.no_grad():
+        out = interp.run(x)
+    return out, interp.engine_outputs
+
+
+def test_compiled_graph_enters_and_exits_the_compute_stream_once() -> None:
+    _, compiled = _compile_three("cpu")
+    nodes = [n for n in compiled.graph.nodes if n.op == "call_function"]
+    targets = [n.target for n in nodes]
+    assert targets.count(ENTER) == 1 and targets.count(EXIT) == 1
+    # enter before every engine and PyTorch op, exit after all of them.
+    assert targets[0] is ENTER and targets[-1] is EXIT
+    exit_node = nodes[-1]
+    output = next(n for n in compiled.graph.nodes if n.op == "output")
+    assert set(exit_node.args[0]) == set(output.all_input_nodes)
+
+
+def test_stream_ops_survive_save_and_load(tmp_path: Any) -> None:
+    model, compiled = _compile_three("cpu")
+    path = tmp_path / "three.pt2"
+    kiln.save(compiled, path, [kiln.Input((1, 64), (4, 64), (8, 64))])
+    loaded = kiln.load(path)
+    targets = [n.target for n in loaded.graph.nodes if n.op == "call_function"]
+    assert targets.count(ENTER) == 1 and targets.count(EXIT) == 1
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert_close(loaded(x), model(x), 1e-5, 1e-5)
+
+
+def _check_pre_allocated(model: nn.Module, compiled: torch.fx.GraphModule, device: str,
+                         atol: float) -> None:
+    assert kiln.runtime.enable_pre_allocated_outputs(compiled) == 3
+    x = torch.randn(4, 64, device=device, dtype=next(model.parameters()).dtype)
+    out1, rec1 = _run_recording(compiled, x)
+    kept = out1.clone()
+    out2, rec2 = _run_recording(compiled, x)
+    # Engines 0 and 1 feed only tanh inside the graph: their buffers are reused.
+    for i in (0, 1):
+        assert rec1[i][0].data_ptr() == rec2[i][0].data_ptr(), f"engine {i} reallocated"
+    # Engine 2's output is what the user gets: a new tensor each call, the old one intact.
+    assert rec1[2][0].data_ptr() != rec2[2][0].data_ptr()
+    assert out1.data_ptr() != out2.data_ptr()
+    assert torch.equal(out1, kept)
+    with torch.no_grad():
+        assert_close(out2, model(x), atol, atol)
+    # A shape change reallocates the owned buffers and stays correct.
+    y = torch.randn(7, 64, device=device, dtype=x.dtype)
+    out3, rec3 = _run_recording(compiled, y)
+    for i in (0, 1):
+        assert rec3[i][0].shape[0] == 7
+        assert rec3[i][0].data_ptr() != rec2[i][0].data_ptr() or rec3[i][0].numel() != rec2[i][0].numel()
+    with torch.no_grad():
+        assert_close(out3, model(y), atol, atol)
+    # Turned off: every output is fresh again.
+    kiln.runtime.enable_pre_allocated_outputs(compiled, False)
+    _, rec4 = _run_recording(compiled, y)
+    _, rec5 = _run_recording(compiled, y)
+    assert rec4[0][0].data_ptr() != rec5[0][0].data_ptr() or not rec4[0][0].is_cuda
+
+
+def test_pre_allocated_outputs_cpu() -> None:
+    model, compiled = _compile_three("cpu")
+    _check_pre_allocated(model, compiled, "cpu", 1e-5)
+
+
+def test_pre_allocated_outputs_need_an_engine() -> None:
+    with pytest.raises(ValueError, match="holds no Kiln engine"):
+        kiln.runtime.enable_pre_allocated_outputs(nn.Linear(2, 2))
+
+
+def test_owned_flags_come_from_escape_analysis() -> None:
+    _, compiled = _compile_three("cpu")
+    flags = [kiln.runtime._owned_flags(e) for _, e in kiln.runtime.engines(compiled)]
+    assert sorted(flags) == [[False], [True], [True]]
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA
+
+
+@pytest.mark.gpu
+def test_pre_allocated_outputs_cuda() -> None:
+    model, compiled = _compile_three("cuda:0")
+    _check_pre_allocated(model, compiled, "cuda", 1e-4)
+
+
+@pytest.mark.gpu
+def test_execute_engine_runs_on_the_current_stream() -> None:
+    model, compiled = _compile_three("cuda:0", width=256)
+    x = torch.randn(8, 256, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        torch.cuda._sleep(50_000_000)  # keeps `stream` busy ~tens of ms
+        out = compiled(x)
+        # Our work is queued behind the sleep on `stream`: the default stream stays idle.
+        assert torch.cuda.default_stream().query()
+        assert not stream.query()
+    stream.synchronize()
+    assert_close(out, ref, 1e-4, 1e-4)
+
+
+def _host_return_while_busy(compiled: torch.fx.GraphModule, x: torch.Tensor) -> tuple:
+    """Queues a long kernel on the current stream, then calls the compiled graph: returns the
+    host time of the call and whether the stream was still busy when it returned."""
+    torch.cuda._sleep(200_000_000)  # ~100 ms on an H100
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = compiled(x)
+    elapsed = time.perf_counter() - t0
+    busy = not torch.cuda.current_stream().query()
+    return out, elapsed, busy
+
+
+@pytest.mark.gpu
+def test_three_engines_do_not_synchronize_the_host() -> None:
+    model, compiled = _compile_three("cuda:0", width=512)
+    x = torch.randn(8, 512, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+        compiled(x)  # warm up: contexts, workspaces
+    torch.cuda.synchronize()
+    # Default stream: enter moves the work to a compute stream that waits on the default one.
+    out_default, t_default, busy_default = _host_return_while_busy(compiled, x)
+    assert busy_default, "the host waited for the device inside the compiled call"
+    assert t_default < 0.05, f"compiled call took {t_default * 1e3:.1f} ms on the host"
+    torch.cuda.synchronize()
+    # User stream: the ops do nothing, everything runs on the user's stream.
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        out_user, t_user, busy_user = _host_return_while_busy(compiled, x)
+        assert busy_user and t_user < 0.05
+        assert torch.cuda.default_stream().query(), "work leaked onto the default stream"
+    torch.cuda.synchronize()
+    assert_close(out_default, ref, 1e-4, 1e-4)
+    assert torch.equal(out_default, out_user)
+    print(f"host time per 3-engine call behind a busy stream: default {t_default * 1e6:.0f} us, "
+          f"user stream {t_user * 1e6:.0f} us")
+
+
+@pytest.mark.gpu
+def test_exit_makes_the_default_stream_wait() -> None:
+    """A result read on the default stream right after the call is complete and correct: the
+    default stream waited on the compute stream (no host sync needed by the caller)."""
+    model, compiled = _compile_three("cuda:0", width=512)
+    x = torch.randn(8, 512, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+        for _ in range(3):
+            torch.cuda._sleep(20_000_000)
+            out = compiled(x)
+            host = out.sum().item()  # .item() syncs the default stream only
+            assert abs(host - ref.sum().item()) < 1e-2 * max(1.0, abs(host))
