@@ -42,7 +42,7 @@ if want build; then
   stage "build (sm_90, release)" build.log bash -c "
     cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_CUDA_ARCHITECTURES=90 \
           -DKILN_BUILD_TORCH=ON -DPython_EXECUTABLE=$(command -v python3) >/dev/null &&
-    cmake --build $BUILD -j $JOBS"
+    cmake --build $BUILD -j $JOBS -- -k 0"
 fi
 # The Python package runs from the source tree with the extension of the build above (one CUDA
 # build, not a second one through pip): kiln._C is copied next to python/kiln/__init__.py.

@@ -46,6 +46,8 @@ struct BuilderConfig {
 // What the builder did, for logs and `kiln inspect`.
 struct BuildReport {
   std::vector<std::string> pass_log;  // "constant folding: folded 12 ops", ...
+  int64_t tactic_timings = 0;     // candidates timed on the device in this build
+  int64_t timing_cache_hits = 0;  // candidate timings taken from the timing cache instead
 };
 
 class KILN_API Builder {

@@ -136,6 +136,24 @@ class KILN_API ExecutionContext {
   // it queues the work on `stream` (null: the thread's selected stream) and returns.
   Status enqueue(cudaStream_t stream = nullptr);
 
+  // CUDA graphs (CUDA engines): the first enqueue with given input shapes and addresses captures
+  // the plan's launches into a graph (on a private stream), later ones replay it on the caller's
+  // stream. On by default when the engine was built with BuilderConfig::cuda_graphs and the
+  // environment has no KILN_CUDA_GRAPHS=0; a capture that fails turns them off for this context
+  // and the enqueue runs plain. Enqueues on a stream the caller is capturing (they become part
+  // of the caller's graph) or on a green-context stream run plain. Off: every enqueue launches
+  // the kernels one by one.
+  void setCudaGraphs(bool enabled);
+  // Whether this context may use graphs now (false on the CPU).
+  bool cudaGraphs() const;
+  // Enqueues that replayed an existing graph without capturing, and captures made, so far.
+  int64_t cudaGraphReplays() const;
+  int64_t cudaGraphCaptures() const;
+  // Device copies queued so far between the caller's buffers and the context's staging buffers:
+  // a binding whose address changes from enqueue to enqueue (fresh output tensors every call)
+  // is read or written through a buffer of the context's own, so that the graph still replays.
+  int64_t cudaGraphStagedCopies() const;
+
   // Convenience: bind inputs in the engine's input order (dims and host/device pointers),
   // outputs in output order, and run.
   struct TensorRef {

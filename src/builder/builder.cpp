@@ -9,6 +9,9 @@
 #include "builder/tactics.h"
 #include "format/engine_plan.h"
 #include "kiln/version.h"
+#ifdef KILN_HAS_CUDA
+#include "backends/cuda/pointwise_codegen.h"
+#endif
 
 namespace kiln {
 namespace {
@@ -131,6 +134,16 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"constant folding", builder::fold_constants},
       {"batch-norm folding", builder::fold_batch_norm},
       {"simplification", builder::simplify},
+      // Before the epilogue/pointwise fusions, which would take the scale and mask add apart.
+      {"attention fusion", builder::fuse_attention},
+      {"conv epilogue fusion", builder::fuse_conv_epilogues},
+      // NHWC for half-precision convs on CUDA only (cuDNN's tensor-core layout).
+      {"layout assignment", device.kind == format::DeviceKind::kCuda ? builder::assign_nhwc_layout
+                                                                     : builder::skip_layout},
+      // Fusions. Conv/gemm epilogue passes go here, before these two; pointwise fusion stays last.
+      {"gemm epilogue fusion", builder::fuse_gemm_epilogues},
+      {"residual norm fusion", builder::fuse_residual_norm},
+      {"pointwise fusion", builder::fuse_pointwise},
       {"dead code elimination", builder::eliminate_dead_code},
       {"output isolation", builder::isolate_outputs},
   };
@@ -161,8 +174,14 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
     target = cuda_target;
 #endif
   }
-  KILN_ASSIGN_OR_RETURN(std::vector<builder::TacticCandidate> tactics,
-                        builder::select_tactics(network, *provider, config));
+  // Timings are valid for one device model and SM (the timing cache's key).
+  const std::string device_key =
+      device.kind == format::DeviceKind::kCpu
+          ? str("cpu ", target.device_name, " ", target.platform)
+          : str("cuda ", target.device_name, " sm_", target.sm_major, target.sm_minor);
+  KILN_ASSIGN_OR_RETURN(builder::TacticSelection selection,
+                        builder::select_tactics(network, *provider, config, device_key, log));
+  const std::vector<builder::TacticCandidate>& tactics = selection.tactics;
 
   progress("memory planning", 0, 1);
   builder::MemoryPlan memory;
@@ -171,13 +190,26 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
                     " without reuse)"));
   progress("memory planning", 1, 1);
 
+#ifdef KILN_HAS_CUDA
+  // The source of each generated kernel, for `kiln inspect --kernels`. Its CUBIN stays in the
+  // step's tactic data, which the runtime loads (kernels[].cubin is left empty, not duplicated).
+  for (const format::PlanStep& step : plan.steps) {
+    if (step.kind != OpKind::kPointwise || step.tactic_data.empty()) continue;
+    auto g = cuda::decode_generated(step.tactic_data);
+    if (g.ok()) plan.kernels.push_back({step.name + " (" + g->kernel_name + ")", g->source, {}});
+  }
+#endif
   plan.kiln_version = version();
   plan.build_options = options_json(config);
   plan.target = target;
   progress("serialization", 0, 1);
   auto bytes = format::write_engine(plan);
   progress("serialization", 1, 1);
-  if (report) report->pass_log = std::move(log);
+  if (report) {
+    report->pass_log = std::move(log);
+    report->tactic_timings = selection.timings;
+    report->timing_cache_hits = selection.cache_hits;
+  }
   return bytes;
 }
 

@@ -1,39 +1,108 @@
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstring>
+#include <random>
+
 #include "backends/cuda/cuda_kernels.h"
 #include "builder/tactics.h"
+#include "ir/half.h"
 
 namespace kiln::builder {
 namespace {
 
-TensorView opt_view(const TensorInfo& info, std::span<const int64_t> opt, Status& error) {
-  TensorView v;
-  v.dtype = info.dtype;
-  v.rank = static_cast<int>(info.shape.size());
-  for (size_t d = 0; d < info.shape.size() && d < static_cast<size_t>(kMaxRank); ++d) {
-    auto value = info.shape[d].evaluate(opt);
-    if (!value.ok()) error = value.status();
-    v.shape[d] = value.ok() ? *value : 1;
+Status cuda_status(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::Ok();
+  (void)cudaGetLastError();  // clear a non-sticky error so later calls start clean
+  return Status(StatusCode::kCudaError, str(what, ": ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")"));
+}
+#define KILN_CUDA_TRY(expr, what) KILN_RETURN_IF_ERROR(cuda_status((expr), what))
+
+// Makes `device` current for a scope and restores the caller's device.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device) status_ = cuda_status(cudaSetDevice(device), "cudaSetDevice");
   }
-  set_contiguous_strides(v);
-  return v;
+  ~DeviceScope() {
+    int now = -1;
+    if (previous_ >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  int previous_ = -1;
+  Status status_;
+};
+
+int64_t view_extent(const TensorView& v) {
+  if (v.numel() == 0) return 0;
+  int64_t last = 0;
+  for (int d = 0; d < v.rank; ++d) last += (v.shape[d] - 1) * v.strides[d];
+  return last + 1;
 }
 
-// Offers the CUDA backend's candidates per op at the profile's opt shapes: cuBLASLt heuristic
-// algorithms, cuDNN algorithms, one entry per Kiln kernel otherwise.
+// Host bytes of n small random values of `dtype` (zeros for integers and bool).
+std::vector<std::byte> random_bytes(DType dtype, int64_t n, uint32_t seed) {
+  const size_t es = dtype_size(dtype);
+  std::vector<std::byte> out(static_cast<size_t>(n) * es);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-0.5f, 0.5f);
+  for (int64_t i = 0; i < n && is_floating(dtype); ++i) {
+    const float x = dist(rng);
+    std::byte* p = out.data() + static_cast<size_t>(i) * es;
+    if (dtype == DType::kFloat32) {
+      std::memcpy(p, &x, 4);
+    } else {
+      const uint16_t h = dtype == DType::kFloat16 ? float_to_half(x) : float_to_bf16(x);
+      std::memcpy(p, &h, 2);
+    }
+  }
+  return out;
+}
+
+// Device buffers for timing one op, made once per op and reused for each of its candidates.
+struct TimingBuffers {
+  const Op* op = nullptr;
+  std::vector<void*> buffers;  // inputs, then outputs
+  std::vector<TensorView> inputs, outputs;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+
+  TimingBuffers() = default;
+  TimingBuffers(const TimingBuffers&) = delete;
+  TimingBuffers& operator=(const TimingBuffers&) = delete;
+  ~TimingBuffers() { release(); }
+  void release() {
+    for (void* p : buffers) cudaFree(p);
+    buffers.clear();
+    if (workspace) cudaFree(workspace);
+    workspace = nullptr;
+    workspace_bytes = 0;
+    op = nullptr;
+  }
+};
+
+// Offers the CUDA backend's candidates per op at the profile's opt shapes and strides (a
+// permuted input is a transposed operand, as at run time): cuBLASLt heuristic algorithms, cuDNN
+// algorithms, one entry per Kiln kernel otherwise. Times candidates on the device.
 class CudaTacticProvider final : public TacticProvider {
  public:
   CudaTacticProvider(std::unique_ptr<cuda::CudaBackendState> state, size_t workspace_limit)
       : state_(std::move(state)), workspace_limit_(workspace_limit) {}
+  ~CudaTacticProvider() override {
+    DeviceScope scope(state_->device);
+    buffers_.release();
+    if (start_) cudaEventDestroy(start_);
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
 
-  Result<std::vector<TacticCandidate>> candidates(const Network& network, const Op& op) override {
-    std::vector<int64_t> opt;
-    for (const SymbolInfo& s : network.symbols()) opt.push_back(s.opt);
-    Status error;
-    std::vector<TensorView> ins, outs;
-    for (Tensor t : op.inputs) ins.push_back(opt_view(network.tensor(t), opt, error));
-    for (Tensor t : op.outputs) outs.push_back(opt_view(network.tensor(t), opt, error));
-    KILN_RETURN_IF_ERROR(error);
+  Result<std::vector<TacticCandidate>> candidates(const Network& network, const Op& op,
+                                                  const OpShapes& shapes) override {
+    DeviceScope scope(state_->device);
+    KILN_RETURN_IF_ERROR(scope.status());
     std::vector<DType> dtypes;
     for (Tensor t : op.inputs) dtypes.push_back(network.tensor(t).dtype);
     std::string reasons;
@@ -41,7 +110,8 @@ class CudaTacticProvider final : public TacticProvider {
       Status s = k.supports ? k.supports(op, dtypes) : Status::Ok();
       if (!s.ok()) reasons += (reasons.empty() ? "" : "; ") + s.message();
     }
-    KILN_ASSIGN_OR_RETURN(auto cands, cuda::tactic_candidates(*state_, op, ins, outs, opt, workspace_limit_));
+    KILN_ASSIGN_OR_RETURN(auto cands, cuda::tactic_candidates(*state_, op, shapes.inputs, shapes.outputs,
+                                                              shapes.bindings, workspace_limit_));
     std::vector<TacticCandidate> out;
     for (auto& c : cands) {
       const cuda::CudaKernel* k = cuda::find_kernel(op.kind, c.tactic);
@@ -54,9 +124,92 @@ class CudaTacticProvider final : public TacticProvider {
     return out;
   }
 
+  bool can_time() const override { return true; }
+
+  // Warm-up 2, then the median of 10 runs, each between two events on the provider's stream.
+  Result<double> time(const Network&, const Op& op, const OpShapes& shapes,
+                      const TacticCandidate& tactic) override {
+    DeviceScope scope(state_->device);
+    KILN_RETURN_IF_ERROR(scope.status());
+    const cuda::CudaKernel* k = cuda::find_kernel(op.kind, tactic.name);
+    if (!k || !k->run) return not_found("no CUDA kernel '", tactic.name, "'");
+    KILN_RETURN_IF_ERROR(prepare(op, shapes));
+    KernelArgs args{op.name.c_str(), op.attrs, buffers_.inputs, buffers_.outputs, shapes.bindings};
+    args.stream = stream_;
+    args.backend = state_.get();
+    args.tactic_data = tactic.data;
+    const size_t ws = k->workspace ? k->workspace(args) : 0;
+    if (ws > buffers_.workspace_bytes) {
+      if (buffers_.workspace) cudaFree(buffers_.workspace);
+      buffers_.workspace = nullptr;
+      buffers_.workspace_bytes = 0;
+      KILN_CUDA_TRY(cudaMalloc(&buffers_.workspace, ws), "cudaMalloc (timing workspace)");
+      buffers_.workspace_bytes = ws;
+    }
+    args.workspace = buffers_.workspace;
+    args.workspace_bytes = buffers_.workspace_bytes;
+    constexpr int kWarmup = 2, kRuns = 10;
+    for (int r = 0; r < kWarmup; ++r) KILN_RETURN_IF_ERROR(k->run(args));
+    KILN_CUDA_TRY(cudaStreamSynchronize(stream_), "warm-up");
+    KILN_CUDA_TRY(cudaEventRecord(start_, stream_), "cudaEventRecord");
+    for (int r = 0; r < kRuns; ++r) {
+      KILN_RETURN_IF_ERROR(k->run(args));
+      KILN_CUDA_TRY(cudaEventRecord(events_[static_cast<size_t>(r)], stream_), "cudaEventRecord");
+    }
+    KILN_CUDA_TRY(cudaEventSynchronize(events_[kRuns - 1]), "cudaEventSynchronize");
+    std::vector<float> ms(kRuns);
+    cudaEvent_t prev = start_;
+    for (int r = 0; r < kRuns; ++r) {
+      KILN_CUDA_TRY(cudaEventElapsedTime(&ms[static_cast<size_t>(r)], prev, events_[static_cast<size_t>(r)]),
+                    "cudaEventElapsedTime");
+      prev = events_[static_cast<size_t>(r)];
+    }
+    Status errors = cuda::read_device_errors(*state_, stream_);
+    if (!errors.ok()) return errors;
+    std::nth_element(ms.begin(), ms.begin() + kRuns / 2, ms.end());
+    return static_cast<double>(ms[kRuns / 2]);
+  }
+
  private:
+  // Stream, events and buffers of random values for `op` (kept while the same op is timed).
+  Status prepare(const Op& op, const OpShapes& shapes) {
+    if (!stream_) {
+      KILN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+      KILN_CUDA_TRY(cudaEventCreate(&start_), "cudaEventCreate");
+      for (cudaEvent_t& e : events_) KILN_CUDA_TRY(cudaEventCreate(&e), "cudaEventCreate");
+    }
+    if (buffers_.op == &op && buffers_.inputs.size() == shapes.inputs.size()) return Status::Ok();
+    buffers_.release();
+    buffers_.inputs = shapes.inputs;
+    buffers_.outputs = shapes.outputs;
+    for (size_t i = 0; i < shapes.inputs.size(); ++i) {
+      TensorView& v = buffers_.inputs[i];
+      const size_t es = dtype_size(v.dtype);
+      const int64_t n = shapes.input_offsets[i] + view_extent(v);
+      void* p = nullptr;
+      KILN_CUDA_TRY(cudaMalloc(&p, std::max<size_t>(256, static_cast<size_t>(n) * es)), "cudaMalloc (timing input)");
+      buffers_.buffers.push_back(p);
+      std::vector<std::byte> host = random_bytes(v.dtype, n, static_cast<uint32_t>(1234 + i));
+      if (!host.empty()) KILN_CUDA_TRY(cudaMemcpy(p, host.data(), host.size(), cudaMemcpyHostToDevice), "cudaMemcpy");
+      v.data = static_cast<std::byte*>(p) + static_cast<size_t>(shapes.input_offsets[i]) * es;
+    }
+    for (TensorView& v : buffers_.outputs) {
+      void* p = nullptr;
+      const size_t bytes = static_cast<size_t>(v.numel()) * dtype_size(v.dtype);
+      KILN_CUDA_TRY(cudaMalloc(&p, std::max<size_t>(256, bytes)), "cudaMalloc (timing output)");
+      buffers_.buffers.push_back(p);
+      v.data = p;
+    }
+    buffers_.op = &op;
+    return Status::Ok();
+  }
+
   std::unique_ptr<cuda::CudaBackendState> state_;
   size_t workspace_limit_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr;
+  cudaEvent_t events_[10] = {};
+  TimingBuffers buffers_;
 };
 
 }  // namespace

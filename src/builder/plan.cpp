@@ -14,7 +14,7 @@ using format::TensorRole;
 // output element is written after reading the same element of that input.
 bool may_run_in_place(OpKind kind) {
   return kind == OpKind::kUnary || kind == OpKind::kBinary || kind == OpKind::kClamp ||
-         kind == OpKind::kCast || kind == OpKind::kWhere;
+         kind == OpKind::kCast || kind == OpKind::kWhere || kind == OpKind::kPointwise;
 }
 
 // Whether a view op's output is laid out contiguously whenever its input is: then a reshape of

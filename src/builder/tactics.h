@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/common/tensor_view.h"
 #include "format/engine_plan.h"
 #include "kiln/builder.h"
 #include "kiln/network.h"
@@ -15,16 +16,33 @@ struct TacticCandidate {
   std::vector<uint8_t> data;  // opaque backend data stored in the engine
 };
 
+// One op's tensors at the profile's opt shapes, strided as the runtime will hand them to the
+// kernel (views alias their input: a permuted input arrives transposed, not copied). Data
+// pointers are null; `input_offsets` are the views' element offsets into their root buffers.
+struct OpShapes {
+  std::vector<TensorView> inputs;
+  std::vector<TensorView> outputs;
+  std::vector<int64_t> input_offsets;
+  std::vector<int64_t> bindings;  // symbol values at opt
+};
+
+// OpShapes for every op of `network` (index = op index), computed from the plan's view
+// decisions (plan.cpp) and the view ops' layout functions, as the execution context does.
+Result<std::vector<OpShapes>> opt_op_shapes(const Network& network);
+
 // A backend's offer of implementations for each op. The CPU offers one per op; the CUDA backend
 // offers several (cuBLASLt algorithms, cuDNN engines, Kiln kernel variants) and times them.
 class TacticProvider {
  public:
   virtual ~TacticProvider() = default;
   // Candidates for `op`, best guess first; empty with a reason when the backend cannot run it.
-  virtual Result<std::vector<TacticCandidate>> candidates(const Network& network, const Op& op) = 0;
-  // Median time of one candidate at the profile's opt shapes, in ms. Backends that cannot
-  // time return kUnsupported and the first candidate wins.
-  virtual Result<double> time(const Network& network, const Op& op, const TacticCandidate& tactic) {
+  virtual Result<std::vector<TacticCandidate>> candidates(const Network& network, const Op& op,
+                                                          const OpShapes& shapes) = 0;
+  // Whether time() works; when it does not, the first candidate always wins.
+  virtual bool can_time() const { return false; }
+  // Median time of one candidate at `shapes`, in ms. An error drops the candidate.
+  virtual Result<double> time(const Network& network, const Op& op, const OpShapes& shapes,
+                              const TacticCandidate& tactic) {
     return unsupported("timing");
   }
 };
@@ -36,8 +54,20 @@ Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, si
 Result<format::Target> cuda_build_target(int device);
 #endif
 
-// One tactic per op: the first candidate at optimization level 0, the fastest timed one above.
-Result<std::vector<TacticCandidate>> select_tactics(const Network& network, TacticProvider& provider,
-                                                    const BuilderConfig& config);
+struct TacticSelection {
+  std::vector<TacticCandidate> tactics;  // one per op
+  int64_t timings = 0;     // TacticProvider::time calls made
+  int64_t cache_hits = 0;  // candidate timings read from the timing cache instead
+};
+
+// One tactic per op: the first candidate at optimization level 0; above, for ops with more than
+// one candidate, the fastest by time() (level 1: the first 4 candidates; level 2+: all). Timings
+// are read from and added to config.timing_cache_path under keys made of `device_key` (device
+// name and SM), the Kiln version, the op's signature (kind, attrs, shapes, dtypes, strides) and
+// the candidate (name, hash of its data). A timing-cache problem is a line in `log`, never an
+// error.
+Result<TacticSelection> select_tactics(const Network& network, TacticProvider& provider,
+                                       const BuilderConfig& config, const std::string& device_key,
+                                       std::vector<std::string>& log);
 
 }  // namespace kiln::builder

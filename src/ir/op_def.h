@@ -65,6 +65,7 @@ void register_reduction_ops(std::vector<OpDef>& table);
 void register_linalg_ops(std::vector<OpDef>& table);
 void register_indexing_ops(std::vector<OpDef>& table);
 void register_shape_ops(std::vector<OpDef>& table);
+void register_pointwise_ops(std::vector<OpDef>& table);
 
 // Shared inference helpers (src/ir/ops/infer_util.cpp).
 // Normalizes dim in [-rank, rank) to [0, rank) or fails naming the op.

@@ -16,6 +16,7 @@ std::vector<OpDef> build_table() {
   register_linalg_ops(defs);
   register_indexing_ops(defs);
   register_shape_ops(defs);
+  register_pointwise_ops(defs);
   // Indexed by kind; a kind nobody registered keeps infer == nullptr (a test catches it).
   std::vector<OpDef> table;
   for (size_t k = 0; k < static_cast<size_t>(OpKind::kNumOps); ++k) {

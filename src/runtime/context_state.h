@@ -12,10 +12,10 @@ namespace kiln {
 struct ResolvedTensor {
   int32_t root = -1;
   int64_t offset = 0;  // elements from the root's base
-  TensorView view;     // data filled per enqueue
+  TensorView view;     // data set by bindPointers
 };
 
-struct CudaResources;  // cuda_context.cpp: event, device arena, workspace, library handles
+struct CudaResources;  // cuda_context.cpp: event, device arena, workspace, handles, graphs
 void destroy_cuda_resources(CudaResources* resources);  // waits on the host for the last enqueue
 
 struct ContextState {
@@ -25,18 +25,31 @@ struct ContextState {
   std::vector<bool> input_set;
   std::vector<void*> addresses;  // per binding: inputs then outputs
   std::vector<int64_t> symbols;  // symbol values of the current shapes
+  // Enqueue redoes only what changed since the last one: layouts when an input shape changed
+  // (shapes_ready), data pointers when an address or the arena changed (pointers_ready).
   bool shapes_ready = false;
+  bool pointers_ready = false;
+  uint64_t shape_generation = 0;  // counts resolveShapes calls, so caches can tell shapes changed
   std::vector<ResolvedTensor> tensors;
   AlignedBytes owned_arena;  // CPU
   std::byte* arena = nullptr;  // host (CPU) or device (CUDA) activation memory
   size_t arena_size = 0;
   std::vector<TensorView> scratch_in, scratch_out;  // per-step argument arrays, reused
+  // CUDA graphs: the caller's choice (setCudaGraphs) and what enqueue did, for tests.
+  bool cuda_graphs_requested = true;
+  int64_t graph_replays = 0;
+  int64_t graph_captures = 0;
+  int64_t graph_staged_copies = 0;  // copies into and out of staging buffers (cuda_graph_cache.h)
   std::unique_ptr<CudaResources, void (*)(CudaResources*)> cuda{nullptr, destroy_cuda_resources};
 
   const format::EnginePlan& plan() const { return es->plan; }
   // Binds symbols from the input shapes, checks them, and computes every tensor's layout.
   Status resolveShapes();
-  // Computes data pointers and launches every step with these backend extras.
+  // Sets every tensor's data pointer from the addresses and the arena (after resolveShapes).
+  Status bindPointers();
+  // Launches every step with these backend extras (after resolveShapes and bindPointers).
+  Status launch(void* stream, void* backend, void* workspace, size_t workspace_bytes);
+  // resolveShapes and bindPointers where needed, then launch.
   Status run(void* stream, void* backend, void* workspace, size_t workspace_bytes);
   // Largest scratch any step needs for the current shapes (after resolveShapes).
   size_t workspaceBytes(void* backend);

@@ -1,7 +1,13 @@
+// The CUDA execution context: completion-event protocol, workspace, and CUDA graphs.
+#include <cuda.h>  // CUcontext / CUgreenCtx only: driver calls come through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include "backends/cuda/cuda_kernels.h"
 #include "runtime/cuda_device_guard.h"
+#include "runtime/cuda_graph_cache.h"
 #include "runtime/cuda_runtime.h"
 
 namespace kiln {
@@ -13,8 +19,26 @@ struct CudaResources {
   void* owned_arena = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  bool workspace_stream_ordered = true;  // from cudaMallocAsync (else cudaMalloc)
+  std::vector<void*> retired;  // cudaMalloc'd workspaces outgrown; freed with the context
   size_t workspace_needed = 0;  // for the current shapes
+  uint64_t shape_generation = 0;  // of the layouts workspace_needed and shape_key describe
   std::unique_ptr<cuda::CudaBackendState> backend;
+
+  bool graphs_allowed = false;  // the engine was built with graphs and the environment allows them
+  bool graphs_failed = false;   // a capture failed: plain launches from then on
+  // Graphs are captured on this private stream, created on first use, and launched on the
+  // caller's: capture runs nothing, so the caller's stream (even the legacy default stream,
+  // where capture is illegal) sees only the launch.
+  cudaStream_t capture_stream = nullptr;
+  CUcontext capture_context = nullptr;
+  CudaGraphCache graphs;
+  std::vector<int64_t> shape_key;  // every input's dims, one after another
+  std::vector<uintptr_t> address_key, last_address_key;  // reused by every enqueue
+  int address_misses = 0;  // enqueues in a row whose addresses differed from their graph's
+  // Per binding: read and written through a staging buffer in every graph (cuda_graph_cache.h).
+  std::vector<uint8_t> staged;
+  std::vector<void*> saved_addresses;  // the caller's, while a capture binds the staging buffers
 };
 
 void destroy_cuda_resources(CudaResources* r) {
@@ -26,18 +50,327 @@ void destroy_cuda_resources(CudaResources* r) {
       cudaEventSynchronize(r->done);
       cudaEventDestroy(r->done);
     }
+    r->graphs.clear();
+    for (CudaGraphCache::Entry& e : r->graphs.entries())
+      for (void* p : e.staging)
+        if (p) cudaFree(p);
+    if (r->capture_stream) cudaStreamDestroy(r->capture_stream);
     if (r->workspace) cudaFree(r->workspace);
+    for (void* p : r->retired) cudaFree(p);
     if (r->owned_arena) cudaFree(r->owned_arena);
     r->backend.reset();
   }
   delete r;
 }
 
+namespace {
+
+bool graphs_disabled_by_environment() {
+  const char* v = std::getenv("KILN_CUDA_GRAPHS");
+  return v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0);
+}
+
+// Two driver calls, fetched through the runtime so that the runtime need not link libcuda.
+struct DriverCalls {
+  CUresult (*stream_get_ctx)(CUstream, CUcontext*, CUgreenCtx*) = nullptr;  // cuStreamGetCtx_v2
+  CUresult (*ctx_get_current)(CUcontext*) = nullptr;
+};
+
+const DriverCalls& driver_calls() {
+  static const DriverCalls calls = [] {
+    DriverCalls c;
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuStreamGetCtx", &fn, 12050, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+      c.stream_get_ctx = reinterpret_cast<decltype(c.stream_get_ctx)>(fn);
+    fn = nullptr;
+    if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &fn, 12050, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+      c.ctx_get_current = reinterpret_cast<decltype(c.ctx_get_current)>(fn);
+    (void)cudaGetLastError();
+    return c;
+  }();
+  return calls;
+}
+
+// The CUDA context of `stream` when a graph may be instantiated and launched there: a regular
+// context that is also the current one (where cudaGraphInstantiate puts the executable graph).
+// Null for green-context streams, which run plain, and on error.
+CUcontext graph_context(cudaStream_t stream) {
+  const DriverCalls& d = driver_calls();
+  if (!d.stream_get_ctx || !d.ctx_get_current) return nullptr;
+  CUcontext ctx = nullptr, current = nullptr;
+  CUgreenCtx green = nullptr;
+  if (d.stream_get_ctx(reinterpret_cast<CUstream>(stream), &ctx, &green) != CUDA_SUCCESS || green) return nullptr;
+  if (d.ctx_get_current(&current) != CUDA_SUCCESS || current != ctx) return nullptr;
+  return ctx;
+}
+
+bool graphs_on(const ContextState& st, const CudaResources& r) {
+  return st.cuda_graphs_requested && r.graphs_allowed && !r.graphs_failed;
+}
+
+enum class Launch {
+  kPlain,             // kernel by kernel
+  kGraph,             // replay or capture our own graph
+  kInCallersCapture,  // kernel by kernel into the graph the caller is capturing on the stream
+};
+
+Launch choose_launch(const ContextState& st, CudaResources& r, cudaStream_t stream, CUcontext* ctx) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Launch::kPlain;
+  }
+  if (capture != cudaStreamCaptureStatusNone) return Launch::kInCallersCapture;
+  if (!graphs_on(st, r)) return Launch::kPlain;
+  *ctx = graph_context(stream);
+  if (!*ctx) return Launch::kPlain;
+  if (!r.capture_stream) {
+    if (cudaStreamCreateWithFlags(&r.capture_stream, cudaStreamNonBlocking) != cudaSuccess) {
+      r.capture_stream = nullptr;
+      (void)cudaGetLastError();
+      r.graphs_failed = true;
+      return Launch::kPlain;
+    }
+    r.capture_context = graph_context(r.capture_stream);
+  }
+  // Captured in one context, launched in another would not work: such a caller runs plain.
+  return r.capture_context == *ctx ? Launch::kGraph : Launch::kPlain;
+}
+
+// Grows the workspace to what the current shapes need; before any capture, since an allocation
+// inside one would live only while the graph runs. Outside a capture the allocation is
+// stream-ordered (no device-wide synchronization). Inside the caller's capture it is a cudaMalloc
+// in relaxed capture mode, and the outgrown workspace stays allocated until the context goes,
+// because work the caller's graph has not run yet may still use it.
+Status ensure_workspace(CudaResources& r, cudaStream_t stream, bool in_callers_capture) {
+  if (r.workspace_needed <= r.workspace_bytes) return Status::Ok();
+  const std::string what = str("allocating ", r.workspace_needed, " bytes of workspace");
+  void* fresh = nullptr;
+  if (in_callers_capture) {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    KILN_RETURN_IF_ERROR(cuda_status(cudaThreadExchangeStreamCaptureMode(&mode), "cudaThreadExchangeStreamCaptureMode"));
+    cudaError_t err = cudaMalloc(&fresh, r.workspace_needed);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    KILN_RETURN_IF_ERROR(cuda_status(err, what));
+    if (r.workspace) r.retired.push_back(r.workspace);
+  } else {
+    if (r.workspace && r.workspace_stream_ordered) {
+      KILN_RETURN_IF_ERROR(cuda_status(cudaFreeAsync(r.workspace, stream), "cudaFreeAsync"));
+    } else if (r.workspace) {
+      r.retired.push_back(r.workspace);
+    }
+    r.workspace = nullptr;
+    r.workspace_bytes = 0;
+    KILN_RETURN_IF_ERROR(cuda_status(cudaMallocAsync(&fresh, r.workspace_needed, stream), what));
+  }
+  r.workspace = fresh;
+  r.workspace_bytes = r.workspace_needed;
+  r.workspace_stream_ordered = !in_callers_capture;
+  return Status::Ok();
+}
+
+// Bytes of binding `b` (inputs then outputs) at the current shapes.
+size_t binding_bytes(const ContextState& st, size_t b) {
+  const format::EnginePlan& p = st.plan();
+  const size_t num_inputs = p.inputs.size();
+  const format::Binding& binding = b < num_inputs ? p.inputs[b] : p.outputs[b - num_inputs];
+  const TensorView& v = st.tensors[static_cast<size_t>(binding.tensor)].view;
+  return static_cast<size_t>(v.numel()) * dtype_size(v.dtype);
+}
+
+// Gives `entry` a staging buffer of the current bytes for every staged binding; before any
+// capture, stream-ordered on the caller's stream (after its wait on the previous enqueue, so a
+// buffer outgrown is freed once the work using it is done). A buffer large enough is kept.
+Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::Entry& entry, cudaStream_t stream) {
+  const size_t n = r.staged.size();
+  entry.staging.resize(n, nullptr);
+  entry.staging_bytes.resize(n, 0);
+  for (size_t b = 0; b < n; ++b) {
+    if (!r.staged[b]) continue;
+    const size_t need = binding_bytes(st, b);
+    if (need == 0 || (entry.staging[b] && entry.staging_bytes[b] >= need)) continue;
+    if (entry.staging[b])
+      KILN_RETURN_IF_ERROR(cuda_status(cudaFreeAsync(entry.staging[b], stream), "cudaFreeAsync"));
+    entry.staging[b] = nullptr;
+    entry.staging_bytes[b] = 0;
+    void* fresh = nullptr;
+    KILN_RETURN_IF_ERROR(cuda_status(cudaMallocAsync(&fresh, need, stream),
+                                     str("allocating ", need, " bytes of staging for '", st.es->bindings[b].name, "'")));
+    entry.staging[b] = fresh;
+    entry.staging_bytes[b] = need;
+  }
+  return Status::Ok();
+}
+
+// Captures the plan's launches into a graph on the private capture stream; nothing runs. Staged
+// bindings are bound to `entry`'s staging buffers for the capture and to the caller's addresses
+// again after it. Null when the capture failed (a kernel that cannot be captured); the stream is
+// then out of capture mode and no CUDA error is left pending.
+cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry) {
+  bool staging = false;
+  for (size_t b = 0; b < r.staged.size(); ++b) staging = staging || r.staged[b];
+  if (staging) {
+    r.saved_addresses.assign(st.addresses.begin(), st.addresses.end());
+    for (size_t b = 0; b < r.staged.size(); ++b)
+      if (r.staged[b]) st.addresses[b] = binding_bytes(st, b) > 0 ? entry.staging[b] : nullptr;
+    if (!st.bindPointers().ok()) {
+      st.addresses.assign(r.saved_addresses.begin(), r.saved_addresses.end());
+      st.pointers_ready = false;
+      return nullptr;
+    }
+  }
+  cudaGraph_t graph = nullptr;
+  cudaStream_t stream = r.capture_stream;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+    Status launched = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
+    cudaError_t err = cudaStreamEndCapture(stream, &graph);
+    if (!launched.ok() || err != cudaSuccess) {
+      if (graph) cudaGraphDestroy(graph);
+      graph = nullptr;
+      cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+        cudaGraph_t stray = nullptr;
+        if (cudaStreamEndCapture(stream, &stray) == cudaSuccess && stray) cudaGraphDestroy(stray);
+      }
+    }
+  }
+  if (!graph) (void)cudaGetLastError();
+  if (staging) {
+    st.addresses.assign(r.saved_addresses.begin(), r.saved_addresses.end());
+    st.pointers_ready = false;
+    if (!st.bindPointers().ok()) st.pointers_ready = false;  // bound before: cannot fail
+  }
+  return graph;
+}
+
+// Turns graphs off for this context after a failure and drops what is cached.
+void give_up_graphs(CudaResources& r) {
+  (void)cudaGetLastError();
+  r.graphs_failed = true;
+  r.graphs.clear();
+}
+
+// Queues `entry`'s graph on `stream` with its staged copies: inputs in, the graph, outputs out.
+// Sets *queued once the graph launch is queued; an error before that leaves nothing that matters
+// queued (staging buffers written only), an error after it is the enqueue's error.
+Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& entry, cudaStream_t stream,
+                    bool* queued) {
+  const size_t num_inputs = st.plan().inputs.size();
+  for (size_t b = 0; b < num_inputs && b < r.staged.size(); ++b) {
+    if (!r.staged[b]) continue;
+    const size_t bytes = binding_bytes(st, b);
+    if (bytes == 0) continue;
+    cudaError_t err = cudaMemcpyAsync(entry.staging[b], st.addresses[b], bytes, cudaMemcpyDefault, stream);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      return cuda_status(err, str("copying input '", st.es->bindings[b].name, "' into its staging buffer"));
+    }
+    ++st.graph_staged_copies;
+  }
+  if (cudaGraphLaunch(entry.exec, stream) != cudaSuccess) {
+    give_up_graphs(r);
+    return Status::Ok();  // not queued: the enqueue launches plain
+  }
+  *queued = true;
+  for (size_t b = num_inputs; b < r.staged.size(); ++b) {
+    if (!r.staged[b]) continue;
+    const size_t bytes = binding_bytes(st, b);
+    if (bytes == 0) continue;
+    cudaError_t err = cudaMemcpyAsync(st.addresses[b], entry.staging[b], bytes, cudaMemcpyDefault, stream);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      return cuda_status(err, str("copying output '", st.es->bindings[b].name, "' out of its staging buffer"));
+    }
+    ++st.graph_staged_copies;
+  }
+  return Status::Ok();
+}
+
+// Queues the plan on `stream` as a CUDA graph: replays the one captured for these shapes and
+// addresses, or captures (and updates or instantiates) one, staging the bindings whose address
+// churns (the policy: cuda_graph_cache.h). Leaves *queued false when nothing was queued and the
+// enqueue must launch the kernels itself.
+Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUcontext ctx, bool* queued) {
+  const size_t num_bindings = st.addresses.size();
+  if (r.staged.size() != num_bindings) r.staged.assign(num_bindings, 0);
+  r.address_key.clear();
+  for (void* a : st.addresses) r.address_key.push_back(reinterpret_cast<uintptr_t>(a));
+  r.address_key.push_back(reinterpret_cast<uintptr_t>(st.arena));
+  r.address_key.push_back(reinterpret_cast<uintptr_t>(r.workspace));
+  r.address_key.push_back(static_cast<uintptr_t>(r.workspace_bytes));
+  r.address_key.push_back(reinterpret_cast<uintptr_t>(ctx));
+  const bool same_as_last = r.address_key == r.last_address_key;
+  r.last_address_key = r.address_key;  // reuses its storage
+  for (size_t b = 0; b < num_bindings; ++b)
+    if (r.staged[b]) r.address_key[b] = CudaGraphCache::kStaged;
+
+  CudaGraphCache::Entry* entry = r.graphs.find(r.shape_key);
+  if (entry && entry->addresses == r.address_key) {
+    KILN_RETURN_IF_ERROR(launch_entry(st, r, *entry, stream, queued));
+    if (*queued) {
+      r.graphs.touch(*entry);
+      r.address_misses = 0;
+      ++st.graph_replays;
+    }
+    return Status::Ok();
+  }
+  if (entry && entry->addresses.size() == r.address_key.size()) {
+    // A binding newly staged since this graph was captured is no miss, only a recapture.
+    bool binding_moved = false, rest_moved = false;
+    for (size_t b = 0; b < num_bindings; ++b)
+      binding_moved = binding_moved || (!r.staged[b] && entry->addresses[b] != r.address_key[b]);
+    for (size_t i = num_bindings; i < r.address_key.size(); ++i)
+      rest_moved = rest_moved || entry->addresses[i] != r.address_key[i];
+    if (binding_moved || rest_moved) {
+      if (binding_moved && r.address_misses >= 1) {
+        // The second miss in a row: stage the bindings that moved.
+        for (size_t b = 0; b < num_bindings; ++b) {
+          if (r.staged[b] || entry->addresses[b] == r.address_key[b]) continue;
+          r.staged[b] = 1;
+          r.address_key[b] = CudaGraphCache::kStaged;
+        }
+      } else if (!binding_moved && r.address_misses >= 2 && !same_as_last) {
+        // Only the arena, workspace or context moved, again: recapturing every time would be
+        // slower than plain launches, so run plain until the addresses repeat.
+        ++r.address_misses;
+        return Status::Ok();
+      }
+      ++r.address_misses;
+    }
+  }
+  CudaGraphCache::Entry& slot = r.graphs.slot(r.shape_key);
+  Status staged = ensure_staging(st, r, slot, stream);
+  if (!staged.ok()) {
+    give_up_graphs(r);
+    return Status::Ok();  // runs plain, without staging
+  }
+  cudaGraph_t graph = capture_plan(st, r, slot);
+  if (!graph) {
+    give_up_graphs(r);
+    return Status::Ok();
+  }
+  const bool installed = r.graphs.install(slot, r.address_key, graph);
+  cudaGraphDestroy(graph);
+  if (!installed) {
+    give_up_graphs(r);
+    return Status::Ok();
+  }
+  KILN_RETURN_IF_ERROR(launch_entry(st, r, slot, stream, queued));
+  if (*queued) ++st.graph_captures;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status cuda_create_context(ContextState& st, bool allocate_memory) {
   DeviceGuard guard(st.es->device);
   st.cuda.reset(new CudaResources());
   CudaResources& r = *st.cuda;
   r.device = st.es->device;
+  r.graphs_allowed = st.es->cuda_graphs && !graphs_disabled_by_environment();
   KILN_RETURN_IF_ERROR(cuda_status(cudaEventCreateWithFlags(&r.done, cudaEventDisableTiming), "cudaEventCreate"));
   KILN_ASSIGN_OR_RETURN(r.backend, cuda::create_backend_state(r.device));
   int64_t bytes = st.plan().arena_bytes;
@@ -56,27 +389,58 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
     return invalid_argument("context of engine '", st.plan().name, "' has no activation memory: call setDeviceMemory");
   DeviceGuard guard(r.device);
   if (!stream) stream = CudaStreamGuard::active() ? CudaStreamGuard::current() : cudaStreamPerThread;
-  if (!st.shapes_ready) {
-    KILN_RETURN_IF_ERROR(st.resolveShapes());
+  // Shapes and pointers are recomputed only when they changed since the last enqueue
+  // (getTensorShape may have resolved new shapes in between: shape_generation tells).
+  if (!st.shapes_ready) KILN_RETURN_IF_ERROR(st.resolveShapes());
+  if (r.shape_generation != st.shape_generation) {
     r.workspace_needed = st.workspaceBytes(r.backend.get());
+    r.shape_key.clear();
+    for (const std::vector<int64_t>& dims : st.input_dims) r.shape_key.insert(r.shape_key.end(), dims.begin(), dims.end());
+    r.shape_generation = st.shape_generation;
   }
+  if (!st.pointers_ready) KILN_RETURN_IF_ERROR(st.bindPointers());
+
+  CUcontext ctx = nullptr;
+  const Launch how = choose_launch(st, r, stream, &ctx);
+  const bool in_callers_capture = how == Launch::kInCallersCapture;
   // The previous enqueue may still be using the arena on another stream: wait on the device.
+  // The wait and the record below stay outside our graphs; inside the caller's capture they
+  // become event nodes of the caller's graph (waits and records when that graph runs).
   if (r.recorded)
-    KILN_RETURN_IF_ERROR(cuda_status(cudaStreamWaitEvent(stream, r.done, 0), "cudaStreamWaitEvent"));
-  if (r.workspace_needed > r.workspace_bytes) {
-    // Stream-ordered allocation: grows the scratch without a device-wide synchronization.
-    if (r.workspace) KILN_RETURN_IF_ERROR(cuda_status(cudaFreeAsync(r.workspace, stream), "cudaFreeAsync"));
-    r.workspace = nullptr;
-    r.workspace_bytes = 0;
-    KILN_RETURN_IF_ERROR(cuda_status(cudaMallocAsync(&r.workspace, r.workspace_needed, stream),
-                                     str("allocating ", r.workspace_needed, " bytes of workspace")));
-    r.workspace_bytes = r.workspace_needed;
+    KILN_RETURN_IF_ERROR(cuda_status(
+        cudaStreamWaitEvent(stream, r.done, in_callers_capture ? cudaEventWaitExternal : cudaEventWaitDefault),
+        "cudaStreamWaitEvent"));
+  KILN_RETURN_IF_ERROR(ensure_workspace(r, stream, in_callers_capture));
+  Status status = Status::Ok();
+  bool queued = false;
+  if (how == Launch::kGraph) status = launch_graph(st, r, stream, ctx, &queued);
+  if (status.ok() && !queued) {
+    // Plain launches read and write the caller's addresses; a failed capture may have left the
+    // pointers unbound.
+    if (!st.pointers_ready) status = st.bindPointers();
+    if (status.ok()) status = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
   }
-  Status status = st.run(stream, r.backend.get(), r.workspace, r.workspace_bytes);
-  cudaError_t err = cudaEventRecord(r.done, stream);
-  r.recorded = err == cudaSuccess;
+  cudaError_t err = in_callers_capture ? cudaEventRecordWithFlags(r.done, stream, cudaEventRecordExternal)
+                                       : cudaEventRecord(r.done, stream);
+  if (in_callers_capture) {
+    r.recorded = r.recorded || err == cudaSuccess;  // else the last real record still stands
+  } else {
+    r.recorded = err == cudaSuccess;
+  }
   KILN_RETURN_IF_ERROR(status);
   return cuda_status(err, "cudaEventRecord");
 }
+
+void cuda_set_graphs(ContextState& st, bool enabled) {
+  CudaResources& r = *st.cuda;
+  if (enabled) {
+    r.graphs_failed = false;  // try capturing again
+    return;
+  }
+  DeviceGuard guard(r.device);
+  r.graphs.clear();
+}
+
+bool cuda_graphs_enabled(const ContextState& st) { return graphs_on(st, *st.cuda); }
 
 }  // namespace kiln

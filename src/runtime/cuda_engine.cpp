@@ -36,6 +36,12 @@ Status cuda_prepare_engine(EngineState& state) {
                          "', which this Kiln build's CUDA backend does not have");
     state.kernels[i] = k->run;
     state.workspaces[i] = k->workspace;
+    // Once per engine (its device is current): e.g. load a generated kernel's CUBIN.
+    if (k->prepare) {
+      auto prepared = k->prepare(step.name.c_str(), step.tactic_data);
+      if (!prepared.ok()) return prepared.status().withContext(str("loading step '", step.name, "'"));
+      state.prepared[i] = std::move(prepared).value();
+    }
   }
   // Weights go to the device once per engine; every context shares them.
   size_t total = 0;

@@ -17,6 +17,10 @@ Status cuda_create_context(ContextState& state, bool allocate_memory);
 // Queues the plan on `stream` (null: the thread's selected stream, else cudaStreamPerThread),
 // after a device-side wait on the previous enqueue's completion event; records it again after.
 Status cuda_enqueue(ContextState& state, cudaStream_t stream);
+// ExecutionContext::setCudaGraphs: records the choice; turning graphs off drops the cached ones.
+void cuda_set_graphs(ContextState& state, bool enabled);
+// Whether enqueue may capture and replay graphs for this context now.
+bool cuda_graphs_enabled(const ContextState& state);
 #endif
 
 }  // namespace kiln

@@ -50,6 +50,16 @@ Status bind_cpu_kernels(EngineState& state) {
   return Status::Ok();
 }
 
+// BuilderConfig::cuda_graphs from the plan's build options (JSON written by the builder).
+// Absent, as in engines from before the option existed, means on.
+bool cuda_graphs_option(const std::string& json) {
+  const std::string key = "\"cuda_graphs\"";
+  size_t at = json.find(key);
+  if (at == std::string::npos) return true;
+  at = json.find_first_not_of(" \t\r\n:", at + key.size());
+  return !(at != std::string::npos && json.compare(at, 5, "false") == 0);
+}
+
 }  // namespace
 
 Status bind_views(EngineState& state) {
@@ -57,6 +67,7 @@ Status bind_views(EngineState& state) {
   state.kernels.assign(steps.size(), nullptr);
   state.views.assign(steps.size(), nullptr);
   state.workspaces.assign(steps.size(), nullptr);
+  state.prepared.assign(steps.size(), nullptr);
   for (size_t i = 0; i < steps.size(); ++i) {
     const format::PlanStep& step = steps[i];
     if (!step.is_view) continue;
@@ -85,6 +96,7 @@ Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> b
   read.expected = target;
   KILN_ASSIGN_OR_RETURN(state->plan, format::read_engine({state->file.get(), bytes.size()}, read));
   const format::EnginePlan& plan = state->plan;
+  state->cuda_graphs = cuda_graphs_option(plan.build_options);
   for (const SymbolInfo& s : plan.symbols) state->symbol_names.push_back(s.name);
   for (int pass = 0; pass < 2; ++pass) {
     const auto& list = pass == 0 ? plan.inputs : plan.outputs;

@@ -32,7 +32,11 @@ struct EngineState {
   std::vector<ViewFn> views;      // per step; set for view steps
   // Scratch bytes a step needs for given args (CUDA library calls); nullptr = none.
   std::vector<size_t (*)(const KernelArgs&)> workspaces;
+  // Per step: what the kernel's prepare made at load (CUDA generated kernels); else null.
+  std::vector<std::shared_ptr<const void>> prepared;
 
+  // BuilderConfig::cuda_graphs as the plan's build options record it (absent: on).
+  bool cuda_graphs = true;
   format::DeviceKind kind = format::DeviceKind::kCpu;
   int device = -1;  // CUDA device index
   // Where each constant lives for kernels: in `file` on the CPU, in device memory on CUDA.

@@ -22,6 +22,9 @@ std::string dims_str(std::span<const int64_t> dims) {
 
 Status ContextState::resolveShapes() {
   const format::EnginePlan& p = plan();
+  shapes_ready = false;
+  pointers_ready = false;  // the layouts below reset every view's data pointer
+  ++shape_generation;
   const size_t num_symbols = p.symbols.size();
   std::vector<int64_t> values(num_symbols, 0);
   std::vector<int32_t> bound_by(num_symbols, -1);
@@ -116,8 +119,13 @@ Status ContextState::resolveShapes() {
 }
 
 Status ContextState::run(void* stream, void* backend, void* workspace, size_t workspace_bytes) {
-  const format::EnginePlan& p = plan();
   if (!shapes_ready) KILN_RETURN_IF_ERROR(resolveShapes());
+  if (!pointers_ready) KILN_RETURN_IF_ERROR(bindPointers());
+  return launch(stream, backend, workspace, workspace_bytes);
+}
+
+Status ContextState::bindPointers() {
+  const format::EnginePlan& p = plan();
   // Base address of every storage root, then each tensor's data pointer.
   const size_t num_inputs = p.inputs.size();
   for (size_t i = 0; i < p.tensors.size(); ++i) {
@@ -152,6 +160,12 @@ Status ContextState::run(void* stream, void* backend, void* workspace, size_t wo
     auto* base = static_cast<std::byte*>(tensors[static_cast<size_t>(r.root)].view.data);
     r.view.data = base ? base + r.offset * static_cast<int64_t>(dtype_size(r.view.dtype)) : nullptr;
   }
+  pointers_ready = true;
+  return Status::Ok();
+}
+
+Status ContextState::launch(void* stream, void* backend, void* workspace, size_t workspace_bytes) {
+  const format::EnginePlan& p = plan();
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const format::PlanStep& step = p.steps[s];
     if (step.is_view) continue;
@@ -164,6 +178,7 @@ Status ContextState::run(void* stream, void* backend, void* workspace, size_t wo
     args.backend = backend;
     args.workspace = workspace;
     args.workspace_bytes = workspace_bytes;
+    args.prepared = es->prepared[s].get();
     Status st = es->kernels[s](args);
     if (!st.ok()) return st.withContext(str("step '", step.name, "' (", op_kind_name(step.kind), ")"));
   }
@@ -266,7 +281,11 @@ Result<std::vector<int64_t>> ExecutionContext::getTensorShape(const std::string&
 
 Status ExecutionContext::setTensorAddress(const std::string& name, void* data) {
   KILN_ASSIGN_OR_RETURN(size_t index, find_binding(*state_->es, name));
-  state_->addresses[index] = data;
+  // The same pointer again changes nothing (no rebinding, and a CUDA graph still matches).
+  if (state_->addresses[index] != data) {
+    state_->addresses[index] = data;
+    state_->pointers_ready = false;
+  }
   return Status::Ok();
 }
 
@@ -278,6 +297,7 @@ Status ExecutionContext::setDeviceMemory(void* memory, size_t bytes) {
                             " bytes engine '", st.plan().name, "' needs (deviceMemorySize)");
   if (reinterpret_cast<uintptr_t>(memory) % 256 != 0)
     return invalid_argument("activation memory must be 256-byte aligned");
+  if (st.arena != memory) st.pointers_ready = false;
   st.owned_arena.reset();
   st.arena = static_cast<std::byte*>(memory);
   st.arena_size = bytes;
@@ -294,6 +314,24 @@ Status ExecutionContext::enqueue(cudaStream_t stream) {
     return invalid_argument("context was created without memory: call setDeviceMemory first");
   return state_->run(nullptr, nullptr, nullptr, 0);
 }
+
+void ExecutionContext::setCudaGraphs(bool enabled) {
+  state_->cuda_graphs_requested = enabled;
+#ifdef KILN_HAS_CUDA
+  if (state_->cuda) cuda_set_graphs(*state_, enabled);
+#endif
+}
+
+bool ExecutionContext::cudaGraphs() const {
+#ifdef KILN_HAS_CUDA
+  if (state_->cuda) return cuda_graphs_enabled(*state_);
+#endif
+  return false;
+}
+
+int64_t ExecutionContext::cudaGraphReplays() const { return state_->graph_replays; }
+int64_t ExecutionContext::cudaGraphCaptures() const { return state_->graph_captures; }
+int64_t ExecutionContext::cudaGraphStagedCopies() const { return state_->graph_staged_copies; }
 
 Status ExecutionContext::execute(std::span<const TensorRef> inputs, std::span<void* const> outputs) {
   const EngineState& es = *state_->es;

@@ -63,6 +63,9 @@ struct KernelArgs {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   void* backend = nullptr;
+  // Per-engine state the kernel's `prepare` built from tactic_data at engine load (a loaded
+  // generated kernel); nullptr for kernels without one.
+  const void* prepared = nullptr;
 };
 
 using KernelFn = Status (*)(const KernelArgs& args);

@@ -1,13 +1,17 @@
 // CPU convolution, 1d/2d/3d, plain and transposed. Every case runs as 3-D (missing leading
 // spatial dims have size 1). Plain conv: vol2col + sgemm per batch and group; depthwise conv:
 // a direct loop (no im2col blow-up for a 1-channel reduction). Transposed conv: sgemm into
-// columns, then col2vol scatter-add. Accumulation is float32 for every dtype.
+// columns, then col2vol scatter-add. Accumulation is float32 for every dtype. The fused
+// epilogue (bias, residual, activation) and layout "nhwc" (see nhwc.h) are applied on the float
+// result.
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/nhwc.h"
 
 namespace kiln::cpu {
 
@@ -132,14 +136,40 @@ void depthwise(const float* x, const float* w, const float* bias, const ConvGeom
     }
 }
 
+// y = act(y + z) over the output in its physical order (z: the residual, any strides).
+Status apply_epilogue(const KernelArgs& args, float* y, int64_t n) {
+  const std::string act = args.attrs.getString("activation", "none");
+  if (act != "none" && act != "relu") return kernel_unsupported(args, "activation '", act, "'");
+  if (args.inputs.size() > 3) {
+    const TensorView& z = args.inputs[3];
+    if (z.numel() != n) {
+      return kernel_error(args, "residual has ", z.numel(), " elements, expected ", n);
+    }
+    std::vector<float> zf;
+    load_as_float(z, zf);
+    for (int64_t i = 0; i < n; ++i) y[i] += zf[static_cast<size_t>(i)];
+  }
+  if (act == "relu")
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : (y[i] == y[i] ? 0.0f : y[i]);
+  return Status::Ok();
+}
+
 Status run_conv(const KernelArgs& args) {
-  const TensorView& x = args.inputs[0];
-  const TensorView& w = args.inputs[1];
-  const TensorView& y = args.outputs[0];
+  KILN_ASSIGN_OR_RETURN(const bool nhwc, read_nhwc(args));
+  // The geometry below reads NCHW dims; with nhwc these are views of the [N,H,W,C] tensors.
+  const TensorView x = nhwc ? nchw_view(args.inputs[0]) : args.inputs[0];
+  const TensorView w = nhwc ? nchw_view(args.inputs[1]) : args.inputs[1];
+  const TensorView& y_out = args.outputs[0];
+  const TensorView y = nhwc ? nchw_view(y_out) : y_out;
   const bool transposed = args.attrs.getBool("transposed", false);
   if (x.rank < 3 || x.rank > 5 || w.rank != x.rank || y.rank != x.rank) {
     return kernel_error(args, "expected x, weight and output of rank 3, 4 or 5 (got ", x.rank,
                         ", ", w.rank, ", ", y.rank, ")");
+  }
+  if (nhwc && transposed) return kernel_unsupported(args, "layout nhwc for a transposed conv");
+  if (args.inputs.size() > 3 && args.inputs[3].dtype != y.dtype) {
+    return kernel_error(args, "residual is ", dtype_name(args.inputs[3].dtype), ", output ",
+                        dtype_name(y.dtype));
   }
   const int sp = x.rank - 2;
   ConvGeom g;
@@ -191,7 +221,8 @@ Status run_conv(const KernelArgs& args) {
     load_as_float(args.inputs[2], b_store);
     bias = b_store.data();
   }
-  float* yf = y.dtype == DType::kFloat32 ? y.as<float>() : nullptr;
+  // yf: the NCHW float result; the output itself when it is float32 NCHW.
+  float* yf = y.dtype == DType::kFloat32 && !nhwc ? y_out.as<float>() : nullptr;
   if (!yf) {
     y_store.resize(static_cast<size_t>(y.numel()));
     yf = y_store.data();
@@ -232,11 +263,26 @@ Status run_conv(const KernelArgs& args) {
         col2vol(col.data(), Og, g, yf + (n * g.O + gi * Og) * ovol);
       }
   }
-  if (y.dtype != DType::kFloat32) store_from_float(yf, y);
+  // out: the result in the output's physical order.
+  float* out = yf;
+  std::vector<float> phys;
+  if (nhwc) {
+    out = y.dtype == DType::kFloat32 ? y_out.as<float>() : nullptr;
+    if (!out) {
+      phys.resize(static_cast<size_t>(y.numel()));
+      out = phys.data();
+    }
+    nchw_to_nhwc(yf, g.N, g.O, g.out[1], g.out[2], out);
+  }
+  KILN_RETURN_IF_ERROR(apply_epilogue(args, out, y.numel()));
+  if (y.dtype != DType::kFloat32) store_from_float(out, y_out);
   return Status::Ok();
 }
 
 Status supports_conv(const Op& op, std::span<const DType> dtypes) {
+  const std::string act = op.attrs.getString("activation", "none");
+  if (act != "none" && act != "relu")
+    return unsupported("conv '", op.name, "': activation '", act, "' is not supported");
   for (DType d : dtypes) {
     if (d != DType::kFloat32 && d != DType::kFloat16 && d != DType::kBFloat16) {
       return unsupported("conv '", op.name, "': ", dtype_name(d),

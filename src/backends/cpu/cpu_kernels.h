@@ -32,5 +32,6 @@ void register_conv_kernels(std::vector<CpuKernel>& out);     // conv, pool, adap
 void register_attention_kernels(std::vector<CpuKernel>& out);
 void register_indexing_kernels(std::vector<CpuKernel>& out);
 void register_shape_kernels(std::vector<CpuKernel>& out);    // copies for view ops, concat, pad...
+void register_pointwise_kernels(std::vector<CpuKernel>& out);  // fused pointwise chains
 
 }  // namespace kiln::cpu

@@ -5,6 +5,8 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -50,8 +52,50 @@ Status float_only(const Op& op, std::span<const DType> dtypes, size_t first, siz
   return Status::Ok();
 }
 
+enum class Activation { kNone, kRelu, kGelu, kGeluTanh };
+
+bool parse_activation(const std::string& name, Activation& out) {
+  if (name == "none") out = Activation::kNone;
+  else if (name == "relu") out = Activation::kRelu;
+  else if (name == "gelu") out = Activation::kGelu;
+  else if (name == "gelu_tanh") out = Activation::kGeluTanh;
+  else return false;
+  return true;
+}
+
 Status supports_float_operands(const Op& op, std::span<const DType> dtypes) {
+  Activation act;
+  if (!parse_activation(op.attrs.getString("activation", "none"), act))
+    return unsupported(op_kind_name(op.kind), " '", op.name, "': activation '",
+                       op.attrs.getString("activation", "none"), "' is not supported");
   return float_only(op, dtypes, 0, dtypes.size());
+}
+
+// The epilogue activation (attr `activation`) on the float32 result, before it is rounded into
+// the output: the same formulas as the unary kernels (elementwise.cpp).
+Status apply_activation(const KernelArgs& args, float* c, int64_t n) {
+  Activation act;
+  const std::string name = args.attrs.getString("activation", "none");
+  if (!parse_activation(name, act)) return kernel_error(args, "unknown activation '", name, "'");
+  constexpr float kSqrt1_2 = 0.70710678118654752f;
+  constexpr float kSqrt2OverPi = 0.79788456080286536f;
+  switch (act) {
+    case Activation::kNone:
+      break;
+    case Activation::kRelu:
+      for (int64_t i = 0; i < n; ++i) c[i] = c[i] > 0.0f ? c[i] : (c[i] == c[i] ? 0.0f : c[i]);
+      break;
+    case Activation::kGelu:
+      for (int64_t i = 0; i < n; ++i) c[i] = 0.5f * c[i] * (1.0f + std::erf(c[i] * kSqrt1_2));
+      break;
+    case Activation::kGeluTanh:
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = c[i];
+        c[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+      }
+      break;
+  }
+  return Status::Ok();
 }
 
 // The float32 buffer a kernel writes its result into: the output itself for float32, else
@@ -116,6 +160,7 @@ Status run_matmul(const KernelArgs& args) {
   }
   if (b_shared && a_stacks && (M == 1 || a_rs != 0)) {
     sgemm_strided(batches * M, N, K, 1.0f, pa, a_rs, a_cs, pb, b_rs, b_cs, 0.0f, c, N);
+    KILN_RETURN_IF_ERROR(apply_activation(args, c, out.numel()));
     finish_output(c, out);
     return Status::Ok();
   }
@@ -134,6 +179,7 @@ Status run_matmul(const KernelArgs& args) {
       idx[d] = 0;
     }
   }
+  KILN_RETURN_IF_ERROR(apply_activation(args, c, out.numel()));
   finish_output(c, out);
   return Status::Ok();
 }
@@ -195,6 +241,7 @@ Status run_linear(const KernelArgs& args) {
   // w^T as a [K, N] matrix: strides swapped, so a row-major w goes to BLAS as CblasTrans.
   sgemm_strided(P, N, K, 1.0f, fx.as<const float>(), x_rs, fx.strides[fx.rank - 1],
                 fw.as<const float>(), fw.strides[1], fw.strides[0], beta, c, N);
+  KILN_RETURN_IF_ERROR(apply_activation(args, c, out.numel()));
   finish_output(c, out);
   return Status::Ok();
 }

@@ -93,14 +93,42 @@ Status run_trailing_norm(const KernelArgs& args) {
   int64_t inner = 1;
   for (int i = x.rank - static_cast<int>(k); i < x.rank; ++i) inner *= x.shape[i];
   const int64_t outer = inner ? x.numel() / inner : 0;
-  KILN_ASSIGN_OR_RETURN(std::vector<float> w, load_param(args, 1, inner, "weight"));
-  std::vector<float> b;
+  // layer_norm residual=true: the last input is added first (see op_list.inc).
+  const bool residual = !kRms && args.attrs.getBool("residual", false);
+  const size_t num_params = args.inputs.size() - (residual ? 2 : 1);
+  std::vector<float> w, b;
+  if (num_params >= 1) {
+    KILN_ASSIGN_OR_RETURN(w, load_param(args, 1, inner, "weight"));
+  }
   if constexpr (!kRms) {
-    KILN_ASSIGN_OR_RETURN(b, load_param(args, 2, inner, "bias"));
+    if (num_params >= 2) {
+      KILN_ASSIGN_OR_RETURN(b, load_param(args, 2, inner, "bias"));
+    }
   }
   const double eps = args.attrs.getDouble("eps", 1e-5);
   std::vector<float> buf;
   load_as_float(x, buf);
+  if (residual) {
+    const TensorView& res = args.inputs.back();
+    if (!same_shape(res, x) || res.dtype != x.dtype)
+      return kernel_error(args, "residual shape or dtype differs from the input's");
+    std::vector<float> r;
+    load_as_float(res, r);
+    for (size_t i = 0; i < buf.size(); ++i) buf[i] += r[i];
+    // Round the sum to x's dtype where the unfused add stored it, and return it if asked.
+    const bool sum_out = args.outputs.size() > 1;
+    TensorView sum_view = sum_out ? args.outputs[1] : x;
+    std::vector<std::byte> rounded;
+    if (!sum_out) {
+      rounded.resize(buf.size() * dtype_size(x.dtype));
+      sum_view.data = rounded.data();
+      set_contiguous_strides(sum_view);
+    }
+    if (!same_shape(sum_view, x) || sum_view.dtype != x.dtype)
+      return kernel_error(args, "sum output shape or dtype differs from the input's");
+    store_from_float(buf.data(), sum_view);
+    load_as_float(sum_view, buf);
+  }
   for (int64_t o = 0; o < outer; ++o) {
     float* p = buf.data() + o * inner;
     double mean = 0.0, var = 0.0;
@@ -161,7 +189,7 @@ void register_norm_kernels(std::vector<CpuKernel>& out) {
   out.push_back(
       {OpKind::kBatchNorm, "cpu.batch_norm", supports_norm, checked_kernel<run_batch_norm, 3, 5>});
   out.push_back({OpKind::kLayerNorm, "cpu.layer_norm", supports_norm,
-                 checked_kernel<run_trailing_norm<false>, 1, 3>});
+                 checked_kernel<run_trailing_norm<false>, 1, 4, -1>});
   out.push_back(
       {OpKind::kGroupNorm, "cpu.group_norm", supports_norm, checked_kernel<run_group_norm, 1, 3>});
   out.push_back({OpKind::kRmsNorm, "cpu.rms_norm", supports_norm,

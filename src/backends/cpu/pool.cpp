@@ -1,6 +1,7 @@
 // CPU pooling: max and average pooling (1d/2d/3d) and adaptive average pooling, with PyTorch's
 // window rules. Every case runs as 3-D over N*C planes (missing leading spatial dims have size
 // 1). The output shape (ceil_mode included) comes from inference; kernels only walk windows.
+// layout "nhwc" reads x through an NCHW view and transposes the result (nhwc.h).
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
+#include "backends/cpu/nhwc.h"
 
 namespace kiln::cpu {
 namespace {
@@ -32,10 +34,9 @@ Status read_spatial(const KernelArgs& args, const char* name, int sp, int64_t* d
   return Status::Ok();
 }
 
-// Shapes of x[N, C, *sp] and y[N, C, *osp] into g.
-Status read_planes(const KernelArgs& args, PoolGeom& g) {
-  const TensorView& x = args.inputs[0];
-  const TensorView& y = args.outputs[0];
+// Shapes of x[N, C, *sp] and y[N, C, *osp] (NCHW views) into g.
+Status read_planes(const KernelArgs& args, const TensorView& x, const TensorView& y,
+                   PoolGeom& g) {
   if (x.rank < 3 || x.rank > 5 || y.rank != x.rank || y.shape[0] != x.shape[0] ||
       y.shape[1] != x.shape[1]) {
     return kernel_error(args, "expected x[N, C, *spatial] of rank 3, 4 or 5 and an output of the "
@@ -54,6 +55,41 @@ const float* contiguous_float(const TensorView& v, std::vector<float>& storage) 
   if (v.dtype == DType::kFloat32 && v.isContiguous()) return v.as<const float>();
   load_as_float(v, storage);
   return storage.data();
+}
+
+// The NCHW views of x and y (the tensors themselves unless layout is nhwc).
+struct PoolViews {
+  bool nhwc = false;
+  TensorView x, y;
+};
+Result<PoolViews> pool_views(const KernelArgs& args) {
+  PoolViews v;
+  KILN_ASSIGN_OR_RETURN(v.nhwc, read_nhwc(args));
+  v.x = v.nhwc ? nchw_view(args.inputs[0]) : args.inputs[0];
+  v.y = v.nhwc ? nchw_view(args.outputs[0]) : args.outputs[0];
+  return v;
+}
+
+// The NCHW float result buffer: the output itself when it is float32 NCHW.
+float* result_buffer(const PoolViews& v, std::vector<float>& storage) {
+  if (v.y.dtype == DType::kFloat32 && !v.nhwc) return v.y.as<float>();
+  storage.resize(static_cast<size_t>(v.y.numel()));
+  return storage.data();
+}
+
+// Writes the NCHW float result `yf` into the output (transposed for nhwc, converted).
+void store_result(const PoolViews& v, const float* yf, const TensorView& out) {
+  if (v.nhwc) {
+    std::vector<float> phys(static_cast<size_t>(out.numel()));
+    nchw_to_nhwc(yf, v.y.shape[0], v.y.shape[1], v.y.shape[2], v.y.shape[3], phys.data());
+    if (out.dtype == DType::kFloat32) {
+      std::copy(phys.begin(), phys.end(), out.as<float>());
+    } else {
+      store_from_float(phys.data(), out);
+    }
+  } else if (out.dtype != DType::kFloat32) {
+    store_from_float(yf, out);
+  }
 }
 
 // NaN propagates as in PyTorch (a NaN in the window wins).
@@ -120,7 +156,8 @@ void avg_pool(const float* x, const PoolGeom& g, bool count_include_pad, float* 
 
 Status run_pool(const KernelArgs& args) {
   PoolGeom g;
-  KILN_RETURN_IF_ERROR(read_planes(args, g));
+  KILN_ASSIGN_OR_RETURN(PoolViews v, pool_views(args));
+  KILN_RETURN_IF_ERROR(read_planes(args, v.x, v.y, g));
   const int sp = args.inputs[0].rank - 2;
   const std::string kind = args.attrs.getString("kind", "");
   KILN_RETURN_IF_ERROR(read_spatial(args, "kernel", sp, g.k));
@@ -136,12 +173,8 @@ Status run_pool(const KernelArgs& args) {
   const TensorView& y = args.outputs[0];
   if (y.numel() == 0) return Status::Ok();
   std::vector<float> x_store, y_store;
-  const float* xf = contiguous_float(args.inputs[0], x_store);
-  float* yf = y.dtype == DType::kFloat32 ? y.as<float>() : nullptr;
-  if (!yf) {
-    y_store.resize(static_cast<size_t>(y.numel()));
-    yf = y_store.data();
-  }
+  const float* xf = contiguous_float(v.x, x_store);
+  float* yf = result_buffer(v, y_store);
   if (kind == "max") {
     max_pool(xf, g, yf);
   } else if (kind == "avg") {
@@ -152,23 +185,20 @@ Status run_pool(const KernelArgs& args) {
   } else {
     return kernel_unsupported(args, "unknown pool kind '", kind, "' (expected max or avg)");
   }
-  if (y.dtype != DType::kFloat32) store_from_float(yf, y);
+  store_result(v, yf, y);
   return Status::Ok();
 }
 
 // Output i of a dim averages input [floor(i*in/out), ceil((i+1)*in/out)).
 Status run_adaptive_avg_pool(const KernelArgs& args) {
   PoolGeom g;
-  KILN_RETURN_IF_ERROR(read_planes(args, g));
+  KILN_ASSIGN_OR_RETURN(PoolViews v, pool_views(args));
+  KILN_RETURN_IF_ERROR(read_planes(args, v.x, v.y, g));
   const TensorView& y = args.outputs[0];
   if (y.numel() == 0) return Status::Ok();
   std::vector<float> x_store, y_store;
-  const float* xf = contiguous_float(args.inputs[0], x_store);
-  float* yf = y.dtype == DType::kFloat32 ? y.as<float>() : nullptr;
-  if (!yf) {
-    y_store.resize(static_cast<size_t>(y.numel()));
-    yf = y_store.data();
-  }
+  const float* xf = contiguous_float(v.x, x_store);
+  float* yf = result_buffer(v, y_store);
   auto start = [&](int i, int64_t o) { return o * g.in[i] / g.out[i]; };
   auto end = [&](int i, int64_t o) { return ((o + 1) * g.in[i] + g.out[i] - 1) / g.out[i]; };
   for (int64_t p = 0; p < g.planes; ++p) {
@@ -189,7 +219,7 @@ Status run_adaptive_avg_pool(const KernelArgs& args) {
               sum / static_cast<float>((d1 - d0) * (h1 - h0) * (w1 - w0));
         }
   }
-  if (y.dtype != DType::kFloat32) store_from_float(yf, y);
+  store_result(v, yf, y);
   return Status::Ok();
 }
 

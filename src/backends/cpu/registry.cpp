@@ -22,6 +22,7 @@ const KernelTable& table() {
     register_attention_kernels(all);
     register_indexing_kernels(all);
     register_shape_kernels(all);
+    register_pointwise_kernels(all);
     KernelTable by_kind;
     for (const CpuKernel& k : all) {
       size_t i = static_cast<size_t>(k.kind);

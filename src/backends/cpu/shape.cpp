@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backends/common/concat_check.h"
+#include "backends/common/view_check.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
 #include "ir/op_def.h"
@@ -29,12 +30,7 @@ Status run_view(const KernelArgs& args) {
     if (out.dtype != in.dtype) return kernel_error(args, "output dtype differs from the input's");
     ViewLayout ol;
     if (!view(layout, args.attrs, args.bindings, static_cast<int>(k), ol)) {
-      if constexpr (kKind == OpKind::kSelect) {  // the one view that fails on a bad value
-        int64_t dim = args.attrs.getInt("dim", 0);
-        auto index = args.attrs.getSym("index", 0).evaluate(args.bindings);
-        if (index.ok() && dim >= 0 && dim < in.rank && (*index < 0 || *index >= in.shape[dim]))
-          return index_out_of_range(args, *index, dim, in.shape[dim]);
-      }
+      KILN_RETURN_IF_ERROR(select_index_check(args, kKind, in));
       // Only a reshape of a non-contiguous input cannot be a view: it copies in row-major order.
       if (kKind != OpKind::kReshape || out.numel() != in.numel())
         return kernel_error(args, "input layout cannot be viewed as output ", k);

@@ -8,11 +8,15 @@
 // each tile of 32 keys, lane j of a warp scores key j against the warp's row, the warp updates
 // the row's running max and sum, and the lanes split the value dims to accumulate P V. float32
 // throughout; correctness first (CUDA cores, no tensor cores).
+//
+// The registered tactic "cuda.attention.flash_mma" runs the tensor-core kernel
+// (attention_mma.cu) where it applies (fp16/bf16, head dims 64 and 128, rows contiguous and
+// 16-byte aligned) and this kernel otherwise; "cuda.attention.flash_simt" always runs this one.
 
 #include <algorithm>
 #include <cmath>
 
-#include "backends/cuda/device_util.cuh"
+#include "backends/cuda/attention_common.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -20,48 +24,18 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kKeys = 32;  // keys per tile = lanes
 
-// Operand offset of a batch entry: sum_d (idx[d] / div[d]) * stride[d].
-struct BatchMap {
-  int64_t div[kMaxRank];
-  int64_t stride[kMaxRank];
-};
-
-struct AttnParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  const void* mask;
-  void* out;
-  DType mask_dtype;
-  bool has_mask;
-  bool causal;
-  float scale;
-  int rows_per_warp;
-  int64_t L, S, E, Ev;
-  int nb;
-  int64_t batch_shape[kMaxRank];
-  BatchMap qm, km, vm, mm;
-  int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs;
-};
-
-__device__ __forceinline__ int64_t batch_offset(const BatchMap& m, const int64_t* idx, int nb) {
-  int64_t o = 0;
-  for (int d = 0; d < nb; ++d) o += (idx[d] / m.div[d]) * m.stride[d];
-  return o;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const AttnParams p, int64_t batches) {
   extern __shared__ float smem[];
   const int R = kWarps * p.rows_per_warp;
   const int64_t E = p.E, Ev = p.Ev, L = p.L, S = p.S;
-  float* ks = smem;                    // [kKeys][E + 1] (padded: lanes read distinct banks)
-  float* vs = ks + kKeys * (E + 1);    // [kKeys][Ev]
-  float* qs = vs + kKeys * Ev;         // [R][E], pre-scaled
-  float* os = qs + R * E;              // [R][Ev] running output
-  float* ms = os + R * Ev;             // [R] running max
-  float* ls = ms + R;                  // [R] running sum
+  float* ks = smem;                  // [kKeys][E + 1] (padded: lanes read distinct banks)
+  float* vs = ks + kKeys * (E + 1);  // [kKeys][Ev]
+  float* qs = vs + kKeys * Ev;       // [R][E], pre-scaled
+  float* os = qs + R * E;            // [R][Ev] running output
+  float* ms = os + R * Ev;           // [R] running max
+  float* ls = ms + R;                // [R] running sum
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t tiles = (L + R - 1) / R;
   const T* q = static_cast<const T*>(p.q);
@@ -125,11 +99,12 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
         if (!keep) s = -INFINITY;
         const float m_old = ms[r];
-        const float m_new = fmaxf(m_old, warp_reduce(s, [](float a, float b) { return fmaxf(a, b); }));
+        const float m_new =
+            fmaxf(m_old, warp_reduce(s, [](float a, float b) { return fmaxf(a, b); }));
         float pj = 0.0f, alpha = 1.0f;
         if (m_new != -INFINITY) {
-          pj = expf(s - m_new);          // s = -inf gives 0
-          alpha = expf(m_old - m_new);   // m_old = -inf gives 0
+          pj = expf(s - m_new);         // s = -inf gives 0
+          alpha = expf(m_old - m_new);  // m_old = -inf gives 0
         }
         const float tile_sum = warp_reduce(pj, SumOp{});
         float* orow = os + r * Ev;
@@ -186,7 +161,9 @@ size_t smem_bytes(int64_t E, int64_t Ev, int R) {
   return sizeof(float) * static_cast<size_t>(kKeys * (E + 1) + kKeys * Ev + R * E + R * Ev + 2 * R);
 }
 
-Status run_attention(const KernelArgs& args) {
+// Validates the operands and fills `p` (everything but rows_per_warp) and `batches`; `empty`
+// when the output has no elements (nothing to launch).
+Status prepare_attention(const KernelArgs& args, AttnParams& p, int64_t& batches, bool& empty) {
   const TensorView& q = args.inputs[0];
   const TensorView& k = args.inputs[1];
   const TensorView& v = args.inputs[2];
@@ -204,9 +181,10 @@ Status run_attention(const KernelArgs& args) {
     return kernel_error(args, "shapes do not match: q [..., ", L, ", ", E, "], k [..., ",
                         k.shape[k.rank - 2], ", ", k.shape[k.rank - 1], "], v [..., ",
                         v.shape[v.rank - 2], ", ", Ev, "]");
-  if (out.numel() == 0) return Status::Ok();
+  empty = out.numel() == 0;
+  if (empty) return Status::Ok();
 
-  AttnParams p{};
+  p = AttnParams{};
   p.q = q.data;
   p.k = k.data;
   p.v = v.data;
@@ -245,10 +223,16 @@ Status run_attention(const KernelArgs& args) {
     p.m_cs = (mask.rank >= 1 && ms != 1) ? mask.strides[mask.rank - 1] : 0;
   }
   if (!ok) return kernel_error(args, "batch dims of q, k, v and mask do not broadcast");
-  p.scale = static_cast<float>(
-      args.attrs.getDouble("scale", 1.0 / std::sqrt(static_cast<double>(E))));
+  p.scale =
+      static_cast<float>(args.attrs.getDouble("scale", 1.0 / std::sqrt(static_cast<double>(E))));
   p.causal = args.attrs.getBool("causal", false);
+  batches = 1;
+  for (int d = 0; d < nb; ++d) batches *= out.shape[d];
+  return Status::Ok();
+}
 
+Status launch_attention_simt(const KernelArgs& args, AttnParams p, int64_t batches) {
+  const int64_t E = p.E, Ev = p.Ev, L = p.L;
   // Rows per block: as many as the shared memory allows (32, 16 or 8).
   int device = 0, optin = 48 * 1024;
   KILN_CUDA_CHECK(args, cudaGetDevice(&device), "cudaGetDevice");
@@ -262,26 +246,49 @@ Status run_attention(const KernelArgs& args) {
     return kernel_unsupported(args, "head dims E = ", E, ", Ev = ", Ev,
                               " need more shared memory than the device has");
   p.rows_per_warp = rpw;
-  int64_t batches = 1;
-  for (int d = 0; d < nb; ++d) batches *= out.shape[d];
   const int64_t R = kWarps * rpw;
   const int64_t work = batches * ((L + R - 1) / R);
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(work, 1 << 20));
   cudaStream_t stream = stream_of(args);
-  Status launched = dispatch_floating(q.dtype, kernel_unsupported(args, "needs float q, k, v"),
-                                      [&](auto tag) -> Status {
-    using T = typename decltype(tag)::type;
-    if (bytes > 48 * 1024)
-      KILN_CUDA_CHECK(args,
-                      cudaFuncSetAttribute(attention_kernel<T>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(bytes)),
-                      "cudaFuncSetAttribute");
-    attention_kernel<T><<<blocks, kWarps * 32, bytes, stream>>>(p, batches);
-    return Status::Ok();
-  });
+  Status launched = dispatch_floating(
+      args.inputs[0].dtype, kernel_unsupported(args, "needs float q, k, v"),
+      [&](auto tag) -> Status {
+        using T = typename decltype(tag)::type;
+        if (bytes > 48 * 1024)
+          KILN_CUDA_CHECK(
+              args,
+              cudaFuncSetAttribute(attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(bytes)),
+              "cudaFuncSetAttribute");
+        attention_kernel<T><<<blocks, kWarps * 32, bytes, stream>>>(p, batches);
+        return Status::Ok();
+      });
   KILN_RETURN_IF_ERROR(launched);
   return check_launch(args, "attention kernel");
+}
+
+Status run_attention_simt(const KernelArgs& args) {
+  AttnParams p;
+  int64_t batches = 0;
+  bool empty = false;
+  KILN_RETURN_IF_ERROR(prepare_attention(args, p, batches, empty));
+  if (empty) return Status::Ok();
+  return launch_attention_simt(args, p, batches);
+}
+
+// The tensor-core kernel where it applies, this file's kernel otherwise: shapes and strides are
+// known only here, at run time (a build-time choice would see only the profile's opt shapes
+// with contiguous strides).
+Status run_attention_auto(const KernelArgs& args) {
+  AttnParams p;
+  int64_t batches = 0;
+  bool empty = false;
+  KILN_RETURN_IF_ERROR(prepare_attention(args, p, batches, empty));
+  if (empty) return Status::Ok();
+  const DType dtype = args.inputs[0].dtype;
+  if (attention_mma_refusal(args, p, dtype) == nullptr)
+    return launch_attention_mma(args, p, dtype, batches);
+  return launch_attention_simt(args, p, batches);
 }
 
 Status supports_attention(const Op& op, std::span<const DType> dtypes) {
@@ -302,8 +309,10 @@ Status supports_attention(const Op& op, std::span<const DType> dtypes) {
 }  // namespace
 
 void register_attention_kernels(std::vector<CudaKernel>& out) {
-  out.push_back({OpKind::kAttention, "cuda.attention.flash_simt", supports_attention,
-                 run_attention});
+  out.push_back(
+      {OpKind::kAttention, "cuda.attention.flash_mma", supports_attention, run_attention_auto});
+  out.push_back(
+      {OpKind::kAttention, "cuda.attention.flash_simt", supports_attention, run_attention_simt});
 }
 
 }  // namespace kiln::cuda

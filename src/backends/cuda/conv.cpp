@@ -2,8 +2,14 @@
 // cudnnConvolutionForward, and cudnnConvolutionBackwardData for transposed convolutions (the
 // adjoint of the conv that maps the output grid to the input grid, with PyTorch's [C, O/g, *k]
 // weight). 1d runs as 2d with a unit height. float32 uses FMA math (no TF32, so it matches a
-// float32 reference), fp16/bf16 tensor-op math with float32 accumulation. The bias is added by
-// a Kiln kernel after the call. Non-contiguous x or w are packed into the workspace.
+// float32 reference), fp16/bf16 tensor-op math with float32 accumulation. Non-contiguous x, w,
+// bias or residual are packed into the workspace.
+//
+// Epilogue y = act(conv(x, w) + b + z) (attrs activation, 4th input residual): one
+// cudnnConvolutionBiasActivationForward call where cuDNN allows it (relu with any algorithm,
+// identity only with IMPLICIT_PRECOMP_GEMM; not transposed; a bias), else the conv call and one
+// Kiln epilogue kernel (conv_epilogue.cu). layout "nhwc": x, z, y are NHWC tensors and w is KRSC
+// (cuDNN's NHWC filter format), the layout of its fast fp16/bf16 tensor-core kernels.
 //
 // tactic_data, when present, is a serialized cuDNN algorithm (kConvMagic, algo, math type); a
 // call without one, or whose algorithm needs more workspace than it got, asks cuDNN's heuristic
@@ -13,11 +19,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/conv_tactics.h"
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/cuda_util.h"
+#include "backends/cuda/nhwc.h"
 
 namespace kiln::cuda {
 namespace {
@@ -38,13 +46,16 @@ Status dnn_error(const KernelArgs& args, cudnnStatus_t s, const char* what) {
   } while (0)
 
 struct DnnDescs {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
+  cudnnActivationDescriptor_t act = nullptr;
   DnnDescs() = default;
   DnnDescs(const DnnDescs&) = delete;
   DnnDescs& operator=(const DnnDescs&) = delete;
   ~DnnDescs() {
+    if (act) cudnnDestroyActivationDescriptor(act);
+    if (bias) cudnnDestroyTensorDescriptor(bias);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
     if (w) cudnnDestroyFilterDescriptor(w);
     if (y) cudnnDestroyTensorDescriptor(y);
@@ -60,7 +71,11 @@ struct ConvPlan {
   int x_dims[5] = {}, w_dims[5] = {}, y_dims[5] = {};
   int pad[3] = {}, stride[3] = {}, dil[3] = {};
   cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
-  size_t x_pack = 0, w_pack = 0;  // bytes staged in the workspace (0: used in place)
+  bool nhwc = false;  // x, z, y NHWC; w KRSC
+  bool relu = false, bias = false, residual = false;
+  // Bytes staged in the workspace, in this order (0: used in place).
+  size_t x_pack = 0, w_pack = 0, b_pack = 0, z_pack = 0;
+  size_t packs() const { return x_pack + w_pack + b_pack + z_pack; }
 };
 
 bool fits_int(int64_t v) { return v >= 0 && v <= INT32_MAX; }
@@ -77,12 +92,19 @@ Status read_spatial(const KernelArgs& args, const char* name, int sp, int64_t fa
 }
 
 Status plan_conv(const KernelArgs& args, ConvPlan& p) {
-  const TensorView& x = args.inputs[0];
-  const TensorView& w = args.inputs[1];
-  const TensorView& y = args.outputs[0];
+  if (args.inputs.size() < 2 || args.inputs.size() > 4 || args.outputs.size() != 1)
+    return kernel_error(args, "expected 2 to 4 inputs and one output");
+  KILN_ASSIGN_OR_RETURN(p.nhwc, read_nhwc(args));
+  // Geometry is read from NCHW views; the physical tensors decide packing.
+  const TensorView x = p.nhwc ? nchw_view(args.inputs[0]) : args.inputs[0];
+  const TensorView w = p.nhwc && args.inputs[1].rank == 4 ? nchw_view(args.inputs[1]) : args.inputs[1];
+  const TensorView y = p.nhwc ? nchw_view(args.outputs[0]) : args.outputs[0];
   if (x.rank < 3 || x.rank > 5 || w.rank != x.rank || y.rank != x.rank)
     return kernel_error(args, "expected x, weight and output of rank 3, 4 or 5 (got ", x.rank,
                         ", ", w.rank, ", ", y.rank, ")");
+  const std::string act = args.attrs.getString("activation", "none");
+  if (act != "none" && act != "relu") return kernel_unsupported(args, "activation '", act, "'");
+  p.relu = act == "relu";
   if (x.dtype != w.dtype || x.dtype != y.dtype)
     return kernel_unsupported(args, "x, weight and output must share one dtype");
   p.dtype = x.dtype == DType::kFloat16    ? CUDNN_DATA_HALF
@@ -91,6 +113,7 @@ Status plan_conv(const KernelArgs& args, ConvPlan& p) {
   if (!is_floating(x.dtype)) return kernel_unsupported(args, dtype_name(x.dtype), " conv");
   const int sp = x.rank - 2;
   p.transposed = args.attrs.getBool("transposed", false);
+  if (p.nhwc && p.transposed) return kernel_unsupported(args, "layout nhwc for a transposed conv");
   p.groups = args.attrs.getInt("groups", 1);
   int64_t stride[3], pad[3], dil[3], out_pad[3];
   KILN_RETURN_IF_ERROR(read_spatial(args, "stride", sp, 1, stride));
@@ -137,18 +160,42 @@ Status plan_conv(const KernelArgs& args, ConvPlan& p) {
     p.dil[i] = unit ? 1 : static_cast<int>(dil[i - lead]);
   }
   const size_t es = dtype_size(x.dtype);
-  if (!x.isContiguous()) p.x_pack = align_up(static_cast<size_t>(x.numel()) * es);
-  if (!w.isContiguous()) p.w_pack = align_up(static_cast<size_t>(w.numel()) * es);
+  if (!args.inputs[0].isContiguous()) p.x_pack = align_up(static_cast<size_t>(x.numel()) * es);
+  if (!args.inputs[1].isContiguous()) p.w_pack = align_up(static_cast<size_t>(w.numel()) * es);
+  if (args.inputs.size() > 2) {
+    const TensorView& b = args.inputs[2];
+    if (b.numel() != O || b.dtype != y.dtype)
+      return kernel_error(args, "bias must have ", O, " elements of the output's dtype");
+    p.bias = true;
+    if (!b.isContiguous()) p.b_pack = align_up(static_cast<size_t>(O) * es);
+  }
+  if (args.inputs.size() > 3) {
+    const TensorView& z = args.inputs[3];
+    if (!same_shape(z, args.outputs[0]) || z.dtype != y.dtype)
+      return kernel_error(args, "residual must have the output's shape and dtype");
+    p.residual = true;
+    if (!z.isContiguous()) p.z_pack = align_up(static_cast<size_t>(z.numel()) * es);
+  }
   return Status::Ok();
+}
+
+// Strides of a packed tensor of `dims` (NCHW order) in memory order NCHW or NHWC.
+void packed_strides(const int* dims, int nd, bool nhwc, int* strides) {
+  if (nhwc) {  // nd == 4: [N, C, H, W] dims, memory N, H, W, C
+    strides[1] = 1;
+    strides[3] = dims[1];
+    strides[2] = dims[3] * dims[1];
+    strides[0] = dims[2] * dims[3] * dims[1];
+    return;
+  }
+  strides[nd - 1] = 1;
+  for (int i = nd - 2; i >= 0; --i) strides[i] = strides[i + 1] * std::max(1, dims[i + 1]);
 }
 
 Status make_descs(const KernelArgs& args, const ConvPlan& p, DnnDescs& d) {
   int x_strides[5], y_strides[5];
-  x_strides[p.nd - 1] = y_strides[p.nd - 1] = 1;
-  for (int i = p.nd - 2; i >= 0; --i) {
-    x_strides[i] = x_strides[i + 1] * std::max(1, p.x_dims[i + 1]);
-    y_strides[i] = y_strides[i + 1] * std::max(1, p.y_dims[i + 1]);
-  }
+  packed_strides(p.x_dims, p.nd, p.nhwc, x_strides);
+  packed_strides(p.y_dims, p.nd, p.nhwc, y_strides);
   KILN_DNN_CHECK(args, cudnnCreateTensorDescriptor(&d.x), "cudnnCreateTensorDescriptor");
   KILN_DNN_CHECK(args, cudnnCreateTensorDescriptor(&d.y), "cudnnCreateTensorDescriptor");
   KILN_DNN_CHECK(args, cudnnCreateFilterDescriptor(&d.w), "cudnnCreateFilterDescriptor");
@@ -158,8 +205,11 @@ Status make_descs(const KernelArgs& args, const ConvPlan& p, DnnDescs& d) {
                  "describing x");
   KILN_DNN_CHECK(args, cudnnSetTensorNdDescriptor(d.y, p.dtype, p.nd, p.y_dims, y_strides),
                  "describing the output");
+  // Filter dims are given in KCRS order; the format says how they lie in memory (KRSC: NHWC).
   KILN_DNN_CHECK(args,
-                 cudnnSetFilterNdDescriptor(d.w, p.dtype, CUDNN_TENSOR_NCHW, p.nd, p.w_dims),
+                 cudnnSetFilterNdDescriptor(d.w, p.dtype,
+                                            p.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, p.nd,
+                                            p.w_dims),
                  "describing the weight");
   KILN_DNN_CHECK(args,
                  cudnnSetConvolutionNdDescriptor(d.conv, p.nd - 2, p.pad, p.stride, p.dil,
@@ -265,7 +315,7 @@ Result<DnnAlgo> choose(const KernelArgs& args, cudnnHandle_t h, const ConvPlan& 
 size_t conv_workspace(const KernelArgs& args) {
   ConvPlan p;
   if (!plan_conv(args, p).ok()) return 0;
-  size_t bytes = p.x_pack + p.w_pack;
+  size_t bytes = p.packs();
   if (args.outputs[0].numel() == 0) return bytes;
   CudaBackendState* state = state_of(args);
   if (!state || !state->cudnn) return bytes + kDefaultWorkspaceLimit;
@@ -273,6 +323,52 @@ size_t conv_workspace(const KernelArgs& args) {
   if (!make_descs(args, p, d).ok()) return bytes;
   Result<DnnAlgo> a = choose(args, state->cudnn, p, d, kDefaultWorkspaceLimit);
   return bytes + (a.ok() ? align_up(a->workspace) : 0);
+}
+
+// `v` packed contiguously at `cursor` (advanced by `bytes`) when bytes > 0; else v's own data.
+Result<const void*> stage(const KernelArgs& args, const TensorView& v, size_t bytes, char*& cursor) {
+  if (!bytes) return static_cast<const void*>(v.data);
+  KILN_RETURN_IF_ERROR(launch_copy(args, v, contiguous_view(cursor, v.dtype, v.shape, v.rank)));
+  const void* out = cursor;
+  cursor += bytes;
+  return out;
+}
+
+// y = act(conv(x, w) + b + z) in one cuDNN call. Ok(false) when cuDNN does not serve this case
+// (nothing was launched); the caller then runs the conv and the epilogue kernel.
+Result<bool> run_fused(const KernelArgs& args, cudnnHandle_t h, const ConvPlan& p, DnnDescs& d,
+                       const DnnAlgo& a, void* ws, const void* xp, const void* wp,
+                       const void* bp, const void* zp) {
+  const auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(a.algo);
+  // cuDNN allows the identity activation only with IMPLICIT_PRECOMP_GEMM.
+  if (p.transposed || !p.bias ||
+      (!p.relu && algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM))
+    return false;
+  int bias_dims[5], bias_strides[5];
+  for (int i = 0; i < p.nd; ++i) bias_dims[i] = i == 1 ? p.y_dims[1] : 1;
+  packed_strides(bias_dims, p.nd, false, bias_strides);
+  KILN_DNN_CHECK(args, cudnnCreateTensorDescriptor(&d.bias), "cudnnCreateTensorDescriptor");
+  KILN_DNN_CHECK(args, cudnnSetTensorNdDescriptor(d.bias, p.dtype, p.nd, bias_dims, bias_strides),
+                 "describing the bias");
+  KILN_DNN_CHECK(args, cudnnCreateActivationDescriptor(&d.act), "cudnnCreateActivationDescriptor");
+  KILN_DNN_CHECK(args,
+                 cudnnSetActivationDescriptor(
+                     d.act, p.relu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
+                     CUDNN_NOT_PROPAGATE_NAN, 0.0),
+                 "describing the activation");
+  // z = y with alpha2 = 0 when there is no residual (cuDNN's documented no-residual form).
+  const float alpha1 = 1.0f, alpha2 = p.residual ? 1.0f : 0.0f;
+  void* y = args.outputs[0].data;
+  cudnnStatus_t s = cudnnConvolutionBiasActivationForward(
+      h, &alpha1, d.x, xp, d.w, wp, d.conv, algo, ws, a.workspace, &alpha2, d.y,
+      p.residual ? zp : y, d.bias, bp, d.act, d.y, y);
+  // A configuration the fused call does not take (dtype, layout, algorithm) is refused before
+  // anything is launched; the unfused path computes the same result.
+  const int category = static_cast<int>(s) / 1000 * 1000;
+  if (category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM) return false;
+  if (s != CUDNN_STATUS_SUCCESS)
+    return dnn_error(args, s, "cudnnConvolutionBiasActivationForward");
+  return true;
 }
 
 Status run_conv(const KernelArgs& args) {
@@ -284,24 +380,23 @@ Status run_conv(const KernelArgs& args) {
   if (y.numel() == 0) return Status::Ok();
   CudaBackendState* state = state_of(args);
   if (!state || !state->cudnn) return kernel_error(args, "needs the CUDA backend state");
-  const size_t packs = p.x_pack + p.w_pack;
+  const size_t packs = p.packs();
   if (args.workspace_bytes < packs)
     return kernel_error(args, "workspace of ", args.workspace_bytes, " bytes, needs ", packs);
   char* cursor = static_cast<char*>(args.workspace);
-  const void* xp = x.data;
-  const void* wp = w.data;
-  if (p.x_pack) {
-    KILN_RETURN_IF_ERROR(launch_copy(args, x, contiguous_view(cursor, x.dtype, x.shape, x.rank)));
-    xp = cursor;
-    cursor += p.x_pack;
+  KILN_ASSIGN_OR_RETURN(const void* xp, stage(args, x, p.x_pack, cursor));
+  KILN_ASSIGN_OR_RETURN(const void* wp, stage(args, w, p.w_pack, cursor));
+  const void* bp = nullptr;
+  const void* zp = nullptr;
+  if (p.bias) {
+    KILN_ASSIGN_OR_RETURN(bp, stage(args, args.inputs[2], p.b_pack, cursor));
   }
-  if (p.w_pack) {
-    KILN_RETURN_IF_ERROR(launch_copy(args, w, contiguous_view(cursor, w.dtype, w.shape, w.rank)));
-    wp = cursor;
-    cursor += p.w_pack;
+  if (p.residual) {
+    KILN_ASSIGN_OR_RETURN(zp, stage(args, args.inputs[3], p.z_pack, cursor));
   }
   const size_t available = args.workspace_bytes - packs;
-  if (x.numel() == 0 || w.numel() == 0) {  // an empty sum: zeros (+ bias)
+  bool epilogue_done = false;
+  if (x.numel() == 0 || w.numel() == 0) {  // an empty sum: zeros (+ epilogue)
     KILN_RETURN_IF_ERROR(launch_fill(args, y.data, y.dtype, y.numel(), 0.0));
   } else {
     DnnDescs d;
@@ -312,7 +407,12 @@ Status run_conv(const KernelArgs& args) {
     KILN_DNN_CHECK(args, cudnnSetStream(h, stream_of(args)), "cudnnSetStream");
     const float alpha = 1.0f, beta = 0.0f;
     void* ws = a.workspace ? cursor : nullptr;
-    if (!p.transposed) {
+    if (p.bias) {
+      KILN_ASSIGN_OR_RETURN(epilogue_done, run_fused(args, h, p, d, a, ws, xp, wp, bp, zp));
+    }
+    if (epilogue_done) {
+      // conv, bias, residual and activation ran in one call
+    } else if (!p.transposed) {
       KILN_DNN_CHECK(args,
                      cudnnConvolutionForward(h, &alpha, d.x, xp, d.w, wp, d.conv,
                                              static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws,
@@ -327,15 +427,31 @@ Status run_conv(const KernelArgs& args) {
                      "cudnnConvolutionBackwardData");
     }
   }
-  if (args.inputs.size() > 2) {
-    const int64_t inner = y.numel() / (y.shape[0] * y.shape[1]);
-    KILN_RETURN_IF_ERROR(
-        launch_channel_bias(args, y.data, y.dtype, y.shape[0], y.shape[1], inner, args.inputs[2]));
+  if (!epilogue_done && (p.bias || p.residual || p.relu)) {
+    // [outer, C, inner] view of the contiguous output.
+    const int64_t C = p.y_dims[1];
+    const int64_t inner = p.nhwc ? 1 : y.numel() / (y.shape[0] * C);
+    ConvEpilogue e;
+    e.y = y.data;
+    e.dtype = y.dtype;
+    e.outer = y.numel() / (C * inner);
+    e.channels = C;
+    e.inner = inner;
+    e.bias = bp;
+    e.residual = zp;
+    e.relu = p.relu;
+    KILN_RETURN_IF_ERROR(launch_conv_epilogue(args, e));
   }
   return check_launch(args, "cudnn convolution");
 }
 
 Status supports_conv(const Op& op, std::span<const DType> dtypes) {
+  const std::string act = op.attrs.getString("activation", "none");
+  if (act != "none" && act != "relu")
+    return unsupported("conv '", op.name, "': activation '", act, "' is not supported");
+  const std::string layout = op.attrs.getString("layout", "nchw");
+  if (layout != "nchw" && layout != "nhwc")
+    return unsupported("conv '", op.name, "': layout '", layout, "' is not supported");
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const DType d = dtypes[i];
     if (d != DType::kFloat32 && d != DType::kFloat16 && d != DType::kBFloat16)
@@ -365,9 +481,15 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
     const int32_t v[3] = {static_cast<int32_t>(kConvMagic), a.algo, static_cast<int32_t>(a.math)};
     std::vector<uint8_t> blob(sizeof(v));
     std::memcpy(blob.data(), v, sizeof(v));
+    const bool fused_call = !p.transposed && p.bias &&
+                            (p.relu || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+    const char* epilogue = fused_call                             ? " +bias-act fused"
+                           : (p.bias || p.residual || p.relu) ? " +epilogue kernel"
+                                                              : "";
     out.push_back({"cuda.conv.cudnn", std::move(blob),
-                   str("cudnn ", p.transposed ? "bwd-data" : "fwd", " algo ", a.algo, " math ",
-                       static_cast<int>(a.math), " ws ", *ws)});
+                   str("cudnn ", p.transposed ? "bwd-data" : "fwd", p.nhwc ? " nhwc" : "",
+                       " algo ", a.algo, " math ", static_cast<int>(a.math), " ws ", *ws,
+                       epilogue)});
   }
   if (out.empty()) out.push_back({"cuda.conv.cudnn", {}, "cudnn heuristic at run time"});
   return out;

@@ -61,7 +61,20 @@ uint32_t alignment(const void* p, int64_t batch_stride, size_t es, bool assume) 
   return static_cast<uint32_t>(bits & (~bits + 1));
 }
 
-Status make_descs(const GemmProblem& p, bool with_bias, size_t workspace_limit, LtDescs& d) {
+cublasLtEpilogue_t epilogue_of(bool bias, LtActivation act) {
+  switch (act) {
+    case LtActivation::kRelu:
+      return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    case LtActivation::kGeluTanh:
+      return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    case LtActivation::kNone:
+      break;
+  }
+  return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// with_epilogue: p's bias and activation go into the matmul descriptor; otherwise a plain GEMM.
+Status make_descs(const GemmProblem& p, bool with_epilogue, size_t workspace_limit, LtDescs& d) {
   KILN_LT_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                 "cublasLtMatmulDescCreate");
   KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &p.op_a,
@@ -70,14 +83,24 @@ Status make_descs(const GemmProblem& p, bool with_bias, size_t workspace_limit, 
   KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &p.op_b,
                                                sizeof(p.op_b)),
                 "setting transb");
-  if (with_bias) {
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  const cublasLtEpilogue_t epi =
+      with_epilogue ? epilogue_of(p.bias != nullptr, p.activation) : CUBLASLT_EPILOGUE_DEFAULT;
+  if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                  sizeof(epi)),
-                  "setting the bias epilogue");
+                  "setting the epilogue");
+  }
+  if (with_epilogue && p.bias) {
+    // The bias is in D's dtype (the default bias type for 16F/16BF/32F outputs with 32F compute).
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                  &p.bias, sizeof(p.bias)),
                   "setting the bias pointer");
+    if (p.batches > 1) {  // one bias for every batch (linear over strided batches)
+      const int64_t bias_stride = 0;
+      KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                   &bias_stride, sizeof(bias_stride)),
+                    "setting the bias batch stride");
+    }
   }
   KILN_RETURN_IF_ERROR(
       make_layout(&d.a, p.dtype, p.a_rows, p.a_cols, p.lda, p.batches, p.a_batch_stride));
@@ -140,16 +163,16 @@ bool deserialize(std::span<const uint8_t> data, cublasLtMatmulAlgo_t& algo) {
 Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProblem& p,
                                          size_t workspace_limit, int max) {
   LtDescs d;
-  KILN_RETURN_IF_ERROR(make_descs(p, p.bias != nullptr, workspace_limit, d));
+  KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_limit, d));
   return heuristic(state, p, d, max);
 }
 
 Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
                      std::span<const uint8_t> tactic, void* workspace, size_t workspace_bytes,
-                     cudaStream_t stream, bool* bias_in_epilogue) {
-  bool with_bias = p.bias != nullptr;
+                     cudaStream_t stream, bool* epilogue_applied) {
+  bool with_epilogue = p.bias != nullptr || p.activation != LtActivation::kNone;
   LtDescs d;
-  KILN_RETURN_IF_ERROR(make_descs(p, with_bias, workspace_bytes, d));
+  KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_bytes, d));
   cublasLtMatmulAlgo_t algo;
   bool have = false;
   if (!tactic.empty() && all_aligned(p) && deserialize(tactic, algo)) {
@@ -160,21 +183,19 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
   }
   if (!have) {
     KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> algos, heuristic(state, p, d, 1));
-    if (algos.empty() && with_bias) {  // no algorithm with the bias epilogue: add it afterwards
-      with_bias = false;
+    if (algos.empty() && with_epilogue) {  // no algorithm with the epilogue: the caller adds it
+      with_epilogue = false;
       LtDescs plain;
-      GemmProblem q = p;
-      q.bias = nullptr;
-      KILN_RETURN_IF_ERROR(make_descs(q, false, workspace_bytes, plain));
+      KILN_RETURN_IF_ERROR(make_descs(p, false, workspace_bytes, plain));
       std::swap(d.op, plain.op);
-      KILN_ASSIGN_OR_RETURN(algos, heuristic(state, q, d, 1));
+      KILN_ASSIGN_OR_RETURN(algos, heuristic(state, p, d, 1));
     }
     if (algos.empty())
       return Status(StatusCode::kUnsupported,
                     "cuBLASLt has no algorithm for this matmul (dtype, layout or alignment)");
     algo = algos[0].algo;
   }
-  if (bias_in_epilogue) *bias_in_epilogue = with_bias;
+  if (epilogue_applied) *epilogue_applied = with_epilogue;
   const float alpha = 1.0f, beta = 0.0f;
   KILN_LT_CHECK(cublasLtMatmul(state.cublaslt, d.op, &alpha, p.a, d.a, p.b, d.b, &beta, p.d, d.d,
                                p.d, d.d, &algo, workspace, workspace_bytes, stream),

@@ -1,8 +1,8 @@
 #pragma once
 
 // A thin cuBLASLt layer for matmul and linear (linalg.cpp): one column-major strided-batched
-// problem D = op(A) op(B) (+ bias per row of D), float32 compute and scale, and the serialized
-// form of an algorithm that tactic selection stores in the engine.
+// problem D = act(op(A) op(B) (+ bias per row of D)), float32 compute and scale, and the
+// serialized form of an algorithm that tactic selection stores in the engine.
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -21,6 +21,11 @@ namespace kiln::cuda {
 // cuBLASLt's own scratch per call (NVIDIA recommends 32 MiB on Hopper).
 inline constexpr size_t kGemmLibraryWorkspace = size_t{32} << 20;
 
+// Activations cuBLASLt applies in its epilogue (in float32, before rounding into D). Its GELU is
+// the tanh approximation, so only gelu_tanh maps to it; exact (erf) gelu runs as a separate
+// kernel after the matmul (linalg.cpp).
+enum class LtActivation { kNone, kRelu, kGeluTanh };
+
 struct GemmProblem {
   cudaDataType_t dtype = CUDA_R_32F;  // A, B and D
   size_t elem_size = 4;
@@ -34,6 +39,7 @@ struct GemmProblem {
   const void* b = nullptr;
   void* d = nullptr;
   const void* bias = nullptr;  // m elements of D's dtype, or nullptr
+  LtActivation activation = LtActivation::kNone;  // epilogue activation, after the bias
   bool assume_aligned = false;  // build time: pointers unknown, assume 256-byte alignment
 };
 
@@ -49,11 +55,11 @@ Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProb
 
 // Runs the problem on `stream`: with the algorithm in `tactic` when it is valid for this problem
 // (and the pointers are 256-byte aligned, as the build assumed), else the heuristic's first.
-// When no algorithm serves the bias epilogue, runs without it and sets *bias_in_epilogue false
-// (the caller adds the bias).
+// When no algorithm serves the epilogue (bias and/or activation), runs without one and sets
+// *epilogue_applied false (the caller adds the bias and applies the activation).
 Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
                      std::span<const uint8_t> tactic, void* workspace, size_t workspace_bytes,
-                     cudaStream_t stream, bool* bias_in_epilogue);
+                     cudaStream_t stream, bool* epilogue_applied);
 
 std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a);
 std::string describe_lt_algo(const LtAlgo& a);  // "cublaslt algo 21 tile 7 ws 1048576 waves 0.8"

@@ -46,6 +46,11 @@ struct CudaKernel {
   // dtypes, strides, attrs and tactic_data; data pointers may be null. cuDNN kernels use
   // args.backend (a handle) to size their workspace.
   size_t (*workspace)(const KernelArgs& args) = nullptr;
+  // Per-engine setup from the step's tactic data, run once when an engine is loaded, with the
+  // engine's device current (it may block: loading a generated CUBIN). Its result reaches `run`
+  // as KernelArgs::prepared and lives as long as the engine. nullptr = nothing to prepare.
+  Result<std::shared_ptr<const void>> (*prepare)(const char* op_name,
+                                                 std::span<const uint8_t> tactic_data) = nullptr;
 };
 
 // The kernels registered for `kind` (the first is the default tactic).
@@ -116,5 +121,11 @@ void register_pool_kernels(std::vector<CudaKernel>& out);         // pool, adapt
 void register_attention_kernels(std::vector<CudaKernel>& out);
 void register_indexing_kernels(std::vector<CudaKernel>& out);
 void register_shape_kernels(std::vector<CudaKernel>& out);        // view copies, concat, pad...
+void register_pointwise_kernels(std::vector<CudaKernel>& out);    // generated (NVRTC) kernels
+
+// The generated kernel of a pointwise op: CUDA C++ for its program, compiled by NVRTC for the
+// state's device; one candidate whose data holds the source and the CUBIN (pointwise.cpp).
+Result<std::vector<TacticCandidate>> pointwise_tactics(CudaBackendState& state, const Op& op,
+                                                       std::span<const TensorView> inputs);
 
 }  // namespace kiln::cuda

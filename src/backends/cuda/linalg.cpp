@@ -5,6 +5,11 @@
 // plain transpose goes to cuBLASLt with a transpose flag; any other layout (gaps in both dims,
 // batch dims that do not collapse to one stride) is packed into the workspace first.
 //
+// attr `activation` (gemm epilogue fusion): relu and gelu_tanh run in cuBLASLt's epilogue with
+// the bias (RELU_BIAS / GELU_BIAS; cuBLASLt's GELU is the tanh form). Exact (erf) gelu has no
+// cuBLASLt epilogue: the bias stays in the epilogue and the registered unary gelu kernel runs in
+// place on the output afterwards, so fused and unfused networks compute the same function.
+//
 // tactic_data, when present, is a serialized cuBLASLt algorithm (see cublaslt_gemm.h); it is used
 // when cublasLtMatmulAlgoCheck accepts it for the concrete problem and the pointers are as
 // aligned as the build assumed, else the kernel asks the heuristic (host only, no sync).
@@ -13,6 +18,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/cuda_util.h"
@@ -104,12 +110,27 @@ struct GemmPlan {
   LtOperand b;  // cuBLASLt's B: from Kiln's a (op(B) = a^T [K, M])
   void* out = nullptr;
   const TensorView* bias = nullptr;  // linear
+  std::string activation = "none";   // attr activation
+  LtActivation lt_activation = LtActivation::kNone;  // the part cuBLASLt's epilogue can do
   bool bias_packed = false;
   size_t bias_bytes = 0;
   size_t pack_bytes() const { return a.pack_bytes + b.pack_bytes + bias_bytes; }
 };
 
+Status plan_activation(const KernelArgs& args, GemmPlan& p) {
+  p.activation = args.attrs.getString("activation", "none");
+  if (p.activation == "relu") {
+    p.lt_activation = LtActivation::kRelu;
+  } else if (p.activation == "gelu_tanh") {
+    p.lt_activation = LtActivation::kGeluTanh;
+  } else if (p.activation != "none" && p.activation != "gelu") {
+    return kernel_unsupported(args, "activation '", p.activation, "' is not supported");
+  }
+  return Status::Ok();
+}
+
 Status plan_matmul(const KernelArgs& args, GemmPlan& p) {
+  KILN_RETURN_IF_ERROR(plan_activation(args, p));
   const TensorView& a = args.inputs[0];
   const TensorView& b = args.inputs[1];
   const TensorView& out = args.outputs[0];
@@ -142,6 +163,7 @@ Status plan_matmul(const KernelArgs& args, GemmPlan& p) {
 }
 
 Status plan_linear(const KernelArgs& args, GemmPlan& p) {
+  KILN_RETURN_IF_ERROR(plan_activation(args, p));
   const TensorView& x = args.inputs[0];
   const TensorView& w = args.inputs[1];
   const TensorView& out = args.outputs[0];
@@ -167,10 +189,24 @@ Status plan_linear(const KernelArgs& args, GemmPlan& p) {
     xr.strides[1] = x.strides[x.rank - 1];
     p.b = make_operand(xr, 0, 1);
   } else {
-    p.b.packed = true;
-    p.b.source = x;  // packed contiguous: row-major [M, K]
-    lt_layout(p.M, p.K, std::max<int64_t>(1, p.K), 1, p.b);
-    p.b.pack_bytes = align_up(static_cast<size_t>(p.M * p.K) * dtype_size(x.dtype));
+    // Rows that do not collapse (a [S, B, K] activation permuted to [B, S, K], say): batch over
+    // the dims before the last two, each batch's rows a strided matrix; w is shared (stride 0).
+    LtOperand batched;
+    int64_t batches = 1;
+    if (x.rank >= 3) {
+      for (int d = 0; d < x.rank - 2; ++d) batches *= x.shape[d];
+      batched = make_operand(x, x.rank - 2, batches);
+    }
+    if (x.rank >= 3 && !batched.packed) {
+      p.batches = batches;
+      p.M = x.shape[x.rank - 2];
+      p.b = batched;
+    } else {
+      p.b.packed = true;
+      p.b.source = x;  // packed contiguous: row-major [M, K]
+      lt_layout(p.M, p.K, std::max<int64_t>(1, p.K), 1, p.b);
+      p.b.pack_bytes = align_up(static_cast<size_t>(p.M * p.K) * dtype_size(x.dtype));
+    }
   }
   // w^T as the row-major [K, N] operand (strides swapped).
   TensorView wt = w;
@@ -199,6 +235,32 @@ size_t workspace_for(const KernelArgs& args, bool linear) {
 }
 size_t matmul_workspace(const KernelArgs& args) { return workspace_for(args, false); }
 size_t linear_workspace(const KernelArgs& args) { return workspace_for(args, true); }
+
+// fn (relu gelu gelu_tanh) in place on the contiguous output, with the registered unary kernel
+// (elementwise, so in place is safe; the planner runs unary in place too).
+Status apply_activation(const KernelArgs& args, const TensorView& out, const std::string& fn) {
+  static const Attrs kRelu{{"fn", std::string("relu")}};
+  static const Attrs kGelu{{"fn", std::string("gelu")}};
+  static const Attrs kGeluTanh{{"fn", std::string("gelu_tanh")}};
+  const Attrs* attrs = fn == "relu" ? &kRelu : fn == "gelu" ? &kGelu : fn == "gelu_tanh" ? &kGeluTanh : nullptr;
+  if (!attrs) return kernel_error(args, "unknown activation '", fn, "'");
+  std::span<const CudaKernel> unary = kernels_for(OpKind::kUnary);
+  if (unary.empty() || !unary[0].run) return kernel_error(args, "no CUDA unary kernel for the ", fn, " epilogue");
+  Op op;
+  op.kind = OpKind::kUnary;
+  op.name = op_label(args);
+  op.attrs = *attrs;
+  const DType dtype = out.dtype;
+  if (unary[0].supports)
+    KILN_RETURN_IF_ERROR(unary[0].supports(op, std::span<const DType>(&dtype, 1)));
+  const std::span<const TensorView> view(&out, 1);
+  KernelArgs a{args.op_name, *attrs, view, view, args.bindings};
+  a.stream = args.stream;
+  a.backend = args.backend;
+  if (unary[0].workspace && unary[0].workspace(a) > 0)
+    return kernel_error(args, "the unary kernel needs a workspace; cannot run the ", fn, " epilogue");
+  return unary[0].run(a);
+}
 
 Status run_gemm(const KernelArgs& args, bool linear) {
   GemmPlan p;
@@ -229,10 +291,12 @@ Status run_gemm(const KernelArgs& args, bool linear) {
       cursor += p.bias_bytes;
     }
   }
-  if (p.K == 0) {  // an empty sum: zeros (+ bias)
+  const int64_t rows = p.M * p.batches;  // of the output, as [rows, N]
+  if (p.K == 0) {  // an empty sum: zeros (+ bias), then the activation
     KILN_RETURN_IF_ERROR(launch_fill(args, p.out, out.dtype, out.numel(), 0.0));
     if (p.bias)
-      KILN_RETURN_IF_ERROR(launch_channel_bias(args, p.out, out.dtype, p.M, p.N, 1, *p.bias));
+      KILN_RETURN_IF_ERROR(launch_channel_bias(args, p.out, out.dtype, rows, p.N, 1, *p.bias));
+    if (p.activation != "none") KILN_RETURN_IF_ERROR(apply_activation(args, out, p.activation));
     return Status::Ok();
   }
   GemmProblem prob;
@@ -256,20 +320,29 @@ Status run_gemm(const KernelArgs& args, bool linear) {
   prob.b = p.b.data;
   prob.d = p.out;
   prob.bias = bias;
+  prob.activation = p.lt_activation;
   prob.elem_size = dtype_size(p.dtype);
-  bool bias_in_epilogue = true;
+  bool epilogue_applied = true;
   Status s = run_lt_matmul(*state, prob, args.tactic_data, ws, kGemmLibraryWorkspace,
-                           stream_of(args), &bias_in_epilogue);
+                           stream_of(args), &epilogue_applied);
   if (!s.ok()) return Status(s.code(), str(op_label(args), ": ", s.message()));
-  if (p.bias && !bias_in_epilogue)
-    KILN_RETURN_IF_ERROR(launch_channel_bias(args, p.out, out.dtype, p.M, p.N, 1, *p.bias));
-  return check_launch(args, "cublasLtMatmul");
+  KILN_RETURN_IF_ERROR(check_launch(args, "cublasLtMatmul"));
+  if (p.bias && !epilogue_applied)
+    KILN_RETURN_IF_ERROR(launch_channel_bias(args, p.out, out.dtype, rows, p.N, 1, *p.bias));
+  // Exact gelu always runs here; relu / gelu_tanh only when cuBLASLt had no epilogue for them.
+  if (p.activation == "gelu" || (p.lt_activation != LtActivation::kNone && !epilogue_applied))
+    KILN_RETURN_IF_ERROR(apply_activation(args, out, p.activation));
+  return Status::Ok();
 }
 
 Status run_matmul(const KernelArgs& args) { return run_gemm(args, false); }
 Status run_linear(const KernelArgs& args) { return run_gemm(args, true); }
 
 Status supports_float_operands(const Op& op, std::span<const DType> dtypes) {
+  const std::string act = op.attrs.getString("activation", "none");
+  if (act != "none" && act != "relu" && act != "gelu" && act != "gelu_tanh")
+    return unsupported(op_kind_name(op.kind), " '", op.name, "': activation '", act,
+                       "' is not supported");
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const DType d = dtypes[i];
     if (d != DType::kFloat32 && d != DType::kFloat16 && d != DType::kBFloat16)
@@ -316,6 +389,7 @@ Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const
   // Build-time shapes carry no pointers: assume the alignment the arena gives (256 bytes).
   prob.assume_aligned = true;
   prob.bias = p.bias ? reinterpret_cast<const void*>(uintptr_t{256}) : nullptr;
+  prob.activation = p.lt_activation;  // candidates must serve the epilogue the run will ask for
   KILN_ASSIGN_OR_RETURN(
       std::vector<LtAlgo> algos,
       lt_heuristic(state, prob, std::min(workspace_limit, kGemmLibraryWorkspace), max_candidates));

@@ -100,6 +100,45 @@ __global__ void row_norm_kernel(StridedIndex<1> ix, const T* x, T* y, int64_t ro
   }
 }
 
+// layer_norm with residual=true (op_list.inc): row r normalizes s = x + residual, where s is
+// rounded to T as the unfused add stored it and optionally written to `sum_out`. The row is read
+// once: s is kept in shared memory (`cache`, len floats) when it fits, else recomputed.
+template <typename T>
+__global__ void residual_layer_norm_kernel(StridedIndex<1> ix, StridedIndex<1> rx, const T* x,
+                                           const T* res, T* y, T* sum_out, int64_t rows,
+                                           int64_t len, Param w, Param b, float eps, bool cache) {
+  extern __shared__ float row_cache[];
+  __shared__ float scratch[32];
+  auto sum_at = [&](int64_t i) {
+    return to_float(from_float<T>(to_float(x[ix.offset(i)]) + to_float(res[rx.offset(i)])));
+  };
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t base = row * len;
+    float s = 0.0f;
+    // Each thread reads back only the cache slots it wrote: no barrier needed around them.
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      const float v = sum_at(base + j);
+      if (cache) row_cache[j] = v;
+      if (sum_out) sum_out[base + j] = from_float<T>(v);
+      s += v;
+    }
+    const float mean = block_reduce(s, SumOp{}, scratch) / static_cast<float>(len);
+    float m2 = 0.0f;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      const float d = (cache ? row_cache[j] : sum_at(base + j)) - mean;
+      m2 += d * d;
+    }
+    const float var = block_reduce(m2, SumOp{}, scratch) / static_cast<float>(len);
+    const float r = 1.0f / sqrtf(var + eps);
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      float v = ((cache ? row_cache[j] : sum_at(base + j)) - mean) * r;
+      if (w.data) v *= w.at(j);
+      if (b.data) v += b.at(j);
+      y[base + j] = from_float<T>(v);
+    }
+  }
+}
+
 template <typename T>
 __global__ void channel_bias_kernel(T* y, int64_t n, int64_t C, int64_t inner, Param bias) {
   KILN_GRID_STRIDE(i, n) {
@@ -168,10 +207,44 @@ Status run_trailing_norm(const KernelArgs& args) {
   int64_t len = 1;
   for (int i = x.rank - static_cast<int>(k); i < x.rank; ++i) len *= x.shape[i];
   if (x.numel() == 0) return Status::Ok();
-  KILN_ASSIGN_OR_RETURN(Param w, param(args, 1, len, "weight"));
-  Param b;
+  // layer_norm residual=true: inputs (x, weight?, bias?, residual).
+  const bool residual = !kIsRms && args.attrs.getBool("residual", false);
+  const size_t num_params = args.inputs.size() - (residual ? 2 : 1);
+  Param w, b;
+  if (num_params >= 1) {
+    KILN_ASSIGN_OR_RETURN(w, param(args, 1, len, "weight"));
+  }
   if constexpr (!kIsRms) {
-    KILN_ASSIGN_OR_RETURN(b, param(args, 2, len, "bias"));
+    if (num_params >= 2) {
+      KILN_ASSIGN_OR_RETURN(b, param(args, 2, len, "bias"));
+    }
+  }
+  if (residual) {
+    const TensorView& res = args.inputs.back();
+    if (!same_shape(res, x) || res.dtype != x.dtype)
+      return kernel_error(args, "residual shape or dtype differs from the input's");
+    void* sum_out = nullptr;
+    if (args.outputs.size() > 1) {
+      const TensorView& s = args.outputs[1];
+      if (!same_shape(s, x) || s.dtype != x.dtype)
+        return kernel_error(args, "sum output shape or dtype differs from the input's");
+      sum_out = s.data;
+    }
+    const int64_t rows = x.numel() / len;
+    const float eps = static_cast<float>(args.attrs.getDouble("eps", 1e-5));
+    const bool cache = len <= 12 * 1024;  // 48 KiB of floats: the default dynamic shared limit
+    const size_t smem = cache ? static_cast<size_t>(len) * sizeof(float) : 0;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 1 << 20));
+    const StridedIndex<1> ix = make_index(x), rx = make_index(res);
+    cudaStream_t stream = stream_of(args);
+    dispatch_floating(x.dtype, 0, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      residual_layer_norm_kernel<T><<<blocks, threads_for(len), smem, stream>>>(
+          ix, rx, x.as<const T>(), res.as<const T>(), args.outputs[0].as<T>(),
+          static_cast<T*>(sum_out), rows, len, w, b, eps, cache);
+      return 0;
+    });
+    return check_launch(args, "residual layer_norm kernel");
   }
   return launch_row_norm(args, kIsRms ? kRms : kLayer, x.numel() / len, len, w, b, 1, 1, 1);
 }

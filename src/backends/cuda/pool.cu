@@ -1,12 +1,14 @@
 // Pooling: max and average pooling (1d/2d/3d) and adaptive average pooling with PyTorch's window
 // rules, one thread per output element. Every case runs as 3-D (missing leading spatial dims
 // have size 1); the input is read through its strides. The output shape (ceil_mode included)
-// comes from inference; kernels only walk windows.
+// comes from inference; kernels only walk windows. layout "nhwc" (2-D): x is read through an
+// NCHW view of its [N, H, W, C] strides and output elements are numbered in NHWC order.
 
 #include <string>
 #include <vector>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/nhwc.h"
 
 namespace kiln::cuda {
 namespace {
@@ -16,6 +18,7 @@ struct PoolGeom {
   int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, k[3] = {1, 1, 1};
   int64_t stride[3] = {1, 1, 1}, pad[3] = {0, 0, 0}, dil[3] = {1, 1, 1};
   int64_t xs_n = 0, xs_c = 0, xs[3] = {0, 0, 0};  // input strides
+  bool channels_last = false;  // output element i is numbered [N, *sp, C] (layout nhwc)
 };
 
 Status read_spatial(const KernelArgs& args, const char* name, int sp, int64_t* dst) {
@@ -28,8 +31,9 @@ Status read_spatial(const KernelArgs& args, const char* name, int sp, int64_t* d
 }
 
 Status read_geom(const KernelArgs& args, PoolGeom& g) {
-  const TensorView& x = args.inputs[0];
-  const TensorView& y = args.outputs[0];
+  KILN_ASSIGN_OR_RETURN(g.channels_last, read_nhwc(args));
+  const TensorView x = g.channels_last ? nchw_view(args.inputs[0]) : args.inputs[0];
+  const TensorView y = g.channels_last ? nchw_view(args.outputs[0]) : args.outputs[0];
   if (x.rank < 3 || x.rank > 5 || y.rank != x.rank || y.shape[0] != x.shape[0] ||
       y.shape[1] != x.shape[1] || y.dtype != x.dtype)
     return kernel_error(args, "expected x[N, C, *spatial] of rank 3, 4 or 5 and an output of the "
@@ -50,13 +54,22 @@ Status read_geom(const KernelArgs& args, PoolGeom& g) {
 // Splits output element i into (plane base offset in x, od, oh, ow).
 __device__ __forceinline__ const void* locate(const PoolGeom& g, int64_t i, const char* x,
                                               size_t es, int64_t& od, int64_t& oh, int64_t& ow) {
+  int64_t c = 0;
+  if (g.channels_last) {
+    c = i % g.C;
+    i /= g.C;
+  }
   ow = i % g.out[2];
   i /= g.out[2];
   oh = i % g.out[1];
   i /= g.out[1];
   od = i % g.out[0];
   i /= g.out[0];
-  const int64_t c = i % g.C, n = i / g.C;
+  if (!g.channels_last) {
+    c = i % g.C;
+    i /= g.C;
+  }
+  const int64_t n = i;
   return x + (n * g.xs_n + c * g.xs_c) * static_cast<int64_t>(es);
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/common/concat_check.h"
+#include "backends/common/view_check.h"
 #include "backends/cuda/device_util.cuh"
 #include "ir/half.h"
 #include "ir/op_def.h"
@@ -72,6 +73,7 @@ Status run_view(const KernelArgs& args) {
     if (out.dtype != in.dtype) return kernel_error(args, "output dtype differs from the input's");
     ViewLayout ol;
     if (!view(layout, args.attrs, args.bindings, static_cast<int>(k), ol)) {
+      KILN_RETURN_IF_ERROR(select_index_check(args, kKind, in));
       // Only a reshape of a non-contiguous input cannot be a view: copy in row-major order.
       if constexpr (kKind == OpKind::kReshape) {
         if (out.numel() == in.numel()) {

@@ -28,6 +28,10 @@ Result<std::vector<TacticCandidate>> tactic_candidates(CudaBackendState& state, 
       KILN_ASSIGN_OR_RETURN(out, conv_tactics(state, args, workspace_limit, max_candidates));
       break;
     }
+    case OpKind::kPointwise: {
+      KILN_ASSIGN_OR_RETURN(out, pointwise_tactics(state, op, inputs));
+      break;
+    }
     default:
       for (const CudaKernel& k : kernels_for(op.kind)) out.push_back({k.tactic, {}, k.tactic});
       break;

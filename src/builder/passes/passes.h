@@ -26,6 +26,43 @@ Result<Network> fold_batch_norm(const Network& network, std::vector<std::string>
 // permutes, whole-tensor slices, copies that feed no output.
 Result<Network> simplify(const Network& network, std::vector<std::string>& log);
 
+// matmul(q, k^T) [* or / scalar constant] [+ mask] -> softmax(last dim) [between casts to a
+// wider float and back] -> matmul(., v) becomes one attention op with that scale and mask
+// (attention_fusion.cpp). Intermediates must have no other use and not be outputs.
+Result<Network> fuse_attention(const Network& network, std::vector<std::string>& log);
+
+// linear/matmul followed by a bias add along the last dim and/or relu/gelu/gelu_tanh becomes one
+// linear/matmul with the bias folded into linear's bias and attr `activation` (gemm_fusion.cpp).
+// Intermediates must have no other use and not be outputs.
+Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::string>& log);
+
+// Residual + layer norm (norm_fusion.cpp): binary add feeding layer_norm becomes layer_norm with
+// residual=true (and sum_output=true when the sum is also read elsewhere).
+Result<Network> fuse_residual_norm(const Network& network, std::vector<std::string>& log);
+
+// Pointwise fusion (pointwise_fusion.cpp): maximal groups of unary/binary/where/cast/clamp ops
+// over float/bool tensors, joined by intermediates nothing else reads, become one pointwise op.
+// Runs after every other fusion (conv/gemm epilogues take their activations first).
+Result<Network> fuse_pointwise(const Network& network, std::vector<std::string>& log);
+
+// Conv epilogues (conv_fusion.cpp): conv (+ bias) -> optional residual binary add of a tensor of
+// the output's shape -> optional relu becomes one conv with attr activation and the residual as
+// 4th input (a zero bias is added when the conv had none). Intermediates must have no other use
+// and not be outputs. Runs before layout assignment and pointwise fusion.
+Result<Network> fuse_conv_epilogues(const Network& network, std::vector<std::string>& log);
+
+// Layout assignment (layout.cpp): 2-D convs (groups 1, not transposed) in float16/bfloat16 get
+// layout "nhwc" (KRSC weights permuted on the host) between explicit permutes; permute pairs
+// between NHWC ops cancel, and pointwise ops and pools on NHWC data run in NHWC.
+struct LayoutOptions {
+  bool all_float_dtypes = false;  // float32 convs too (tests force the pass on CPU builds)
+};
+Result<Network> assign_layout(const Network& network, std::vector<std::string>& log,
+                              const LayoutOptions& options);
+// The builder's entries: assign_layout with default options (CUDA targets), or nothing (CPU).
+Result<Network> assign_nhwc_layout(const Network& network, std::vector<std::string>& log);
+Result<Network> skip_layout(const Network& network, std::vector<std::string>& log);
+
 // Every output gets its own freshly written buffer: an output that is an input, a constant,
 // a (possible) view, or a tensor already marked as another output is copied.
 Result<Network> isolate_outputs(const Network& network, std::vector<std::string>& log);

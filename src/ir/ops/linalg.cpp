@@ -21,7 +21,18 @@ Result<Shape> broadcast_batch(const InferContext& ctx, size_t i, size_t j) {
   return r;
 }
 
+// The optional epilogue activation of matmul/linear. Checked only when present, so networks
+// without it print and serialize as before.
+Status check_activation(InferContext& ctx) {
+  if (!ctx.attrs.has("activation")) return Status::Ok();
+  KILN_ASSIGN_OR_RETURN(std::string act, attr_string(ctx, "activation"));
+  if (act != "none" && act != "relu" && act != "gelu" && act != "gelu_tanh")
+    return ctx.error("activation '", act, "' is not one of none, relu, gelu, gelu_tanh");
+  return Status::Ok();
+}
+
 Status infer_matmul(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(check_activation(ctx));
   KILN_RETURN_IF_ERROR(expect_float(ctx, 0));
   KILN_RETURN_IF_ERROR(expect_same_dtype(ctx, 0, 1));
   KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 2, SIZE_MAX));
@@ -40,6 +51,7 @@ Status infer_matmul(InferContext& ctx) {
 }
 
 Status infer_linear(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(check_activation(ctx));
   KILN_RETURN_IF_ERROR(expect_float(ctx, 0));
   for (size_t i = 1; i < ctx.inputs.size(); ++i) KILN_RETURN_IF_ERROR(expect_same_dtype(ctx, 0, i));
   KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 1, SIZE_MAX));

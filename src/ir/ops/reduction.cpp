@@ -85,10 +85,28 @@ Status infer_batch_norm(InferContext& ctx) {
   return Status::Ok();
 }
 
-// layer_norm and rms_norm: normalize over the trailing normalized_ndim dims.
+// layer_norm and rms_norm: normalize over the trailing normalized_ndim dims. layer_norm with
+// residual=true takes the residual as its last input (x, weight?, bias?, residual), normalizes
+// x + residual, and with sum_output=true also returns that sum as a second output.
 Status infer_trailing_norm(InferContext& ctx, double default_eps) {
   KILN_RETURN_IF_ERROR(expect_float(ctx, 0));
   const Shape& x = ctx.inputs[0]->shape;
+  bool residual = false, sum_output = false;
+  if (ctx.op.kind == OpKind::kLayerNorm) {
+    KILN_ASSIGN_OR_RETURN(residual, attr_bool(ctx, "residual", false));
+    KILN_ASSIGN_OR_RETURN(sum_output, attr_bool(ctx, "sum_output", false));
+    if (sum_output && !residual) return ctx.error("sum_output needs residual=true");
+    if (residual) {
+      if (ctx.inputs.size() < 2) return ctx.error("residual=true needs a residual input");
+      size_t r = ctx.inputs.size() - 1;
+      KILN_RETURN_IF_ERROR(expect_same_dtype(ctx, 0, r));
+      const Shape& rs = ctx.inputs[r]->shape;
+      if (!shapes_equal(rs, x))
+        return ctx.error("residual '", ctx.inputName(r), "' has shape ", shape_str(rs),
+                         ", expected the shape of '", ctx.inputName(0), "' ", shape_str(x));
+      ctx.inputs.pop_back();  // weight and bias checks below see (x, weight?, bias?)
+    }
+  }
   std::optional<int64_t> fallback;
   if (ctx.inputs.size() > 1) fallback = static_cast<int64_t>(ctx.inputs[1]->rank());
   KILN_ASSIGN_OR_RETURN(int64_t n, attr_int(ctx, "normalized_ndim", fallback));
@@ -104,6 +122,7 @@ Status infer_trailing_norm(InferContext& ctx, double default_eps) {
   KILN_ASSIGN_OR_RETURN(double eps, attr_double(ctx, "eps", default_eps));
   if (!(eps >= 0)) return ctx.error("eps is ", eps, ", must be >= 0");
   ctx.outputs.push_back({ctx.inputs[0]->dtype, x});
+  if (sum_output) ctx.outputs.push_back({ctx.inputs[0]->dtype, x});
   return Status::Ok();
 }
 
@@ -144,7 +163,7 @@ void register_reduction_ops(std::vector<OpDef>& table) {
   table.push_back({OpKind::kSoftmax, 1, 1, infer_softmax});
   table.push_back({OpKind::kLogSoftmax, 1, 1, infer_softmax});
   table.push_back({OpKind::kBatchNorm, 3, 5, infer_batch_norm});
-  table.push_back({OpKind::kLayerNorm, 1, 3, infer_layer_norm});
+  table.push_back({OpKind::kLayerNorm, 1, 4, infer_layer_norm});
   table.push_back({OpKind::kGroupNorm, 1, 3, infer_group_norm});
   table.push_back({OpKind::kRmsNorm, 1, 2, infer_rms_norm});
 }

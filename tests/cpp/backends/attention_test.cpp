@@ -1,6 +1,7 @@
-// CPU scaled dot-product attention against a double-precision reference written here (PyTorch
+// Scaled dot-product attention against a double-precision reference written here (PyTorch
 // math-backend semantics: bool mask keeps where true, float mask adds, causal keeps j <= i,
-// grouped-query heads read kv head h / (H / Hkv), a fully masked row is NaN).
+// grouped-query heads read kv head h / (H / Hkv), a fully masked row is NaN). Op suite: runs on
+// every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
@@ -9,13 +10,14 @@
 #include <optional>
 #include <vector>
 
-#include "backends/cpu/cpu_kernels.h"
-#include "test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln::test {
 namespace {
 
 using Shape64 = std::vector<int64_t>;
+
+KILN_OP_SUITE(Attention);
 
 struct AttnCase {
   Shape64 q = {}, k = {}, v = {};  // [..., L, E], [..., S, E], [..., S, Ev]
@@ -116,21 +118,21 @@ void check_attention(const AttnCase& c, DType dtype, Layout layout = Layout::kCo
   TestTensor k = make_tensor(dtype, c.k, kv, layout);
   TestTensor v = make_tensor(dtype, c.v, vv, layout);
   TestTensor out = make_output(dtype, out_shape(c));
-  std::vector<TensorView> inputs = {q.view, k.view, v.view};
+  std::vector<const TestTensor*> inputs = {&q, &k, &v};
   TestTensor mask;
   if (!c.mask.empty()) {
     mask = make_tensor(c.mask_dtype, c.mask, mv);
-    inputs.push_back(mask.view);
+    inputs.push_back(&mask);
   }
   Attrs attrs;
   attrs.set("causal", c.causal);
   if (c.scale) attrs.set("scale", *c.scale);
-  Status s = run_op(OpKind::kAttention, attrs, inputs, {out.view});
+  Status s = run_kernel(OpKind::kAttention, attrs, inputs, {&out});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
 }
 
-TEST(Attention, MatchesReferenceWithoutMask) {
+TEST_P(Attention, MatchesReferenceWithoutMask) {
   for (DType dt : kFloatDTypes) {
     check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}}, dt);
     check_attention({{4, 1, 3}, {4, 9, 3}, {4, 9, 5}}, dt);  // rank 3, L = 1
@@ -138,12 +140,12 @@ TEST(Attention, MatchesReferenceWithoutMask) {
   }
 }
 
-TEST(Attention, AppliesScaleAttribute) {
+TEST_P(Attention, AppliesScaleAttribute) {
   for (DType dt : kFloatDTypes)
     check_attention({{2, 5, 4}, {2, 6, 4}, {2, 6, 3}, {}, DType::kBool, false, 0.7}, dt);
 }
 
-TEST(Attention, BoolMaskKeepsWhereTrue) {
+TEST_P(Attention, BoolMaskKeepsWhereTrue) {
   for (DType dt : kFloatDTypes) {
     check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt);
     check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 1, 5, 7}}, dt);
@@ -151,14 +153,14 @@ TEST(Attention, BoolMaskKeepsWhereTrue) {
   }
 }
 
-TEST(Attention, FloatMaskIsAdded) {
+TEST_P(Attention, FloatMaskIsAdded) {
   for (DType dt : kFloatDTypes) {
     check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {1, 3, 1, 7}, dt}, dt);
     check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 3, 5, 7}, DType::kFloat32}, dt);
   }
 }
 
-TEST(Attention, CausalIsTopLeftAligned) {
+TEST_P(Attention, CausalIsTopLeftAligned) {
   for (DType dt : kFloatDTypes) {
     check_attention({{2, 2, 5, 4}, {2, 2, 7, 4}, {2, 2, 7, 3}, {}, DType::kBool, true}, dt);
     check_attention({{2, 2, 7, 4}, {2, 2, 5, 4}, {2, 2, 5, 3}, {}, DType::kBool, true}, dt);
@@ -166,7 +168,7 @@ TEST(Attention, CausalIsTopLeftAligned) {
   }
 }
 
-TEST(Attention, FullyMaskedRowIsNaN) {
+TEST_P(Attention, FullyMaskedRowIsNaN) {
   // Row 1 of the mask is all false: torch's math backend gives NaN there.
   AttnCase c{{1, 3, 4}, {1, 2, 4}, {1, 2, 2}, {3, 2}};
   TestTensor q = make_tensor(DType::kFloat32, c.q, random_values(12, 1));
@@ -174,12 +176,12 @@ TEST(Attention, FullyMaskedRowIsNaN) {
   TestTensor v = make_tensor(DType::kFloat32, c.v, {1, 2, 3, 4});
   TestTensor m = make_tensor(DType::kBool, c.mask, {1, 0, 0, 0, 0, 1});
   TestTensor out = make_output(DType::kFloat32, {1, 3, 2});
-  ASSERT_TRUE(run_op(OpKind::kAttention, {}, {q.view, k.view, v.view, m.view}, {out.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kAttention, {}, {&q, &k, &v, &m}, {&out}).ok());
   const double nan = std::nan("");
   EXPECT_TRUE(expect_close(out.view, {1, 2, nan, nan, 3, 4}));
 }
 
-TEST(Attention, GroupedQueryHeadsExpandKeysAndValues) {
+TEST_P(Attention, GroupedQueryHeadsExpandKeysAndValues) {
   for (DType dt : kFloatDTypes) {
     check_attention({{2, 4, 5, 8}, {2, 2, 7, 8}, {2, 2, 7, 6}}, dt);        // H % Hkv == 0
     check_attention({{2, 4, 5, 8}, {2, 1, 7, 8}, {2, 1, 7, 6}}, dt);        // one kv head
@@ -187,7 +189,7 @@ TEST(Attention, GroupedQueryHeadsExpandKeysAndValues) {
   }
 }
 
-TEST(Attention, ReadsExpandedKeysWithStrideZero) {
+TEST_P(Attention, ReadsExpandedKeysWithStrideZero) {
   const Shape64 qs = {2, 4, 5, 8}, ks = {2, 4, 7, 8}, small = {2, 1, 7, 8};
   AttnCase c{qs, small, small};
   std::vector<double> qv = random_values(numel(qs), 1), kv = random_values(numel(small), 2),
@@ -197,11 +199,11 @@ TEST(Attention, ReadsExpandedKeysWithStrideZero) {
   TestTensor k = make_expanded(DType::kFloat32, ks, small, kv);
   TestTensor v = make_expanded(DType::kFloat32, ks, small, vv);
   TestTensor out = make_output(DType::kFloat32, {2, 4, 5, 8});
-  ASSERT_TRUE(run_op(OpKind::kAttention, {}, {q.view, k.view, v.view}, {out.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kAttention, {}, {&q, &k, &v}, {&out}).ok());
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(DType::kFloat32, ref)));
 }
 
-TEST(Attention, AcceptsPermutedAndSlicedInputs) {
+TEST_P(Attention, AcceptsPermutedAndSlicedInputs) {
   for (DType dt : kFloatDTypes)
     for (Layout l : kAllLayouts) {
       check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt, l);
@@ -209,12 +211,30 @@ TEST(Attention, AcceptsPermutedAndSlicedInputs) {
     }
 }
 
-TEST(Attention, RejectsIntegerInputs) {
+TEST_P(Attention, RejectsIntegerInputs) {
   TestTensor q = make_tensor(DType::kInt32, {2, 2}, {1, 2, 3, 4});
   TestTensor out = make_output(DType::kInt32, {2, 2});
-  Status s = run_op(OpKind::kAttention, {}, {q.view, q.view, q.view}, {out.view});
+  Status s = run_kernel(OpKind::kAttention, {}, {&q, &q, &q}, {&out});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("attention"), std::string::npos) << s.message();
+}
+
+
+// Sequences longer than one tile and head dims up to 512 (the CUDA kernel's tiling limits).
+TEST_P(Attention, LongSequencesSpanSeveralTilesAndBlocks) {
+  for (DType dt : kFloatDTypes) {
+    check_attention({{1, 2, 77, 64}, {1, 2, 130, 64}, {1, 2, 130, 64}}, dt);
+    check_attention({{1, 2, 100, 32}, {1, 2, 100, 32}, {1, 2, 100, 48}, {}, DType::kBool, true},
+                    dt);
+    check_attention({{2, 70, 16}, {2, 45, 16}, {2, 45, 16}, {70, 45}, DType::kFloat16, true}, dt);
+  }
+}
+
+TEST_P(Attention, LargeHeadDimsUseFewerRowsPerBlock) {
+  for (DType dt : kFloatDTypes) {
+    check_attention({{1, 2, 40, 256}, {1, 2, 50, 256}, {1, 2, 50, 256}}, dt);
+    check_attention({{1, 1, 9, 512}, {1, 1, 33, 512}, {1, 1, 33, 512}, {}, DType::kBool, true}, dt);
+  }
 }
 
 }  // namespace

@@ -1,18 +1,20 @@
-// CPU convolution (1d/2d/3d, groups, depthwise, dilation, transposed) against a double-precision
-// direct reference written here.
+// Convolution (1d/2d/3d, groups, depthwise, dilation, transposed, bias, every tactic) against a
+// double-precision direct reference written here. Op suite: runs on every backend
+// (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
 #include <thread>
 #include <vector>
 
-#include "backends/cpu/cpu_kernels.h"
-#include "test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln::test {
 namespace {
 
 using Shape64 = std::vector<int64_t>;
+
+KILN_OP_SUITE(Conv);
 
 struct ConvCase {
   Shape64 x = {};  // [N, C, *sp]
@@ -108,21 +110,21 @@ void check_conv(ConvCase c, DType dtype, Layout lx = Layout::kContiguous) {
   TestTensor w = make_tensor(dtype, ws, wv);
   TestTensor b = make_tensor(dtype, {c.out_channels}, bv);
   TestTensor y = make_output(dtype, os);
-  std::vector<TensorView> inputs = {x.view, w.view};
-  if (c.bias) inputs.push_back(b.view);
-  Status s = run_op(OpKind::kConv, conv_attrs(c), inputs, {y.view});
+  std::vector<const TestTensor*> inputs = {&x, &w};
+  if (c.bias) inputs.push_back(&b);
+  Status s = run_kernel(OpKind::kConv, conv_attrs(c), inputs, {&y});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(expect_close(y.view, ref, magnitude_tolerance(dtype, ref)));
 }
 
-TEST(Conv, Conv1dMatchesReference) {
+TEST_P(Conv, Conv1dMatchesReference) {
   for (DType dt : kFloatDTypes) {
     check_conv({{2, 3, 11}, 4, {3}, {2}, {1}, {1}}, dt);
     check_conv({{1, 5, 9}, 2, {4}, {1}, {0}, {2}, {}, 1, false, false}, dt);
   }
 }
 
-TEST(Conv, Conv2dMatchesReferenceWithGroupsStridePaddingDilation) {
+TEST_P(Conv, Conv2dMatchesReferenceWithGroupsStridePaddingDilation) {
   for (DType dt : kFloatDTypes) {
     check_conv({{2, 4, 9, 7}, 6, {3, 2}, {2, 1}, {1, 0}, {1, 2}, {}, 2}, dt);
     check_conv({{1, 3, 8, 8}, 5, {3, 3}, {1, 1}, {1, 1}, {1, 1}}, dt);
@@ -130,18 +132,18 @@ TEST(Conv, Conv2dMatchesReferenceWithGroupsStridePaddingDilation) {
   }
 }
 
-TEST(Conv, Conv3dMatchesReference) {
+TEST_P(Conv, Conv3dMatchesReference) {
   for (DType dt : kFloatDTypes) {
     check_conv({{1, 2, 5, 6, 4}, 3, {2, 3, 2}, {1, 2, 1}, {1, 1, 0}, {2, 1, 1}}, dt);
     check_conv({{2, 4, 3, 4, 5}, 2, {1, 2, 3}, {2, 1, 1}, {0, 1, 1}, {1, 1, 1}, {}, 2}, dt);
   }
 }
 
-TEST(Conv, PointwiseConvMatchesReference) {
+TEST_P(Conv, PointwiseConvMatchesReference) {
   for (DType dt : kFloatDTypes) check_conv({{2, 7, 5, 3}, 4, {1, 1}, {1, 1}, {0, 0}, {1, 1}}, dt);
 }
 
-TEST(Conv, DepthwiseMatchesReference) {
+TEST_P(Conv, DepthwiseMatchesReference) {
   for (DType dt : kFloatDTypes) {
     check_conv({{2, 6, 8, 8}, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, {}, 6}, dt);
     check_conv({{1, 4, 7, 9}, 8, {3, 3}, {1, 1}, {2, 2}, {2, 2}, {}, 4}, dt);  // multiplier 2
@@ -150,7 +152,7 @@ TEST(Conv, DepthwiseMatchesReference) {
   }
 }
 
-TEST(Conv, TransposedMatchesReferenceWithOutputPadding) {
+TEST_P(Conv, TransposedMatchesReferenceWithOutputPadding) {
   for (DType dt : kFloatDTypes) {
     check_conv({{2, 3, 5}, 4, {3}, {2}, {1}, {1}, {1}, 1, true}, dt);
     check_conv({{1, 4, 4, 5}, 6, {3, 2}, {2, 3}, {1, 0}, {1, 2}, {1, 2}, 2, true}, dt);
@@ -160,7 +162,7 @@ TEST(Conv, TransposedMatchesReferenceWithOutputPadding) {
   }
 }
 
-TEST(Conv, AcceptsStridedInput) {
+TEST_P(Conv, AcceptsStridedInput) {
   for (DType dt : kFloatDTypes)
     for (Layout l : kAllLayouts) {
       check_conv({{2, 4, 6, 5}, 4, {3, 3}, {1, 2}, {1, 1}, {1, 1}}, dt, l);
@@ -170,7 +172,9 @@ TEST(Conv, AcceptsStridedInput) {
 }
 
 // Kernels keep no shared scratch: several threads running convs at once all get the right answer.
-TEST(Conv, RunsConcurrentlyFromSeveralThreads) {
+TEST_P(Conv, RunsConcurrentlyFromSeveralThreads) {
+  if (current_backend() != Backend::kCpu)
+    GTEST_SKIP() << "the CUDA test runner shares one stream and one device error word";
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([t] {
@@ -184,22 +188,48 @@ TEST(Conv, RunsConcurrentlyFromSeveralThreads) {
   for (std::thread& th : threads) th.join();
 }
 
-TEST(Conv, RejectsIntegerDtypes) {
+TEST_P(Conv, RejectsIntegerDtypes) {
   TestTensor x = make_tensor(DType::kInt32, {1, 1, 3}, {1, 2, 3});
   TestTensor w = make_tensor(DType::kInt32, {1, 1, 1}, {1});
   TestTensor y = make_output(DType::kInt32, {1, 1, 3});
   ConvCase c{{1, 1, 3}, 1, {1}, {1}, {0}, {1}};
-  Status s = run_op(OpKind::kConv, conv_attrs(c), {x.view, w.view}, {y.view});
+  Status s = run_kernel(OpKind::kConv, conv_attrs(c), {&x, &w}, {&y});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("conv"), std::string::npos) << s.message();
 }
 
-TEST(Conv, RejectsOutputOfTheWrongSize) {
+TEST_P(Conv, RejectsOutputOfTheWrongSize) {
   TestTensor x = make_tensor(DType::kFloat32, {1, 1, 5}, random_values(5, 1));
   TestTensor w = make_tensor(DType::kFloat32, {1, 1, 3}, random_values(3, 2));
   TestTensor y = make_output(DType::kFloat32, {1, 1, 4});  // 3 expected
   ConvCase c{{1, 1, 5}, 1, {3}, {1}, {0}, {1}};
-  EXPECT_FALSE(run_op(OpKind::kConv, conv_attrs(c), {x.view, w.view}, {y.view}).ok());
+  EXPECT_FALSE(run_kernel(OpKind::kConv, conv_attrs(c), {&x, &w}, {&y}).ok());
+}
+
+
+// Every tactic the backend offers for one conv (CPU: each registered kernel that supports it;
+// CUDA: tactic_candidates) gives the reference's answer.
+TEST_P(Conv, TacticCandidatesRunAndMatch) {
+  ConvCase c{{2, 8, 12, 12}, 16, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {0, 0}};
+  const DType dt = DType::kFloat16;
+  const Shape64 ws = weight_shape(c), os = output_shape(c);
+  std::vector<double> xv = round_all(dt, random_values(numel(c.x), 41));
+  std::vector<double> wv = round_all(dt, random_values(numel(ws), 42, -1.0, 1.0));
+  std::vector<double> bv = round_all(dt, random_values(c.out_channels, 43));
+  std::vector<double> ref = ref_conv(c, xv, wv, bv);
+  TestTensor x = make_tensor(dt, c.x, xv), w = make_tensor(dt, ws, wv);
+  TestTensor b = make_tensor(dt, {c.out_channels}, bv), y = make_output(dt, os);
+  auto cands = op_runner().tactics(OpKind::kConv, conv_attrs(c), {&x, &w, &b}, {&y});
+  ASSERT_TRUE(cands.ok()) << cands.status().toString();
+  ASSERT_FALSE(cands->empty());
+  for (const TacticChoice& t : *cands) {
+    SCOPED_TRACE(t.label);
+    RunOptions o;
+    o.tactic = t.tactic.c_str();
+    o.tactic_data = t.data;
+    ASSERT_OK(run_kernel(OpKind::kConv, conv_attrs(c), {&x, &w, &b}, {&y}, o));
+    EXPECT_TRUE(expect_close(y.view, ref, magnitude_tolerance(dt, ref)));
+  }
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
-// CPU embedding, gather and index_select kernels against references, and their index errors.
+// Embedding, gather and index_select against references, and their index errors: every backend
+// reports an out-of-range index as kOutOfRange; the CPU stops and names the op and the index,
+// the CUDA kernels clamp it (never reading out of bounds) and flag the device error word.
+// Op suite: runs on every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "backends/test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln {
 namespace {
@@ -12,12 +15,19 @@ namespace {
 using test::Layout;
 using test::make_output;
 using test::make_tensor;
+using test::run_kernel;
+using test::Backend;
+using test::current_backend;
+
+KILN_OP_SUITE(Embedding);
+KILN_OP_SUITE(Gather);
+KILN_OP_SUITE(IndexSelect);
 
 constexpr DType kValueDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
                                   DType::kInt64,   DType::kInt8,    DType::kBool};
 constexpr DType kIndexDTypes[] = {DType::kInt64, DType::kInt32};
 
-TEST(CpuEmbedding, LooksUpRowsForEveryIndexShapeAndDtype) {
+TEST_P(Embedding, LooksUpRowsForEveryIndexShapeAndDtype) {
   const int64_t v = 7, d = 5;
   for (DType dt : kValueDTypes) {
     for (DType it : kIndexDTypes) {
@@ -28,7 +38,7 @@ TEST(CpuEmbedding, LooksUpRowsForEveryIndexShapeAndDtype) {
         auto w = make_tensor(dt, {v, d}, wv, layout);
         auto ind = make_tensor(it, {2, 3}, iv, Layout::kPermuted);
         auto y = make_output(dt, {2, 3, d});
-        ASSERT_TRUE(test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}).ok());
+        ASSERT_TRUE(run_kernel(OpKind::kEmbedding, {}, {&w, &ind}, {&y}).ok());
         std::vector<double> ref;
         for (double i : iv)
           for (int64_t j = 0; j < d; ++j) ref.push_back(wv[static_cast<int64_t>(i) * d + j]);
@@ -38,28 +48,36 @@ TEST(CpuEmbedding, LooksUpRowsForEveryIndexShapeAndDtype) {
   }
 }
 
-TEST(CpuEmbedding, OutOfRangeAndNegativeIndicesAreOutOfRangeErrors) {
-  auto w = make_tensor(DType::kFloat32, {4, 2}, test::random_values(8, 1));
-  auto y = make_output(DType::kFloat32, {2, 2});
+TEST_P(Embedding, OutOfRangeAndNegativeIndicesAreOutOfRangeErrors) {
+  auto w = make_tensor(DType::kFloat32, {4, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
   for (double bad : {4.0, -1.0}) {
-    auto ind = make_tensor(DType::kInt64, {2}, {0, bad});
-    Status s = test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}, {}, nullptr,
-                            "embedding 'tok'");
+    SCOPED_TRACE(bad);
+    auto ind = make_tensor(DType::kInt64, {2}, {1, bad});
+    auto y = make_output(DType::kFloat32, {2, 2});
+    Status s = run_kernel(OpKind::kEmbedding, {}, {&w, &ind}, {&y}, {.op_name = "embedding 'tok'"});
     EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-    EXPECT_NE(s.message().find("tok"), std::string::npos) << s.message();
-    EXPECT_NE(s.message().find(str(static_cast<int64_t>(bad))), std::string::npos) << s.message();
+    if (current_backend() == Backend::kCpu) {
+      EXPECT_NE(s.message().find("tok"), std::string::npos) << s.message();
+      EXPECT_NE(s.message().find(str(static_cast<int64_t>(bad))), std::string::npos)
+          << s.message();
+    } else {
+      EXPECT_NE(s.message().find("out of range"), std::string::npos) << s.message();
+      const std::vector<double> clamped = bad > 0 ? std::vector<double>{30, 31}
+                                                  : std::vector<double>{0, 1};
+      EXPECT_TRUE(test::expect_close(y.view, {10, 11, clamped[0], clamped[1]}, {0, 0}));
+    }
   }
 }
 
-TEST(CpuEmbedding, FloatIndicesAreUnsupported) {
+TEST_P(Embedding, FloatIndicesAreUnsupported) {
   auto w = make_tensor(DType::kFloat32, {4, 2}, test::random_values(8, 1));
   auto ind = make_tensor(DType::kFloat32, {2}, {0, 1});
   auto y = make_output(DType::kFloat32, {2, 2});
-  EXPECT_EQ(test::run_op(OpKind::kEmbedding, {}, {w.view, ind.view}, {y.view}).code(),
+  EXPECT_EQ(run_kernel(OpKind::kEmbedding, {}, {&w, &ind}, {&y}).code(),
             StatusCode::kUnsupported);
 }
 
-TEST(CpuGather, GathersAlongEveryDim) {
+TEST_P(Gather, GathersAlongEveryDim) {
   const std::vector<int64_t> xs = {3, 4, 5};
   for (DType dt : kValueDTypes) {
     for (int64_t dim : {0, 1, 2}) {
@@ -73,7 +91,7 @@ TEST(CpuGather, GathersAlongEveryDim) {
         auto ind = make_tensor(DType::kInt32, is, iv, Layout::kSliced);
         auto y = make_output(dt, is);
         ASSERT_TRUE(
-            test::run_op(OpKind::kGather, {{"dim", dim}}, {x.view, ind.view}, {y.view}).ok());
+            run_kernel(OpKind::kGather, {{"dim", dim}}, {&x, &ind}, {&y}).ok());
         std::vector<double> ref;
         for (int64_t i = 0; i < test::numel(is); ++i) {
           auto idx = test::unravel(i, is);
@@ -86,16 +104,19 @@ TEST(CpuGather, GathersAlongEveryDim) {
   }
 }
 
-TEST(CpuGather, OutOfRangeIndexIsAnError) {
-  auto x = make_tensor(DType::kFloat32, {2, 3}, test::random_values(6, 1));
+TEST_P(Gather, OutOfRangeIndexIsAnError) {
+  auto x = make_tensor(DType::kFloat32, {2, 3}, {0, 1, 2, 3, 4, 5});
   auto ind = make_tensor(DType::kInt64, {2, 1}, {0, 3});
   auto y = make_output(DType::kFloat32, {2, 1});
-  Status s = test::run_op(OpKind::kGather, {{"dim", int64_t{1}}}, {x.view, ind.view}, {y.view});
+  Status s = run_kernel(OpKind::kGather, {{"dim", int64_t{1}}}, {&x, &ind}, {&y});
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("gather"), std::string::npos) << s.message();
+  if (current_backend() == Backend::kCpu)
+    EXPECT_NE(s.message().find("gather"), std::string::npos) << s.message();
+  else
+    EXPECT_TRUE(test::expect_close(y.view, {0, 5}, {0, 0}));  // index 3 clamped to 2
 }
 
-TEST(CpuIndexSelect, SelectsAlongEveryDim) {
+TEST_P(IndexSelect, SelectsAlongEveryDim) {
   const std::vector<int64_t> xs = {3, 4, 5};
   for (DType dt : kValueDTypes) {
     for (DType it : kIndexDTypes) {
@@ -109,7 +130,7 @@ TEST(CpuIndexSelect, SelectsAlongEveryDim) {
         os[dim] = 4;
         auto y = make_output(dt, os);
         ASSERT_TRUE(
-            test::run_op(OpKind::kIndexSelect, {{"dim", dim}}, {x.view, ind.view}, {y.view}).ok());
+            run_kernel(OpKind::kIndexSelect, {{"dim", dim}}, {&x, &ind}, {&y}).ok());
         std::vector<double> ref;
         for (int64_t i = 0; i < test::numel(os); ++i) {
           auto idx = test::unravel(i, os);
@@ -122,14 +143,16 @@ TEST(CpuIndexSelect, SelectsAlongEveryDim) {
   }
 }
 
-TEST(CpuIndexSelect, NegativeIndexIsAnErrorNamingIt) {
-  auto x = make_tensor(DType::kFloat32, {3, 2}, test::random_values(6, 1));
+TEST_P(IndexSelect, NegativeIndexIsAnErrorNamingIt) {
+  auto x = make_tensor(DType::kFloat32, {3, 2}, {0, 1, 2, 3, 4, 5});
   auto ind = make_tensor(DType::kInt32, {2}, {1, -2});
   auto y = make_output(DType::kFloat32, {2, 2});
-  Status s =
-      test::run_op(OpKind::kIndexSelect, {{"dim", int64_t{0}}}, {x.view, ind.view}, {y.view});
+  Status s = run_kernel(OpKind::kIndexSelect, {{"dim", int64_t{0}}}, {&x, &ind}, {&y});
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("-2"), std::string::npos) << s.message();
+  if (current_backend() == Backend::kCpu)
+    EXPECT_NE(s.message().find("-2"), std::string::npos) << s.message();
+  else
+    EXPECT_TRUE(test::expect_close(y.view, {2, 3, 0, 1}, {0, 0}));  // index -2 clamped to 0
 }
 
 }  // namespace

@@ -1,16 +1,20 @@
-// CPU matmul and linear kernels against a double-precision reference written here.
+// Matmul and linear against a double-precision reference written here: odd shapes, batch
+// broadcasting, transposed and gappy operand layouts, the bias epilogue, every tactic. Op suite:
+// runs on every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "backends/cpu/cpu_kernels.h"
-#include "test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln::test {
 namespace {
 
 using Shape64 = std::vector<int64_t>;
+
+KILN_OP_SUITE(Matmul);
+KILN_OP_SUITE(Linear);
 
 // Reference matmul with numpy batch broadcasting, in double. Returns the output shape in out_shape.
 std::vector<double> ref_matmul(const std::vector<double>& a, const Shape64& as,
@@ -47,21 +51,22 @@ void check_matmul(DType dtype, const Shape64& as, const Shape64& bs, Layout la =
   TestTensor a = make_tensor(dtype, as, av, la);
   TestTensor b = make_tensor(dtype, bs, bv, lb);
   TestTensor out = make_output(dtype, os);
-  ASSERT_TRUE(run_op(OpKind::kMatmul, {}, {a.view, b.view}, {out.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kMatmul, {}, {&a, &b}, {&out}).ok());
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
 }
 
-TEST(Matmul, MatchesReferenceForOddShapes) {
+TEST_P(Matmul, MatchesReferenceForOddShapes) {
   for (DType dt : kFloatDTypes) {
     check_matmul(dt, {5, 7}, {7, 3});
     check_matmul(dt, {1, 1}, {1, 1});
     check_matmul(dt, {3, 17}, {17, 1});
     check_matmul(dt, {1, 9}, {9, 13});
     check_matmul(dt, {33, 65}, {65, 31});
+    check_matmul(dt, {128, 256}, {256, 64});
   }
 }
 
-TEST(Matmul, BroadcastsBatchDims) {
+TEST_P(Matmul, BroadcastsBatchDims) {
   for (DType dt : kFloatDTypes) {
     check_matmul(dt, {2, 3, 4, 5}, {5, 6});        // [B,H,M,K] x [K,N]: one stacked GEMM
     check_matmul(dt, {1, 3, 4, 5}, {2, 1, 5, 6});  // [1,H,..] x [B,1,..]
@@ -70,7 +75,17 @@ TEST(Matmul, BroadcastsBatchDims) {
   }
 }
 
-TEST(Matmul, AcceptsStridedOperands) {
+TEST_P(Matmul, BroadcastsSharedAndStridedBatchOperands) {
+  for (DType dt : kFloatDTypes) {
+    check_matmul(dt, {3, 4, 5}, {5, 6});        // shared b
+    check_matmul(dt, {4, 5}, {3, 5, 6});        // shared a
+    check_matmul(dt, {2, 1, 4, 5}, {3, 5, 2});  // both broadcast
+    check_matmul(dt, {2, 3, 4, 5}, {2, 3, 5, 6}, Layout::kPermuted, Layout::kContiguous);
+    check_matmul(dt, {2, 3, 4, 5}, {2, 3, 5, 6}, Layout::kSliced, Layout::kSliced);
+  }
+}
+
+TEST_P(Matmul, AcceptsStridedOperands) {
   for (DType dt : kFloatDTypes)
     for (Layout la : kAllLayouts)
       for (Layout lb : kAllLayouts) {
@@ -79,7 +94,7 @@ TEST(Matmul, AcceptsStridedOperands) {
       }
 }
 
-TEST(Matmul, ReadsExpandedBatchWithStrideZero) {
+TEST_P(Matmul, ReadsExpandedBatchWithStrideZero) {
   const Shape64 as = {3, 4, 5}, small = {1, 5, 2}, bs = {3, 5, 2};
   std::vector<double> av = random_values(numel(as), 3), bsmall = random_values(numel(small), 4);
   Shape64 os;
@@ -87,22 +102,22 @@ TEST(Matmul, ReadsExpandedBatchWithStrideZero) {
   TestTensor a = make_tensor(DType::kFloat32, as, av);
   TestTensor b = make_expanded(DType::kFloat32, bs, small, bsmall);
   TestTensor out = make_output(DType::kFloat32, os);
-  ASSERT_TRUE(run_op(OpKind::kMatmul, {}, {a.view, b.view}, {out.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kMatmul, {}, {&a, &b}, {&out}).ok());
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(DType::kFloat32, ref)));
 }
 
-TEST(Matmul, EmptyReductionGivesZeros) {
+TEST_P(Matmul, EmptyReductionGivesZeros) {
   TestTensor a = make_tensor(DType::kFloat32, {3, 0}, {});
   TestTensor b = make_tensor(DType::kFloat32, {0, 2}, {});
   TestTensor out = make_output(DType::kFloat32, {3, 2});
-  ASSERT_TRUE(run_op(OpKind::kMatmul, {}, {a.view, b.view}, {out.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kMatmul, {}, {&a, &b}, {&out}).ok());
   EXPECT_TRUE(expect_close(out.view, std::vector<double>(6, 0.0)));
 }
 
-TEST(Matmul, RejectsIntegerDtypes) {
+TEST_P(Matmul, RejectsIntegerDtypes) {
   TestTensor a = make_tensor(DType::kInt32, {2, 2}, {1, 2, 3, 4});
   TestTensor out = make_output(DType::kInt32, {2, 2});
-  Status s = run_op(OpKind::kMatmul, {}, {a.view, a.view}, {out.view});
+  Status s = run_kernel(OpKind::kMatmul, {}, {&a, &a}, {&out});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("matmul"), std::string::npos) << s.message();
 }
@@ -121,9 +136,10 @@ std::vector<double> ref_linear(const std::vector<double>& x, int64_t P, int64_t 
   return out;
 }
 
-void check_linear(DType dtype, const Shape64& xs, int64_t N, bool bias, Layout lx, Layout lw) {
+void check_linear(DType dtype, const Shape64& xs, int64_t N, bool bias, Layout lx, Layout lw,
+                  Layout lb = Layout::kContiguous) {
   SCOPED_TRACE(str(dtype_name(dtype), " bias ", bias, " x ", layout_name(lx), " w ",
-                   layout_name(lw)));
+                   layout_name(lw), " b ", layout_name(lb)));
   const int64_t K = xs.back(), P = numel(xs) / K;
   std::vector<double> xv = round_all(dtype, random_values(numel(xs), 5));
   std::vector<double> wv = round_all(dtype, random_values(N * K, 6));
@@ -133,15 +149,15 @@ void check_linear(DType dtype, const Shape64& xs, int64_t N, bool bias, Layout l
   os.back() = N;
   TestTensor x = make_tensor(dtype, xs, xv, lx);
   TestTensor w = make_tensor(dtype, {N, K}, wv, lw);
-  TestTensor b = make_tensor(dtype, {N}, bv);
+  TestTensor b = make_tensor(dtype, {N}, bv, lb);
   TestTensor out = make_output(dtype, os);
-  std::vector<TensorView> inputs = {x.view, w.view};
-  if (bias) inputs.push_back(b.view);
-  ASSERT_TRUE(run_op(OpKind::kLinear, {}, inputs, {out.view}).ok());
+  std::vector<const TestTensor*> inputs = {&x, &w};
+  if (bias) inputs.push_back(&b);
+  ASSERT_TRUE(run_kernel(OpKind::kLinear, {}, inputs, {&out}).ok());
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
 }
 
-TEST(Linear, MatchesReferenceWithAndWithoutBias) {
+TEST_P(Linear, MatchesReferenceWithAndWithoutBias) {
   for (DType dt : kFloatDTypes)
     for (bool bias : {false, true}) {
       check_linear(dt, {7, 13}, 5, bias, Layout::kContiguous, Layout::kContiguous);
@@ -150,19 +166,69 @@ TEST(Linear, MatchesReferenceWithAndWithoutBias) {
     }
 }
 
-TEST(Linear, AcceptsStridedInputAndWeight) {
+TEST_P(Linear, AcceptsStridedInputAndWeight) {
   for (DType dt : kFloatDTypes)
     for (Layout lx : kAllLayouts)
       for (Layout lw : kAllLayouts) check_linear(dt, {2, 3, 6}, 4, true, lx, lw);
 }
 
-TEST(Linear, RejectsMixedDtypes) {
+TEST_P(Linear, SlicedBiasWithAndWithoutBiasOverLayouts) {
+  for (DType dt : kFloatDTypes)
+    for (Layout lx : kAllLayouts)
+      for (Layout lw : {Layout::kContiguous, Layout::kPermuted})
+        for (bool bias : {false, true}) check_linear(dt, {2, 3, 7}, 5, bias, lx, lw, Layout::kSliced);
+}
+
+TEST_P(Linear, LargeProblemAndContiguousBiasEpilogue) {
+  for (DType dt : kFloatDTypes)
+    check_linear(dt, {200, 192}, 160, true, Layout::kContiguous, Layout::kContiguous);
+}
+
+// Every tactic the backend offers (CPU: each registered kernel that supports the op; CUDA:
+// tactic_candidates, cuBLASLt algorithms) gives the reference's answer; a corrupt tactic blob
+// falls back to the default.
+TEST_P(Linear, TacticCandidatesRunAndMatch) {
+  const int64_t P = 64, K = 96, N = 48;
+  const DType dt = DType::kFloat16;
+  auto xv = round_all(dt, random_values(P * K, 7));
+  auto wv = round_all(dt, random_values(N * K, 8));
+  auto bv = round_all(dt, random_values(N, 9));
+  auto x = make_tensor(dt, {P, K}, xv);
+  auto w = make_tensor(dt, {N, K}, wv);
+  auto b = make_tensor(dt, {N}, bv);
+  auto out = make_output(dt, {P, N});
+  auto cands = op_runner().tactics(OpKind::kLinear, {}, {&x, &w, &b}, {&out});
+  ASSERT_TRUE(cands.ok()) << cands.status().toString();
+  ASSERT_FALSE(cands->empty());
+  auto ref = ref_linear(xv, P, K, wv, N, &bv);
+  for (const TacticChoice& c : *cands) {
+    SCOPED_TRACE(c.label);
+    if (current_backend() == Backend::kCuda) EXPECT_EQ(c.tactic, "cuda.linear.cublaslt");
+    RunOptions o;
+    o.tactic = c.tactic.c_str();
+    o.tactic_data = c.data;
+    ASSERT_OK(run_kernel(OpKind::kLinear, {}, {&x, &w, &b}, {&out}, o));
+    EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+  }
+  std::vector<uint8_t> junk(20, 7);
+  RunOptions o;
+  o.tactic_data = junk;
+  ASSERT_OK(run_kernel(OpKind::kLinear, {}, {&x, &w, &b}, {&out}, o));
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+}
+
+TEST_P(Linear, RejectsMixedDtypes) {
   TestTensor x = make_tensor(DType::kFloat32, {2, 3}, random_values(6, 1));
   TestTensor w = make_tensor(DType::kFloat16, {4, 3}, random_values(12, 2));
   TestTensor out = make_output(DType::kFloat32, {2, 4});
-  Status s = run_op(OpKind::kLinear, {}, {x.view, w.view}, {out.view});
+  Status s = run_kernel(OpKind::kLinear, {}, {&x, &w}, {&out});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("linear"), std::string::npos) << s.message();
+  TestTensor x16 = make_tensor(DType::kFloat16, {2, 3}, random_values(6, 1));
+  TestTensor w32 = make_tensor(DType::kFloat32, {4, 3}, random_values(12, 2));
+  TestTensor out16 = make_output(DType::kFloat16, {2, 4});
+  EXPECT_EQ(run_kernel(OpKind::kLinear, {}, {&x16, &w32}, {&out16}).code(),
+            StatusCode::kUnsupported);
 }
 
 }  // namespace

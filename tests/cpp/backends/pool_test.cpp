@@ -1,5 +1,6 @@
-// CPU max/avg pooling and adaptive average pooling against double-precision references written
-// here (PyTorch's window rules), plus small hand-computed cases.
+// Max/avg pooling and adaptive average pooling against double-precision references written
+// here (PyTorch's window rules), plus small hand-computed cases. Op suite: runs on every backend
+// (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
@@ -9,13 +10,15 @@
 #include <string>
 #include <vector>
 
-#include "backends/cpu/cpu_kernels.h"
-#include "test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln::test {
 namespace {
 
 using Shape64 = std::vector<int64_t>;
+
+KILN_OP_SUITE(Pool);
+KILN_OP_SUITE(PoolAdaptiveAvg);
 
 struct PoolCase {
   std::string kind = {};
@@ -88,12 +91,12 @@ void check_pool(const PoolCase& c, DType dtype, Layout lx = Layout::kContiguous)
   std::vector<double> ref = ref_pool(c, xv);
   TestTensor x = make_tensor(dtype, c.x, xv, lx);
   TestTensor y = make_output(dtype, pool_output_shape(c));
-  Status s = run_op(OpKind::kPool, pool_attrs(c), {x.view}, {y.view});
+  Status s = run_kernel(OpKind::kPool, pool_attrs(c), {&x}, {&y});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(expect_close(y.view, round_all(dtype, ref), magnitude_tolerance(dtype, ref)));
 }
 
-TEST(Pool, MaxPoolMatchesReference1d2d3d) {
+TEST_P(Pool, MaxPoolMatchesReference1d2d3d) {
   for (DType dt : kFloatDTypes) {
     check_pool({"max", {2, 3, 11}, {3}, {2}, {1}, {1}}, dt);
     check_pool({"max", {2, 3, 9, 8}, {3, 2}, {2, 1}, {1, 1}, {1, 1}}, dt);
@@ -102,7 +105,7 @@ TEST(Pool, MaxPoolMatchesReference1d2d3d) {
   }
 }
 
-TEST(Pool, AvgPoolMatchesReferenceWithAndWithoutPadCount) {
+TEST_P(Pool, AvgPoolMatchesReferenceWithAndWithoutPadCount) {
   for (DType dt : kFloatDTypes)
     for (bool include : {true, false}) {
       check_pool({"avg", {2, 3, 10}, {3}, {2}, {1}, {1}, false, include}, dt);
@@ -113,7 +116,7 @@ TEST(Pool, AvgPoolMatchesReferenceWithAndWithoutPadCount) {
     }
 }
 
-TEST(Pool, CeilModeWindowsMatchReference) {
+TEST_P(Pool, CeilModeWindowsMatchReference) {
   for (DType dt : kFloatDTypes)
     for (bool include : {true, false}) {
       check_pool({"max", {1, 2, 5, 7}, {2, 3}, {2, 2}, {0, 1}, {1, 1}, true, include}, dt);
@@ -128,28 +131,28 @@ TEST(Pool, CeilModeWindowsMatchReference) {
 }
 
 // avg_pool1d(arange(6), kernel 3, stride 2, padding 1, ceil_mode=True) in PyTorch.
-TEST(Pool, AvgCeilModeClipsLastWindowToPaddedInput) {
+TEST_P(Pool, AvgCeilModeClipsLastWindowToPaddedInput) {
   for (bool include : {true, false}) {
     TestTensor x = make_tensor(DType::kFloat32, {1, 1, 6}, {0, 1, 2, 3, 4, 5});
     TestTensor y = make_output(DType::kFloat32, {1, 1, 4});
     PoolCase c{"avg", {1, 1, 6}, {3}, {2}, {1}, {1}, true, include};
-    ASSERT_TRUE(run_op(OpKind::kPool, pool_attrs(c), {x.view}, {y.view}).ok());
+    ASSERT_TRUE(run_kernel(OpKind::kPool, pool_attrs(c), {&x}, {&y}).ok());
     const std::vector<double> want =
         include ? std::vector<double>{1.0 / 3, 2, 4, 2.5} : std::vector<double>{0.5, 2, 4, 5};
     EXPECT_TRUE(expect_close(y.view, want)) << "count_include_pad " << include;
   }
 }
 
-TEST(Pool, MaxPoolPropagatesNaN) {
+TEST_P(Pool, MaxPoolPropagatesNaN) {
   const double nan = std::nan("");
   TestTensor x = make_tensor(DType::kFloat32, {1, 1, 4}, {1, nan, 3, 2});
   TestTensor y = make_output(DType::kFloat32, {1, 1, 2});
   PoolCase c{"max", {1, 1, 4}, {2}, {2}, {0}, {1}};
-  ASSERT_TRUE(run_op(OpKind::kPool, pool_attrs(c), {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kPool, pool_attrs(c), {&x}, {&y}).ok());
   EXPECT_TRUE(expect_close(y.view, {nan, 3}));
 }
 
-TEST(Pool, AcceptsStridedInput) {
+TEST_P(Pool, AcceptsStridedInput) {
   for (DType dt : kFloatDTypes)
     for (Layout l : kAllLayouts) {
       check_pool({"max", {2, 3, 7, 6}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, true}, dt, l);
@@ -157,17 +160,17 @@ TEST(Pool, AcceptsStridedInput) {
     }
 }
 
-TEST(Pool, RejectsIntegerDtypesAndUnknownKind) {
+TEST_P(Pool, RejectsIntegerDtypesAndUnknownKind) {
   TestTensor xi = make_tensor(DType::kInt32, {1, 1, 4}, {1, 2, 3, 4});
   TestTensor yi = make_output(DType::kInt32, {1, 1, 2});
   PoolCase c{"max", {1, 1, 4}, {2}, {2}, {0}, {1}};
-  Status s = run_op(OpKind::kPool, pool_attrs(c), {xi.view}, {yi.view});
+  Status s = run_kernel(OpKind::kPool, pool_attrs(c), {&xi}, {&yi});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("pool"), std::string::npos) << s.message();
   TestTensor x = make_tensor(DType::kFloat32, {1, 1, 4}, {1, 2, 3, 4});
   TestTensor y = make_output(DType::kFloat32, {1, 1, 2});
   c.kind = "median";
-  EXPECT_EQ(run_op(OpKind::kPool, pool_attrs(c), {x.view}, {y.view}).code(),
+  EXPECT_EQ(run_kernel(OpKind::kPool, pool_attrs(c), {&x}, {&y}).code(),
             StatusCode::kUnsupported);
 }
 
@@ -209,12 +212,12 @@ void check_adaptive(const Shape64& xs, const Shape64& out_sp, DType dtype,
   TestTensor y = make_output(dtype, os);
   Attrs a;
   a.set("output_size", out_sp);
-  Status s = run_op(OpKind::kAdaptiveAvgPool, a, {x.view}, {y.view});
+  Status s = run_kernel(OpKind::kAdaptiveAvgPool, a, {&x}, {&y});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(expect_close(y.view, ref, magnitude_tolerance(dtype, ref)));
 }
 
-TEST(PoolAdaptiveAvg, MatchesReference1d2d3d) {
+TEST_P(PoolAdaptiveAvg, MatchesReference1d2d3d) {
   for (DType dt : kFloatDTypes) {
     check_adaptive({2, 3, 10}, {3}, dt);
     check_adaptive({2, 2, 7, 5}, {3, 2}, dt);
@@ -225,12 +228,12 @@ TEST(PoolAdaptiveAvg, MatchesReference1d2d3d) {
   }
 }
 
-TEST(PoolAdaptiveAvg, OverlappingWindowsByHand) {
+TEST_P(PoolAdaptiveAvg, OverlappingWindowsByHand) {
   TestTensor x = make_tensor(DType::kFloat32, {1, 1, 10}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   TestTensor y = make_output(DType::kFloat32, {1, 1, 3});
   Attrs a;
   a.set("output_size", Shape64{3});
-  ASSERT_TRUE(run_op(OpKind::kAdaptiveAvgPool, a, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kAdaptiveAvgPool, a, {&x}, {&y}).ok());
   EXPECT_TRUE(expect_close(y.view, {1.5, 4.5, 7.5}));  // [0,4) [3,7) [6,10)
 }
 

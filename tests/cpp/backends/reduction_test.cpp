@@ -1,4 +1,6 @@
-// CPU reduce, softmax and log_softmax kernels against double references.
+// Reduce, softmax and log_softmax against double references: every fn, dim set, layout and
+// dtype, rows long enough for block reductions, integer wrapping, NaN and -inf. Op suite: runs on
+// every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
@@ -6,7 +8,7 @@
 #include <limits>
 #include <string>
 
-#include "backends/test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln {
 namespace {
@@ -14,6 +16,10 @@ namespace {
 using test::Layout;
 using test::make_output;
 using test::make_tensor;
+using test::run_kernel;
+
+KILN_OP_SUITE(Reduce);
+KILN_OP_SUITE(Softmax);
 
 // Reference reduction of `v` (row-major, `shape`) over `dims`; returns the kept dims' values in
 // row-major order and their shape (with 1s when keepdim).
@@ -68,7 +74,7 @@ Reduced reduce_ref(const std::vector<double>& v, const std::vector<int64_t>& sha
 
 const std::vector<std::vector<int64_t>> kDimSets = {{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}};
 
-TEST(CpuReduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
+TEST_P(Reduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
   const std::vector<int64_t> shape = {3, 4, 5};
   for (std::string fn : {"sum", "mean", "amax", "amin", "prod", "var"}) {
     for (DType dt : test::kFloatDTypes) {
@@ -84,8 +90,9 @@ TEST(CpuReduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
             auto y = make_output(dt, ref.shape);
             Attrs attrs{
                 {"fn", fn}, {"dims", dims}, {"keepdim", keepdim}, {"correction", int64_t{1}}};
-            ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
-            EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref.values)));
+            ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
+            EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref.values),
+                                           test::magnitude_tolerance(dt, ref.values)));
           }
         }
       }
@@ -93,7 +100,7 @@ TEST(CpuReduce, FloatFnsOverDimSetsLayoutsAndDtypes) {
   }
 }
 
-TEST(CpuReduce, VarHonoursCorrection) {
+TEST_P(Reduce, VarHonoursCorrection) {
   auto in = test::random_values(12, 3);
   auto x = make_tensor(DType::kFloat32, {3, 4}, test::round_all(DType::kFloat32, in));
   for (int64_t correction : {0, 1, 2}) {
@@ -102,14 +109,14 @@ TEST(CpuReduce, VarHonoursCorrection) {
                 {"dims", std::vector<int64_t>{1}},
                 {"keepdim", false},
                 {"correction", correction}};
-    ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+    ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
     auto ref =
         reduce_ref(test::round_all(DType::kFloat32, in), {3, 4}, {1}, false, "var", correction);
     EXPECT_TRUE(test::expect_close(y.view, ref.values)) << correction;
   }
 }
 
-TEST(CpuReduce, IntegerFnsAreExact) {
+TEST_P(Reduce, IntegerFnsAreExact) {
   const std::vector<int64_t> shape = {2, 3, 4};
   for (DType dt : {DType::kInt64, DType::kInt32, DType::kInt8, DType::kUInt8}) {
     for (std::string fn : {"sum", "amax", "amin", "prod"}) {
@@ -125,43 +132,91 @@ TEST(CpuReduce, IntegerFnsAreExact) {
         Reduced ref = reduce_ref(in, shape, dims, false, fn, 1);
         auto y = make_output(dt, ref.shape);
         Attrs attrs{{"fn", fn}, {"dims", dims}, {"keepdim", false}, {"correction", int64_t{1}}};
-        ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+        ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
         EXPECT_TRUE(test::expect_close(y.view, ref.values));
       }
     }
   }
 }
 
-TEST(CpuReduce, BoolAmaxIsAnyAndAminIsAll) {
+TEST_P(Reduce, BoolAmaxIsAnyAndAminIsAll) {
   auto x = make_tensor(DType::kBool, {2, 3}, {0, 1, 0, 1, 1, 1});
   auto y = make_output(DType::kBool, {2});
   Attrs attrs{{"fn", std::string("amax")}, {"dims", std::vector<int64_t>{1}}, {"keepdim", false}};
-  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, {1, 1}));
   attrs.set("fn", std::string("amin"));
-  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, {0, 1}));
 }
 
-TEST(CpuReduce, AmaxPropagatesNan) {
+TEST_P(Reduce, AmaxPropagatesNan) {
   auto x = make_tensor(DType::kFloat32, {2, 2}, {1, std::nan(""), 3, 4});
   auto y = make_output(DType::kFloat32, {2});
   Attrs attrs{{"fn", std::string("amax")}, {"dims", std::vector<int64_t>{1}}, {"keepdim", false}};
-  ASSERT_TRUE(test::run_op(OpKind::kReduce, attrs, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kReduce, attrs, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, {std::nan(""), 4}));
 }
 
-TEST(CpuReduce, MeanOnIntegersAndSumOnBoolAreUnsupported) {
+TEST_P(Reduce, MeanOnIntegersAndSumOnBoolAreUnsupported) {
   auto xi = make_tensor(DType::kInt32, {2}, {1, 2});
   auto yi = make_output(DType::kInt32, {});
   Attrs attrs{{"fn", std::string("mean")}, {"dims", std::vector<int64_t>{0}}};
-  EXPECT_EQ(test::run_op(OpKind::kReduce, attrs, {xi.view}, {yi.view}).code(),
+  EXPECT_EQ(run_kernel(OpKind::kReduce, attrs, {&xi}, {&yi}).code(),
             StatusCode::kUnsupported);
   auto xb = make_tensor(DType::kBool, {2}, {1, 1});
   auto yb = make_output(DType::kBool, {});
   attrs.set("fn", std::string("sum"));
-  EXPECT_EQ(test::run_op(OpKind::kReduce, attrs, {xb.view}, {yb.view}).code(),
+  EXPECT_EQ(run_kernel(OpKind::kReduce, attrs, {&xb}, {&yb}).code(),
             StatusCode::kUnsupported);
+}
+
+TEST_P(Reduce, LongRowsUseBlockReduction) {
+  const std::vector<int64_t> shape = {3, 5000};
+  auto in = test::random_values(15000, 5, -1, 1);
+  auto x = make_tensor(DType::kFloat32, shape, in, Layout::kPermuted);
+  for (const char* fn : {"sum", "var", "amax"}) {
+    auto y = make_output(DType::kFloat32, {3});
+    ASSERT_OK(run_kernel(OpKind::kReduce,
+                         {{"fn", std::string(fn)}, {"dims", std::vector<int64_t>{1}},
+                          {"correction", int64_t{1}}},
+                         {&x}, {&y}));
+    auto ref = reduce_ref(test::round_all(DType::kFloat32, in), shape, {1}, false, fn, 1);
+    EXPECT_TRUE(test::expect_close(y.view, ref.values, {1e-4, 1e-5})) << fn;
+  }
+}
+
+TEST_P(Reduce, AmaxPropagatesNanAcrossAWideRow) {
+  std::vector<double> in(80);
+  for (int i = 0; i < 80; ++i) in[i] = i;
+  in[45] = std::nan("");
+  auto x = make_tensor(DType::kFloat32, {2, 40}, in);
+  auto y = make_output(DType::kFloat32, {2});
+  ASSERT_OK(run_kernel(OpKind::kReduce,
+                       {{"fn", std::string("amax")}, {"dims", std::vector<int64_t>{1}}}, {&x},
+                       {&y}));
+  EXPECT_TRUE(test::expect_close(y.view, {39, std::nan("")}));
+}
+
+// Integer sums and products wrap like the dtype (int8: 400 -> -112, 10^8 -> 0 mod 256).
+TEST_P(Reduce, IntegerReductionsWrap) {
+  const std::vector<double> in = {1, -2, 3, 4, 5, -6, 7, 8, 100, 100, 100, 100};
+  for (DType dt : {DType::kInt64, DType::kInt32, DType::kInt8}) {
+    auto x = make_tensor(dt, {3, 4}, in, Layout::kSliced);
+    for (const char* fn : {"sum", "amax", "amin", "prod"}) {
+      SCOPED_TRACE(str(fn, " ", dtype_name(dt)));
+      auto y = make_output(dt, {3});
+      ASSERT_OK(run_kernel(OpKind::kReduce,
+                           {{"fn", std::string(fn)}, {"dims", std::vector<int64_t>{1}}}, {&x},
+                           {&y}));
+      auto ref = reduce_ref(in, {3, 4}, {1}, false, fn, 1).values;
+      if (dt == DType::kInt8)
+        for (double& r : ref) r = double(int8_t(uint8_t(int64_t(r) & 0xff)));
+      else if (dt == DType::kInt32)
+        for (double& r : ref) r = double(int32_t(uint32_t(int64_t(r))));
+      EXPECT_TRUE(test::expect_close(y.view, ref));
+    }
+  }
 }
 
 // ---- softmax --------------------------------------------------------------------------------
@@ -186,7 +241,7 @@ std::vector<double> softmax_ref(const std::vector<double>& v, const std::vector<
   return out;
 }
 
-TEST(CpuSoftmax, SoftmaxAndLogSoftmaxOverEveryDimLayoutAndDtype) {
+TEST_P(Softmax, SoftmaxAndLogSoftmaxOverEveryDimLayoutAndDtype) {
   const std::vector<int64_t> shape = {3, 4, 5};
   for (bool log : {false, true}) {
     for (DType dt : test::kFloatDTypes) {
@@ -197,25 +252,42 @@ TEST(CpuSoftmax, SoftmaxAndLogSoftmaxOverEveryDimLayoutAndDtype) {
           auto in = test::round_all(dt, test::random_values(60, 13, -4, 4));
           auto x = make_tensor(dt, shape, in, layout);
           auto y = make_output(dt, shape);
-          ASSERT_TRUE(test::run_op(log ? OpKind::kLogSoftmax : OpKind::kSoftmax, {{"dim", dim}},
-                                   {x.view}, {y.view})
+          ASSERT_TRUE(run_kernel(log ? OpKind::kLogSoftmax : OpKind::kSoftmax, {{"dim", dim}},
+                                   {&x}, {&y})
                           .ok());
-          EXPECT_TRUE(
-              test::expect_close(y.view, test::round_all(dt, softmax_ref(in, shape, dim, log))));
+          auto ref = softmax_ref(in, shape, dim, log);
+          EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref),
+                                         test::magnitude_tolerance(dt, ref)));
         }
       }
     }
   }
 }
 
-TEST(CpuSoftmax, LargeLogitsStayFinite) {
+TEST_P(Softmax, LargeLogitsStayFinite) {
   std::vector<double> in = {1000, 1001, 1002, -1000};
   auto x = make_tensor(DType::kFloat32, {4}, in);
   auto y = make_output(DType::kFloat32, {4});
-  ASSERT_TRUE(test::run_op(OpKind::kSoftmax, {{"dim", int64_t{0}}}, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kSoftmax, {{"dim", int64_t{0}}}, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, softmax_ref(in, {4}, 0, false)));
-  ASSERT_TRUE(test::run_op(OpKind::kLogSoftmax, {{"dim", int64_t{0}}}, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kLogSoftmax, {{"dim", int64_t{0}}}, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, softmax_ref(in, {4}, 0, true), {1e-4, 1e-6}));
+}
+
+// A row of -inf is 0/0 = NaN on every backend; a long row still sums to one.
+TEST_P(Softmax, LongRowsAndAllNegativeInfinityRow) {
+  const std::vector<int64_t> shape = {2, 3000};
+  auto in = test::random_values(6000, 9, -10, 10);
+  for (int j = 0; j < 3000; ++j) in[j] = -INFINITY;
+  auto x = make_tensor(DType::kFloat32, shape, in);
+  auto y = make_output(DType::kFloat32, shape);
+  ASSERT_OK(run_kernel(OpKind::kSoftmax, {{"dim", int64_t{1}}}, {&x}, {&y}));
+  auto got = test::read_values(y.view);
+  for (int j = 0; j < 3000; ++j) ASSERT_TRUE(std::isnan(got[j])) << j;
+  std::vector<double> second(in.begin() + 3000, in.end());
+  auto ref = softmax_ref(test::round_all(DType::kFloat32, second), {1, 3000}, 1, false);
+  std::vector<double> got2(got.begin() + 3000, got.end());
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(got2[i], ref[i], 1e-6 + 1e-5 * ref[i]);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// CPU shape kernels: materialized view ops, concat, pad, flip, arange, fill, copy.
+// Shape kernels: materialized view ops, concat, pad, flip, arange, fill, copy. Op suite: runs on
+// every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
@@ -7,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "backends/test_util.h"
+#include "backends/op_runner.h"
 
 namespace kiln {
 namespace {
@@ -15,6 +16,15 @@ namespace {
 using test::Layout;
 using test::make_output;
 using test::make_tensor;
+using test::run_kernel;
+
+KILN_OP_SUITE(Arange);
+KILN_OP_SUITE(Concat);
+KILN_OP_SUITE(Copy);
+KILN_OP_SUITE(Fill);
+KILN_OP_SUITE(Flip);
+KILN_OP_SUITE(Pad);
+KILN_OP_SUITE(ViewOps);
 
 const std::vector<int64_t> kShape = {2, 3, 4};
 
@@ -33,19 +43,19 @@ void check_view_op(OpKind kind, const Attrs& attrs, const std::vector<int64_t>& 
       auto in = test::round_all(dt, test::random_ints(test::numel(kShape), 1, 0, 50));
       auto x = make_tensor(dt, kShape, in, layout);
       auto y = make_output(dt, out_shape);
-      Status s = test::run_op(kind, attrs, {x.view}, {y.view});
+      Status s = run_kernel(kind, attrs, {&x}, {&y});
       ASSERT_TRUE(s.ok()) << s.toString();
       EXPECT_TRUE(test::expect_close(y.view, ref(in), {0, 0}));
     }
   }
 }
 
-TEST(CpuViewOps, ReshapeCopiesInRowMajorOrderFromAnyLayout) {
+TEST_P(ViewOps, ReshapeCopiesInRowMajorOrderFromAnyLayout) {
   check_view_op(OpKind::kReshape, {{"shape", shape_of(std::vector<int64_t>{6, 4})}}, {6, 4},
                 [](const std::vector<double>& v) { return v; });
 }
 
-TEST(CpuViewOps, PermuteReordersDims) {
+TEST_P(ViewOps, PermuteReordersDims) {
   check_view_op(OpKind::kPermute, {{"perm", std::vector<int64_t>{2, 0, 1}}}, {4, 2, 3},
                 [](const std::vector<double>& v) {
                   std::vector<double> out;
@@ -56,7 +66,7 @@ TEST(CpuViewOps, PermuteReordersDims) {
                 });
 }
 
-TEST(CpuViewOps, SliceWithStepTakesEveryOtherElement) {
+TEST_P(ViewOps, SliceWithStepTakesEveryOtherElement) {
   Attrs attrs{
       {"dim", int64_t{2}}, {"start", SymExpr(1)}, {"end", SymExpr(4)}, {"step", int64_t{2}}};
   check_view_op(OpKind::kSlice, attrs, {2, 3, 2}, [](const std::vector<double>& v) {
@@ -68,7 +78,7 @@ TEST(CpuViewOps, SliceWithStepTakesEveryOtherElement) {
   });
 }
 
-TEST(CpuViewOps, SelectDropsTheDim) {
+TEST_P(ViewOps, SelectDropsTheDim) {
   check_view_op(OpKind::kSelect, {{"dim", int64_t{1}}, {"index", SymExpr(2)}}, {2, 4},
                 [](const std::vector<double>& v) {
                   std::vector<double> out;
@@ -78,17 +88,17 @@ TEST(CpuViewOps, SelectDropsTheDim) {
                 });
 }
 
-TEST(CpuViewOps, SelectIndexPastTheEndIsOutOfRange) {
+TEST_P(ViewOps, SelectIndexPastTheEndIsOutOfRange) {
   auto x = make_tensor(DType::kFloat32, kShape, test::random_values(24, 1));
   auto y = make_output(DType::kFloat32, {2, 4});
   // index = s0 with s0 = 3, but dim 1 has size 3
-  Status s = test::run_op(OpKind::kSelect, {{"dim", int64_t{1}}, {"index", SymExpr::symbol(0)}},
-                          {x.view}, {y.view}, {3});
+  Status s = run_kernel(OpKind::kSelect, {{"dim", int64_t{1}}, {"index", SymExpr::symbol(0)}},
+                          {&x}, {&y}, {.bindings = {3}});
   EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
   EXPECT_NE(s.message().find("index 3"), std::string::npos) << s.message();
 }
 
-TEST(CpuViewOps, ExpandBroadcastsSizeOneDims) {
+TEST_P(ViewOps, ExpandBroadcastsSizeOneDims) {
   check_view_op(OpKind::kExpand, {{"shape", shape_of(std::vector<int64_t>{2, 2, 3, 4})}},
                 {2, 2, 3, 4}, [](const std::vector<double>& v) {
                   std::vector<double> out = v;
@@ -97,19 +107,19 @@ TEST(CpuViewOps, ExpandBroadcastsSizeOneDims) {
                 });
 }
 
-TEST(CpuViewOps, UnsqueezeInsertsASizeOneDim) {
+TEST_P(ViewOps, UnsqueezeInsertsASizeOneDim) {
   check_view_op(OpKind::kUnsqueeze, {{"dim", int64_t{1}}}, {2, 1, 3, 4},
                 [](const std::vector<double>& v) { return v; });
 }
 
-TEST(CpuViewOps, SplitWritesOneOutputPerSize) {
+TEST_P(ViewOps, SplitWritesOneOutputPerSize) {
   for (Layout layout : test::kAllLayouts) {
     SCOPED_TRACE(test::layout_name(layout));
     auto in = test::random_ints(24, 3, 0, 50);
     auto x = make_tensor(DType::kFloat32, kShape, in, layout);
     auto y0 = make_output(DType::kFloat32, {2, 1, 4}), y1 = make_output(DType::kFloat32, {2, 2, 4});
     Attrs attrs{{"dim", int64_t{1}}, {"sizes", std::vector<int64_t>{1, 2}}};
-    Status s = test::run_op(OpKind::kSplit, attrs, {x.view}, {y0.view, y1.view});
+    Status s = run_kernel(OpKind::kSplit, attrs, {&x}, {&y0, &y1});
     ASSERT_TRUE(s.ok()) << s.toString();
     std::vector<double> r0, r1;
     for (int64_t i = 0; i < 2; ++i)
@@ -120,20 +130,20 @@ TEST(CpuViewOps, SplitWritesOneOutputPerSize) {
   }
 }
 
-TEST(CpuViewOps, SqueezeRemovesSizeOneDims) {
+TEST_P(ViewOps, SqueezeRemovesSizeOneDims) {
   auto in = test::random_values(6, 4);
   auto x = make_tensor(DType::kFloat16, {2, 1, 3}, test::round_all(DType::kFloat16, in),
                        Layout::kSliced);
   auto y = make_output(DType::kFloat16, {2, 3});
   Status s =
-      test::run_op(OpKind::kSqueeze, {{"dims", std::vector<int64_t>{1}}}, {x.view}, {y.view});
+      run_kernel(OpKind::kSqueeze, {{"dims", std::vector<int64_t>{1}}}, {&x}, {&y});
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_TRUE(test::expect_close(y.view, test::round_all(DType::kFloat16, in), {0, 0}));
 }
 
 // ---- concat, pad, flip ----------------------------------------------------------------------
 
-TEST(CpuConcat, JoinsInputsAlongEveryDim) {
+TEST_P(Concat, JoinsInputsAlongEveryDim) {
   for (DType dt : {DType::kFloat32, DType::kFloat16, DType::kInt32, DType::kUInt8}) {
     for (int64_t dim : {0, 1, 2}) {
       SCOPED_TRACE(str(dtype_name(dt), " dim ", dim));
@@ -146,7 +156,7 @@ TEST(CpuConcat, JoinsInputsAlongEveryDim) {
       auto a = make_tensor(dt, sa, va, Layout::kPermuted),
            b = make_tensor(dt, sb, vb, Layout::kSliced);
       auto y = make_output(dt, so);
-      ASSERT_TRUE(test::run_op(OpKind::kConcat, {{"dim", dim}}, {a.view, b.view}, {y.view}).ok());
+      ASSERT_TRUE(run_kernel(OpKind::kConcat, {{"dim", dim}}, {&a, &b}, {&y}).ok());
       std::vector<double> ref;
       for (int64_t i = 0; i < test::numel(so); ++i) {
         auto idx = test::unravel(i, so);
@@ -194,7 +204,7 @@ std::vector<double> pad_ref(const std::vector<double>& v, const std::vector<int6
   return out;
 }
 
-TEST(CpuPad, ConstantReflectReplicateAndNegativeCrops) {
+TEST_P(Pad, ConstantReflectReplicateAndNegativeCrops) {
   const std::vector<std::vector<int64_t>> pad_sets = {
       {1, 2}, {2, 1, 1, 0}, {0, 1, 1, 1, 1, 0}, {-1, 2, 1, -1}};
   for (std::string mode : {"constant", "reflect", "replicate"}) {
@@ -207,7 +217,7 @@ TEST(CpuPad, ConstantReflectReplicateAndNegativeCrops) {
         auto ref = pad_ref(in, pads, mode, 3.0, out_shape);
         auto y = make_output(dt, out_shape);
         Attrs attrs{{"pads", pads}, {"mode", mode}, {"value", 3.0}};
-        Status s = test::run_op(OpKind::kPad, attrs, {x.view}, {y.view});
+        Status s = run_kernel(OpKind::kPad, attrs, {&x}, {&y});
         ASSERT_TRUE(s.ok()) << s.toString();
         EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
       }
@@ -215,21 +225,21 @@ TEST(CpuPad, ConstantReflectReplicateAndNegativeCrops) {
   }
 }
 
-TEST(CpuPad, ReflectPadAsLargeAsTheDimIsAnError) {
+TEST_P(Pad, ReflectPadAsLargeAsTheDimIsAnError) {
   auto x = make_tensor(DType::kFloat32, kShape, test::random_values(24, 1));
   auto y = make_output(DType::kFloat32, {2, 3, 8});
   Attrs attrs{{"pads", std::vector<int64_t>{4, 0}}, {"mode", std::string("reflect")}};
-  EXPECT_FALSE(test::run_op(OpKind::kPad, attrs, {x.view}, {y.view}).ok());
+  EXPECT_FALSE(run_kernel(OpKind::kPad, attrs, {&x}, {&y}).ok());
 }
 
-TEST(CpuFlip, ReversesTheGivenDims) {
+TEST_P(Flip, ReversesTheGivenDims) {
   for (Layout layout : test::kAllLayouts) {
     for (const auto& dims : std::vector<std::vector<int64_t>>{{0}, {2}, {0, 1, 2}}) {
       SCOPED_TRACE(str(test::layout_name(layout), " ", dims.size()));
       auto in = test::random_ints(24, 8, 0, 90);
       auto x = make_tensor(DType::kInt32, kShape, in, layout);
       auto y = make_output(DType::kInt32, kShape);
-      ASSERT_TRUE(test::run_op(OpKind::kFlip, {{"dims", dims}}, {x.view}, {y.view}).ok());
+      ASSERT_TRUE(run_kernel(OpKind::kFlip, {{"dims", dims}}, {&x}, {&y}).ok());
       std::vector<double> ref;
       for (int64_t i = 0; i < 24; ++i) {
         auto idx = test::unravel(i, kShape);
@@ -243,7 +253,7 @@ TEST(CpuFlip, ReversesTheGivenDims) {
 
 // ---- arange, fill, copy ---------------------------------------------------------------------
 
-TEST(CpuArange, CountsFromStartByStepWithSymbolicEnd) {
+TEST_P(Arange, CountsFromStartByStepWithSymbolicEnd) {
   for (DType dt : {DType::kInt64, DType::kInt32, DType::kFloat32, DType::kFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
     // end = s0 + 1 with s0 = 9: arange(2, 10, 3) = 2 5 8
@@ -252,29 +262,42 @@ TEST(CpuArange, CountsFromStartByStepWithSymbolicEnd) {
                 {"step", int64_t{3}},
                 {"dtype", dt}};
     auto y = make_output(dt, {3});
-    ASSERT_TRUE(test::run_op(OpKind::kArange, attrs, {}, {y.view}, {9}).ok());
+    ASSERT_TRUE(run_kernel(OpKind::kArange, attrs, {}, {&y}, {.bindings = {9}}).ok());
     EXPECT_TRUE(test::expect_close(y.view, {2, 5, 8}, {0, 0}));
     attrs.set("start", SymExpr(5)).set("end", SymExpr(-1)).set("step", int64_t{-2});
-    ASSERT_TRUE(test::run_op(OpKind::kArange, attrs, {}, {y.view}, {9}).ok());
+    ASSERT_TRUE(run_kernel(OpKind::kArange, attrs, {}, {&y}, {.bindings = {9}}).ok());
     EXPECT_TRUE(test::expect_close(y.view, {5, 3, 1}, {0, 0}));
   }
 }
 
-TEST(CpuFill, WritesTheValueInEveryDtype) {
+TEST_P(Fill, WritesTheValueInEveryDtype) {
   for (DType dt : test::kAllDTypes) {
     SCOPED_TRACE(dtype_name(dt));
     auto y = make_output(dt, {2, 3});
-    ASSERT_TRUE(test::run_op(OpKind::kFill, {{"value", 1.5}, {"dtype", dt}}, {}, {y.view}).ok());
+    ASSERT_TRUE(run_kernel(OpKind::kFill, {{"value", 1.5}, {"dtype", dt}}, {}, {&y}).ok());
     EXPECT_TRUE(
         test::expect_close(y.view, std::vector<double>(6, test::round_to(dt, 1.5)), {0, 0}));
   }
 }
 
-TEST(CpuCopy, MakesExpandedInputContiguous) {
+TEST_P(Copy, MakesExpandedInputContiguous) {
   auto x = test::make_expanded(DType::kBFloat16, {3, 2}, {3, 1}, {1, 2, 3});
   auto y = make_output(DType::kBFloat16, {3, 2});
-  ASSERT_TRUE(test::run_op(OpKind::kCopy, {}, {x.view}, {y.view}).ok());
+  ASSERT_TRUE(run_kernel(OpKind::kCopy, {}, {&x}, {&y}).ok());
   EXPECT_TRUE(test::expect_close(y.view, {1, 1, 2, 2, 3, 3}, {0, 0}));
+}
+
+
+TEST_P(Concat, LargeSlabsOfContiguousInputs) {
+  auto va = test::random_values(3 * 1000, 1), vb = test::random_values(5 * 1000, 2);
+  auto a = make_tensor(DType::kFloat32, {3, 1000}, va);
+  auto b = make_tensor(DType::kFloat32, {5, 1000}, vb);
+  auto y = make_output(DType::kFloat32, {8, 1000});
+  ASSERT_OK(run_kernel(OpKind::kConcat, {{"dim", int64_t{0}}}, {&a, &b}, {&y}));
+  std::vector<double> ref = test::round_all(DType::kFloat32, va);
+  auto rb = test::round_all(DType::kFloat32, vb);
+  ref.insert(ref.end(), rb.begin(), rb.end());
+  EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
 }
 
 }  // namespace

@@ -46,7 +46,9 @@ TEST(InPlace, ElementwiseChainNeedsOneActivationBuffer) {
   for (int32_t s = 0; s < 4; ++s) separate.push_back({kMaxBatch * kWidth * 4, s, s + 1});
   const int64_t without = kiln::builder::plan_memory(separate, 256).arena_bytes;
   ASSERT_EQ(without, 2 * buffer);
-  EXPECT_EQ(engine->deviceMemorySize(), buffer);
+  // Pointwise fusion makes this chain one op that needs no activation at all; at most one
+  // buffer either way.
+  EXPECT_LE(engine->deviceMemorySize(), buffer);
   EXPECT_LT(engine->deviceMemorySize(), without);
 }
 

@@ -12,85 +12,10 @@
 #include <random>
 #include <thread>
 
-#include "kiln/kiln.h"
+#include "cuda_test_util.h"
 
 namespace kiln {
 namespace {
-
-bool has_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-#define REQUIRE_GPU() \
-  if (!has_gpu()) GTEST_SKIP() << "no CUDA device"
-
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-
-std::vector<std::byte> random_bytes(size_t floats, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<std::byte> out(floats * 4);
-  for (size_t i = 0; i < floats; ++i) {
-    float v = dist(rng);
-    std::memcpy(out.data() + 4 * i, &v, 4);
-  }
-  return out;
-}
-
-// x[batch, dim] -> `layers` x (linear + relu) -> y. Weights scaled to keep values O(1).
-Network mlp(int64_t dim, int layers, int64_t max_batch) {
-  Network net("mlp");
-  SymExpr batch = net.addSymbol("batch", 1, max_batch, max_batch).value();
-  Tensor x = net.addInput("x", DType::kFloat32, {batch, dim}).value();
-  float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  for (int l = 0; l < layers; ++l) {
-    std::vector<int64_t> wd{dim, dim}, bd{dim};
-    Tensor w = net.addConstant(str("w", l), DType::kFloat32, wd, random_bytes(dim * dim, 2 * scale, l)).value();
-    Tensor b = net.addConstant(str("b", l), DType::kFloat32, bd, random_bytes(dim, 0.1f, 100 + l)).value();
-    x = net.add(OpKind::kLinear, {x, w, b}).value();
-    x = net.add(OpKind::kUnary, {x}, Attrs{{"fn", std::string("relu")}}).value();
-  }
-  EXPECT_TRUE(net.markOutput(x, "y").ok());
-  return net;
-}
-
-std::shared_ptr<Engine> build(const Network& net, const std::string& device) {
-  BuilderConfig config;
-  config.device = device;
-  auto bytes = Builder::build(net, config);
-  EXPECT_TRUE(bytes.ok()) << bytes.status().toString();
-  auto engine = Engine::deserialize(*bytes, {device});
-  EXPECT_TRUE(engine.ok()) << engine.status().toString();
-  return *engine;
-}
-
-// The reference: the same network on the CPU backend (whose kernels are tested against
-// double-precision references in tests/cpp/backends).
-std::vector<float> cpu_reference(const Network& net, const std::vector<float>& x, int64_t batch, int64_t dim) {
-  auto engine = build(net, "cpu");
-  auto ctx = engine->createExecutionContext().value();
-  std::vector<float> y(static_cast<size_t>(batch * dim));
-  std::vector<ExecutionContext::TensorRef> in{{const_cast<float*>(x.data()), {batch, dim}}};
-  std::vector<void*> out{y.data()};
-  EXPECT_TRUE(ctx->execute(in, out).ok());
-  return y;
-}
-
-double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(double(a[i]) - b[i]) / (1.0 + std::abs(double(b[i]))));
-  return worst;
-}
-
-struct DeviceBuffer {
-  void* ptr = nullptr;
-  explicit DeviceBuffer(size_t bytes) { EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  template <typename T>
-  T* as() { return static_cast<T*>(ptr); }
-};
 
 constexpr int64_t kDim = 256;
 constexpr int64_t kBatch = 64;
@@ -223,7 +148,8 @@ TEST(CudaRuntime, ThreadsWithTheirOwnContextsShareOneEngine) {
   auto ref = cpu_reference(net, x, kBatch, kDim);
   DeviceBuffer dx(bytes.size());
   CUDA_OK(cudaMemcpy(dx.ptr, x.data(), bytes.size(), cudaMemcpyHostToDevice));
-  constexpr int kThreads = 4, kRuns = 1000;
+  constexpr int kThreads = 4;
+  const int kRuns = test_runs(1000);  // fewer under compute-sanitizer (tools/gpu_check.sh)
   std::vector<int> failures(kThreads, 0);
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {

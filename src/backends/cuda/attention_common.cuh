@@ -1,0 +1,53 @@
+#pragma once
+
+// Shared by the two CUDA attention kernels (attention.cu: CUDA cores, any shape and dtype;
+// attention_mma.cu: tensor cores, fp16/bf16 with head dims 64 and 128): the operand geometry
+// both read, and the tensor-core kernel's entry points. .cu files only.
+
+#include <cstdint>
+
+#include "backends/cuda/attention_mma.h"
+#include "backends/cuda/device_util.cuh"
+
+namespace kiln::cuda {
+
+// Operand offset of a batch entry: sum_d (idx[d] / div[d]) * stride[d]. div > 1 where the
+// operand has fewer heads than the output (grouped-query attention).
+struct BatchMap {
+  int64_t div[kMaxRank];
+  int64_t stride[kMaxRank];
+};
+
+struct AttnParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* mask;
+  void* out;
+  DType mask_dtype;
+  bool has_mask;
+  bool causal;
+  float scale;
+  int rows_per_warp;  // CUDA-core kernel only
+  int64_t L, S, E, Ev;
+  int nb;
+  int64_t batch_shape[kMaxRank];
+  BatchMap qm, km, vm, mm;
+  // Row and column strides (elements) of the matrices; the mask's are 0 where it broadcasts.
+  int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs;
+};
+
+__device__ __forceinline__ int64_t batch_offset(const BatchMap& m, const int64_t* idx, int nb) {
+  int64_t o = 0;
+  for (int d = 0; d < nb; ++d) o += (idx[d] / m.div[d]) * m.stride[d];
+  return o;
+}
+
+// Null when the tensor-core kernel serves `p` (operands of dtype `dtype`) on the current
+// device; otherwise why not (the caller falls back to the CUDA-core kernel).
+const char* attention_mma_refusal(const KernelArgs& args, const AttnParams& p, DType dtype);
+// Launches the tensor-core kernel; call only when attention_mma_refusal returned null.
+Status launch_attention_mma(const KernelArgs& args, const AttnParams& p, DType dtype,
+                            int64_t batches);
+
+}  // namespace kiln::cuda

@@ -1,0 +1,373 @@
+// Scaled dot-product attention on tensor cores (flash-attention 2 forward) for fp16 and bf16
+// with head dims 64 and 128, sm_80 and later. Same semantics as attention.cu (PyTorch's math
+// backend); that kernel serves every case this one refuses.
+//
+// A block of 4 warps owns 64 consecutive query rows of one batch entry (16 rows per warp). Key
+// and value tiles of 64 rows stream through shared memory with cp.async, double buffered: the
+// next tile loads while the current one is consumed. Per tile a warp computes S = Q K^T with
+// mma.sync m16n8k16 (fp32 accumulators), applies scale, mask and causality, updates its rows'
+// running max and sum (online softmax, base 2), and accumulates O += P V with P taken straight
+// from the S accumulators (rounded to the input dtype, as flash attention does). Shared-memory
+// rows are padded by 16 bytes so ldmatrix reads are free of bank conflicts.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "backends/cuda/attention_common.cuh"
+
+namespace kiln::cuda {
+namespace {
+
+constexpr int kBlockM = 64;  // query rows per block
+constexpr int kBlockN = 64;  // keys per tile
+constexpr int kThreads = 128;
+constexpr float kLog2e = 1.4426950408889634f;
+
+std::atomic<int64_t> g_launches{0};
+
+template <int D>
+constexpr int row_stride() {
+  return D + 8;  // elements; 16 bytes of padding per row
+}
+
+template <int D>
+constexpr size_t smem_bytes() {
+  // Q tile, then two K tiles, then two V tiles; 2-byte elements.
+  return static_cast<size_t>(kBlockM + 4 * kBlockN) * row_stride<D>() * 2;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, asynchronously; `valid` false writes zeros (ragged tails).
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+
+// d += a (16x16, row-major fragment) * b (16x8, column-major fragment), fp32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+  if constexpr (std::is_same_v<T, half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats as a pair of T in one register: `lo` in the low half (the lower column).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, half>) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  } else {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_mma_kernel(const AttnParams p, int64_t batches) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int LD = row_stride<D>();
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* qs = reinterpret_cast<T*>(smem_raw);  // [kBlockM][LD]; reused to stage the output
+  T* ks = qs + kBlockM * LD;               // [2][kBlockN][LD]
+  T* vs = ks + 2 * kBlockN * LD;           // [2][kBlockN][LD]
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int L = static_cast<int>(p.L), S = static_cast<int>(p.S);
+  const int m_tiles = (L + kBlockM - 1) / kBlockM;
+  // Causal blocks near the end of the sequence do the most work: start them first.
+  const int mt =
+      p.causal ? m_tiles - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int i0 = mt * kBlockM;
+  const int row0 = warp * 16;  // the warp's first row within the tile
+  const int key_end = p.causal ? min(S, i0 + kBlockM) : S;
+  const int n_tiles = (key_end + kBlockN - 1) / kBlockN;
+  const float scale_log2 = p.scale * kLog2e;
+
+  for (int64_t b = blockIdx.y; b < batches; b += gridDim.y) {
+    int64_t idx[kMaxRank];
+    int64_t rest = b;
+    for (int d = p.nb - 1; d >= 0; --d) {
+      idx[d] = rest % p.batch_shape[d];
+      rest /= p.batch_shape[d];
+    }
+    const T* qb = static_cast<const T*>(p.q) + batch_offset(p.qm, idx, p.nb);
+    const T* kb = static_cast<const T*>(p.k) + batch_offset(p.km, idx, p.nb);
+    const T* vb = static_cast<const T*>(p.v) + batch_offset(p.vm, idx, p.nb);
+    const int64_t mask_base = p.has_mask ? batch_offset(p.mm, idx, p.nb) : 0;
+
+    for (int c = tid; c < kBlockM * kChunks; c += kThreads) {
+      const int r = c / kChunks, cc = c - r * kChunks, i = i0 + r;
+      const bool valid = i < L;
+      const T* src = valid ? qb + static_cast<int64_t>(i) * p.q_rs + cc * 8 : qb;
+      cp_async_16(smem_addr(qs + r * LD + cc * 8), src, valid);
+    }
+    cp_async_commit();
+    auto load_kv = [&](int t) {
+      const int j0 = t * kBlockN, buf = t & 1;
+      T* kd = ks + buf * kBlockN * LD;
+      T* vd = vs + buf * kBlockN * LD;
+      for (int c = tid; c < kBlockN * kChunks; c += kThreads) {
+        const int r = c / kChunks, cc = c - r * kChunks, j = j0 + r;
+        const bool valid = j < S;  // rows past S are zeros: P is 0 there, and 0 * 0 stays 0
+        const int64_t j64 = valid ? j : 0;
+        cp_async_16(smem_addr(kd + r * LD + cc * 8), kb + j64 * p.k_rs + (valid ? cc * 8 : 0),
+                    valid);
+        cp_async_16(smem_addr(vd + r * LD + cc * 8), vb + j64 * p.v_rs + (valid ? cc * 8 : 0),
+                    valid);
+      }
+    };
+    if (n_tiles > 0) load_kv(0);
+    cp_async_commit();
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
+    float row_max[2] = {-INFINITY, -INFINITY};
+    float row_sum[2] = {0.0f, 0.0f};  // this thread's share; the quad's sum at the end
+    uint32_t qf[D / 16][4];
+
+    for (int t = 0; t < n_tiles; ++t) {
+      if (t + 1 < n_tiles) load_kv(t + 1);
+      cp_async_commit();   // possibly empty: keeps one group per iteration
+      cp_async_wait<1>();  // Q and tile t have landed
+      __syncthreads();
+      if (t == 0) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+          const int r = row0 + (lane & 15), c = kk * 16 + (lane >> 4) * 8;
+          ldmatrix_x4(qf[kk], smem_addr(qs + r * LD + c));
+        }
+      }
+      const T* kt = ks + (t & 1) * kBlockN * LD;
+      const T* vt = vs + (t & 1) * kBlockN * LD;
+
+      float s[kBlockN / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[nt][e] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int np = 0; np < kBlockN / 16; ++np) {
+          uint32_t bf[4];
+          const int r = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+          const int c = kk * 16 + ((lane >> 3) & 1) * 8;
+          ldmatrix_x4(bf, smem_addr(kt + r * LD + c));
+          mma_16816<T>(s[2 * np], qf[kk], bf[0], bf[1]);
+          mma_16816<T>(s[2 * np + 1], qf[kk], bf[2], bf[3]);
+        }
+      }
+
+      // Scale to base 2; mask, causality and the ragged key tail only where they can apply.
+      const int j0 = t * kBlockN;
+      const bool edge =
+          p.has_mask || j0 + kBlockN > S || (p.causal && j0 + kBlockN - 1 > i0 + row0);
+#pragma unroll
+      for (int nt = 0; nt < kBlockN / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[nt][e] * scale_log2;
+          if (edge) {
+            const int j = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+            const int i = i0 + row0 + (lane >> 2) + (e >> 1) * 8;
+            bool keep = j < S && !(p.causal && j > i);
+            if (keep && p.has_mask && i < L) {
+              const int64_t mo =
+                  mask_base + static_cast<int64_t>(i) * p.m_rs + static_cast<int64_t>(j) * p.m_cs;
+              if (p.mask_dtype == DType::kBool) {
+                keep = static_cast<const bool*>(p.mask)[mo];
+              } else {
+                x += load_float_dyn(p.mask, p.mask_dtype, mo) * kLog2e;
+              }
+            }
+            if (!keep) x = -INFINITY;
+          }
+          s[nt][e] = x;
+        }
+      }
+
+      // Online softmax: rows lane/4 (h = 0) and lane/4 + 8 (h = 1); a quad shares a row.
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt)
+          mx = fmaxf(mx, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(row_max[h], mx);
+        // All keys so far masked: keep every p at 0 (exp2(-inf - -inf) would be NaN).
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = exp2f(row_max[h] - m_use);  // old max -inf: 0
+        row_max[h] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kBlockN / 8; ++nt) {
+          s[nt][2 * h] = exp2f(s[nt][2 * h] - m_use);
+          s[nt][2 * h + 1] = exp2f(s[nt][2 * h + 1] - m_use);
+          sum += s[nt][2 * h] + s[nt][2 * h + 1];
+        }
+        row_sum[h] = row_sum[h] * alpha + sum;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[dt][2 * h] *= alpha;
+          o[dt][2 * h + 1] *= alpha;
+        }
+      }
+
+      // O += P V: the S accumulators of two n-tiles form one A fragment (16 keys).
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        uint32_t a[4];
+        a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t bf[4];
+          const int r = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+          const int c = dp * 16 + (lane >> 4) * 8;
+          ldmatrix_x4_trans(bf, smem_addr(vt + r * LD + c));
+          mma_16816<T>(o[2 * dp], a, bf[0], bf[1]);
+          mma_16816<T>(o[2 * dp + 1], a, bf[2], bf[3]);
+        }
+      }
+      __syncthreads();  // every warp is done with buffer t & 1 before tile t + 2 lands there
+    }
+    cp_async_wait<0>();  // with no key tiles the Q copy may still be in flight
+    __syncthreads();
+
+    // Normalize (a row whose keys were all masked has sum 0: 0 * inf gives NaN, as torch),
+    // stage the warp's 16 rows in the Q buffer, then write whole 16-byte row chunks.
+    float inv[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = row_sum[h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[h] = 1.0f / l;
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      const int r = row0 + (lane >> 2), c = dt * 8 + (lane & 3) * 2;
+      *reinterpret_cast<uint32_t*>(qs + r * LD + c) =
+          pack2<T>(o[dt][0] * inv[0], o[dt][1] * inv[0]);
+      *reinterpret_cast<uint32_t*>(qs + (r + 8) * LD + c) =
+          pack2<T>(o[dt][2] * inv[1], o[dt][3] * inv[1]);
+    }
+    __syncwarp();
+    T* ob = static_cast<T*>(p.out) + b * static_cast<int64_t>(L) * D;
+    for (int c = lane; c < 16 * kChunks; c += 32) {
+      const int r = row0 + c / kChunks, cc = c % kChunks, i = i0 + r;
+      if (i < L)
+        *reinterpret_cast<uint4*>(ob + static_cast<int64_t>(i) * D + cc * 8) =
+            *reinterpret_cast<const uint4*>(qs + r * LD + cc * 8);
+    }
+    __syncthreads();  // the staging reads are done before the next batch entry's Q lands
+  }
+#endif
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+// The operand's rows and batch entries start on 16-byte boundaries (8 elements of 2 bytes).
+bool rows_aligned(const void* data, int64_t row_stride, const BatchMap& m, int nb) {
+  if (!aligned16(data) || row_stride % 8 != 0) return false;
+  for (int d = 0; d < nb; ++d)
+    if (m.stride[d] % 8 != 0) return false;
+  return true;
+}
+
+template <typename T, int D>
+Status launch(const KernelArgs& args, const AttnParams& p, int64_t batches) {
+  constexpr size_t bytes = smem_bytes<D>();
+  auto* kernel = attention_mma_kernel<T, D>;
+  if (bytes > 48 * 1024)
+    KILN_CUDA_CHECK(args,
+                    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(bytes)),
+                    "cudaFuncSetAttribute");
+  const int64_t m_tiles = (p.L + kBlockM - 1) / kBlockM;
+  const dim3 grid(static_cast<unsigned>(m_tiles),
+                  static_cast<unsigned>(std::min<int64_t>(batches, 65535)));
+  kernel<<<grid, kThreads, bytes, stream_of(args)>>>(p, batches);
+  KILN_RETURN_IF_ERROR(check_launch(args, "attention kernel (tensor cores)"));
+  g_launches.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* attention_mma_refusal(const KernelArgs& args, const AttnParams& p, DType dtype) {
+  if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return "dtype is not fp16/bf16";
+  if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return "head dims are not 64 or 128";
+  if (p.q_cs != 1 || p.k_cs != 1 || p.v_cs != 1) return "a head dim is not contiguous";
+  if (!rows_aligned(p.q, p.q_rs, p.qm, p.nb) || !rows_aligned(p.k, p.k_rs, p.km, p.nb) ||
+      !rows_aligned(p.v, p.v_rs, p.vm, p.nb) || !aligned16(p.out))
+    return "rows are not 16-byte aligned";
+  if (p.L > (int64_t{1} << 30) || p.S > (int64_t{1} << 30)) return "sequence too long";
+  if ((p.L + kBlockM - 1) / kBlockM > 0x7fffffff) return "too many query tiles";
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "cannot query the device";
+  }
+  if (major < 8) return "device older than sm_80";
+  (void)args;
+  return nullptr;
+}
+
+Status launch_attention_mma(const KernelArgs& args, const AttnParams& p, DType dtype,
+                            int64_t batches) {
+  if (dtype == DType::kFloat16)
+    return p.E == 64 ? launch<half, 64>(args, p, batches) : launch<half, 128>(args, p, batches);
+  return p.E == 64 ? launch<bf16, 64>(args, p, batches) : launch<bf16, 128>(args, p, batches);
+}
+
+int64_t attention_mma_launch_count() { return g_launches.load(std::memory_order_relaxed); }
+
+}  // namespace kiln::cuda

@@ -1,0 +1,234 @@
+// Gemm epilogue fusion (DESIGN.md 3): linear / matmul, then a bias add along the last dim, then
+// relu / gelu / gelu_tanh, become one linear or matmul with the bias as linear's bias input and
+// attr `activation`. The CUDA backend runs that as one cuBLASLt call with an epilogue.
+//
+// A chain grows only through tensors that have exactly one use and are not network outputs, so
+// no intermediate anyone else reads disappears. The fused op is emitted where the chain's last
+// op stood: every input it needs (a bias computed by other ops, say) exists by then.
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "builder/cpu_eval.h"
+#include "builder/passes/passes.h"
+#include "builder/rewrite.h"
+
+namespace kiln::builder {
+namespace {
+
+struct Chain {
+  size_t gemm = 0;                 // op index of the matmul/linear
+  std::optional<size_t> add;       // op index of the bias add
+  Tensor bias;                     // the add's other operand
+  std::optional<size_t> act;       // op index of the activation
+  std::string activation = "none";
+  size_t last = 0;                 // where the fused op is emitted
+  Tensor result;                   // the chain's final tensor (the old network's)
+};
+
+class Consumers {
+ public:
+  explicit Consumers(const Network& net) : uses_(use_counts(net)), consumer_(net.tensors().size(), -1) {
+    for (size_t i = 0; i < net.ops().size(); ++i)
+      for (Tensor t : net.ops()[i].inputs) consumer_[static_cast<size_t>(t.id)] = static_cast<int32_t>(i);
+  }
+  // The one op that reads `t`, when t has exactly one use and is not a network output (an
+  // output counts as a use, so a sole op consumer means uses == 1).
+  std::optional<size_t> sole(Tensor t) const {
+    size_t i = static_cast<size_t>(t.id);
+    if (uses_[i] != 1 || consumer_[i] < 0) return std::nullopt;
+    return static_cast<size_t>(consumer_[i]);
+  }
+
+ private:
+  std::vector<int> uses_;
+  std::vector<int32_t> consumer_;
+};
+
+bool is_constant_dim(const SymExpr& e, int64_t value) {
+  return e.isConstant() && e.constant() == value;
+}
+
+// Whether `bias` adds along the last dim of `y` ([..., N]) without changing y's shape: [N], or
+// a constant [1, ..., 1, N] no longer than y.
+bool is_last_dim_bias(const Network& net, Tensor bias, Tensor y, Tensor sum) {
+  const TensorInfo& b = net.tensor(bias);
+  const TensorInfo& yi = net.tensor(y);
+  if (b.dtype != yi.dtype || b.shape.empty() || b.shape.size() > yi.shape.size()) return false;
+  if (!b.shape.back().equals(yi.shape.back())) return false;
+  if (!shapes_equal(net.tensor(sum).shape, yi.shape)) return false;
+  if (b.shape.size() == 1) return true;
+  if (!b.isConstant()) return false;
+  for (size_t d = 0; d + 1 < b.shape.size(); ++d)
+    if (!is_constant_dim(b.shape[d], 1)) return false;
+  return true;
+}
+
+bool is_fusable_activation(const Op& op) {
+  if (op.kind != OpKind::kUnary) return false;
+  std::string fn = op.attrs.getString("fn", "");
+  return fn == "relu" || fn == "gelu" || fn == "gelu_tanh";
+}
+
+// Whether a bias can be folded into this gemm: linear without a bias; linear with a constant
+// bias and a constant add operand (they are summed); matmul whose b is a constant [K, N] (it
+// becomes linear with b transposed).
+bool can_take_bias(const Network& net, const Op& gemm, Tensor bias) {
+  if (gemm.kind == OpKind::kLinear) {
+    if (gemm.inputs.size() < 3) return true;
+    return net.tensor(gemm.inputs[2]).isConstant() && net.tensor(bias).isConstant();
+  }
+  const TensorInfo& b = net.tensor(gemm.inputs[1]);
+  return b.isConstant() && b.shape.size() == 2;
+}
+
+std::optional<Chain> find_chain(const Network& net, const Consumers& consumers, size_t i) {
+  const Op& gemm = net.ops()[i];
+  if (gemm.kind != OpKind::kMatmul && gemm.kind != OpKind::kLinear) return std::nullopt;
+  if (gemm.attrs.getString("activation", "none") != "none") return std::nullopt;
+  if (!is_floating(net.tensor(gemm.outputs[0]).dtype)) return std::nullopt;
+  Chain c;
+  c.gemm = i;
+  c.last = i;
+  c.result = gemm.outputs[0];
+  if (auto next = consumers.sole(c.result)) {
+    const Op& add = net.ops()[*next];
+    if (add.kind == OpKind::kBinary && add.attrs.getString("fn", "") == "add" && add.inputs.size() == 2) {
+      Tensor other = add.inputs[0] == c.result ? add.inputs[1] : add.inputs[0];
+      if (other != c.result && is_last_dim_bias(net, other, c.result, add.outputs[0]) &&
+          can_take_bias(net, gemm, other)) {
+        c.add = *next;
+        c.bias = other;
+        c.last = *next;
+        c.result = add.outputs[0];
+      }
+    }
+  }
+  if (auto next = consumers.sole(c.result)) {
+    const Op& act = net.ops()[*next];
+    if (is_fusable_activation(act) && net.tensor(act.outputs[0]).dtype == net.tensor(c.result).dtype) {
+      c.act = *next;
+      c.activation = act.attrs.getString("fn", "");
+      c.last = *next;
+      c.result = act.outputs[0];
+    }
+  }
+  if (!c.add && !c.act) return std::nullopt;
+  return c;
+}
+
+// The constant `t` reshaped to [N] (it is [1, ..., 1, N]).
+Result<Tensor> bias_as_vector(Rewriter& rw, Tensor t) {
+  const TensorInfo& info = rw.source().tensor(t);
+  if (info.shape.size() == 1) return rw.map(t);
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> dims, constant_dims(info.shape, info.name));
+  std::vector<int64_t> vec{dims.back()};
+  return rw.target().addConstant(info.name + ".bias", info.dtype, vec, info.constant);
+}
+
+// A constant [K, N] as its transpose [N, K] (any dtype: elements are moved as bytes).
+Result<Tensor> transposed_constant(Rewriter& rw, Tensor t) {
+  const TensorInfo& info = rw.source().tensor(t);
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> dims, constant_dims(info.shape, info.name));
+  const int64_t K = dims[0], N = dims[1];
+  const size_t es = dtype_size(info.dtype);
+  auto bytes = std::make_shared<std::vector<std::byte>>(info.constant->size());
+  if (bytes->size() != static_cast<size_t>(K * N) * es)
+    return internal_error("gemm fusion: constant '", info.name, "' has ", bytes->size(), " bytes");
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      std::copy_n(info.constant->data() + static_cast<size_t>(k * N + n) * es, es,
+                  bytes->data() + static_cast<size_t>(n * K + k) * es);
+  std::vector<int64_t> tdims{N, K};
+  return rw.target().addConstant(info.name + ".t", info.dtype, tdims, ConstantBytes(std::move(bytes)));
+}
+
+Status emit_fused(Rewriter& rw, const Chain& c, std::map<int32_t, Tensor>& transposed) {
+  const Network& net = rw.source();
+  const Op& gemm = net.ops()[c.gemm];
+  Attrs attrs = gemm.attrs;
+  attrs.set("activation", c.activation);
+  OpKind kind = gemm.kind;
+  std::vector<Tensor> inputs;
+  KILN_ASSIGN_OR_RETURN(Tensor a, rw.map(gemm.inputs[0]));
+  inputs.push_back(a);
+  if (gemm.kind == OpKind::kMatmul && c.add) {
+    kind = OpKind::kLinear;  // a[..., M, K] @ b[K, N] + bias == linear(a, b^T, bias)
+    auto it = transposed.find(gemm.inputs[1].id);
+    if (it == transposed.end()) {
+      KILN_ASSIGN_OR_RETURN(Tensor wt, transposed_constant(rw, gemm.inputs[1]));
+      it = transposed.emplace(gemm.inputs[1].id, wt).first;
+    }
+    inputs.push_back(it->second);
+  } else {
+    KILN_ASSIGN_OR_RETURN(Tensor w, rw.map(gemm.inputs[1]));
+    inputs.push_back(w);
+  }
+  if (c.add && gemm.kind == OpKind::kLinear && gemm.inputs.size() > 2) {
+    // Both biases are constants: one summed bias (in double, rounded once to the dtype).
+    const TensorInfo& b0 = net.tensor(gemm.inputs[2]);
+    std::vector<double> sum = constant_to_doubles(b0);
+    std::vector<double> more = constant_to_doubles(net.tensor(c.bias));
+    if (sum.size() != more.size())
+      return internal_error("gemm fusion: biases of '", gemm.name, "' differ in size");
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += more[i];
+    std::vector<int64_t> dims{static_cast<int64_t>(sum.size())};
+    KILN_ASSIGN_OR_RETURN(Tensor b, rw.target().addConstant(gemm.name + ".fused_bias", b0.dtype, dims,
+                                                            doubles_to_constant(sum, b0.dtype)));
+    inputs.push_back(b);
+  } else if (c.add) {
+    KILN_ASSIGN_OR_RETURN(Tensor b, bias_as_vector(rw, c.bias));
+    inputs.push_back(b);
+  } else if (gemm.inputs.size() > 2) {
+    KILN_ASSIGN_OR_RETURN(Tensor b, rw.map(gemm.inputs[2]));
+    inputs.push_back(b);
+  }
+  KILN_ASSIGN_OR_RETURN(Tensor y, rw.target().add(kind, std::move(inputs), std::move(attrs), gemm.name));
+  rw.target().renameTensor(y, net.tensor(c.result).name);
+  rw.setMapping(c.result, y);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::string>& log) {
+  const auto& ops = network.ops();
+  Consumers consumers(network);
+  // role[i]: -1 an op kept as is; otherwise the chain (index into chains) op i belongs to.
+  std::vector<int> role(ops.size(), -1);
+  std::vector<Chain> chains;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (role[i] >= 0) continue;
+    std::optional<Chain> c = find_chain(network, consumers, i);
+    if (!c) continue;
+    const int id = static_cast<int>(chains.size());
+    role[c->gemm] = id;
+    if (c->add) role[*c->add] = id;
+    if (c->act) role[*c->act] = id;
+    chains.push_back(*c);
+  }
+
+  Rewriter rw(network);
+  std::map<int32_t, Tensor> transposed;
+  int with_bias = 0, with_act = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (role[i] < 0) {
+      KILN_RETURN_IF_ERROR(rw.keep(ops[i]));
+      continue;
+    }
+    const Chain& c = chains[static_cast<size_t>(role[i])];
+    if (i != c.last) continue;  // absorbed; the chain is emitted at its last op
+    KILN_RETURN_IF_ERROR(emit_fused(rw, c, transposed)
+                             .withContext(str("fusing the epilogue of ", op_kind_name(ops[c.gemm].kind),
+                                              " '", ops[c.gemm].name, "'")));
+    with_bias += c.add ? 1 : 0;
+    with_act += c.act ? 1 : 0;
+  }
+  log.push_back(str("gemm epilogue fusion: fused ", chains.size(), " matmul/linear epilogues (",
+                    with_bias, " with a bias add, ", with_act, " with an activation)"));
+  return rw.finish();
+}
+
+}  // namespace kiln::builder

@@ -1,0 +1,298 @@
+// Gemm epilogue fusion: linear/matmul + bias add + relu/gelu/gelu_tanh become one op with attr
+// `activation`; the fused network computes what the unfused one does (double-precision loops).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "builder/passes/passes.h"
+#include "model_util.h"
+
+namespace kiln_test {
+namespace {
+
+using kiln::Network;
+using kiln::OpKind;
+using kiln::Tensor;
+
+int count_ops(const Network& net, OpKind kind) {
+  int n = 0;
+  for (const kiln::Op& op : net.ops()) n += op.kind == kind ? 1 : 0;
+  return n;
+}
+
+const kiln::Op* find_op(const Network& net, OpKind kind) {
+  for (const kiln::Op& op : net.ops())
+    if (op.kind == kind) return &op;
+  return nullptr;
+}
+
+std::vector<float> values(int64_t n, uint64_t seed, double scale = 1.0) {
+  return random_tensor({n}, seed, -scale, scale).data;
+}
+
+DTensor activate(DTensor x, const std::string& fn) {
+  if (fn == "relu") return ref::relu(std::move(x));
+  if (fn == "gelu") return ref::gelu(std::move(x));
+  if (fn == "gelu_tanh") {
+    for (double& v : x.v) v = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+  }
+  return x;
+}
+
+// x[M, K] w[K, N] (row-major) -> x @ w.
+DTensor matmul_ref(const DTensor& x, const std::vector<float>& w, int64_t K, int64_t N) {
+  const int64_t rows = numel(x.dims) / K;
+  DTensor y{x.dims, std::vector<double>(static_cast<size_t>(rows * N), 0.0)};
+  y.dims.back() = N;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) y.v[r * N + n] += x.v[r * K + k] * w[k * N + n];
+  return y;
+}
+
+Network fuse(const Network& net) {
+  std::vector<std::string> log;
+  auto fused = kiln::builder::fuse_gemm_epilogues(net, log);
+  EXPECT_TRUE(fused.ok()) << fused.status().toString();
+  EXPECT_TRUE(fused->verify().ok());
+  return fused.ok() ? std::move(fused).value() : Network("failed");
+}
+
+constexpr int64_t K = 24, N = 10;
+
+// x[batch, K] -> linear(w[N, K]) [+ bias] -> add(bias2) -> act -> y
+struct LinearCase {
+  bool linear_bias = false;
+  bool add_bias = true;
+  bool bias_first = false;  // add(bias, y) instead of add(y, bias)
+  std::string act = "relu";
+};
+
+void check_linear_chain(const LinearCase& c) {
+  SCOPED_TRACE(kiln::str("linear bias ", c.linear_bias, " add bias ", c.add_bias, " act ", c.act));
+  Network net("chain");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 3, 8);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, K});
+  std::vector<float> wv = values(N * K, 1, 0.3), b1 = values(N, 2), b2 = values(N, 3);
+  Tensor w = *add_constant(net, "w", {N, K}, wv);
+  std::vector<Tensor> ins = {x, w};
+  if (c.linear_bias) ins.push_back(*add_constant(net, "b1", {N}, b1));
+  Tensor y = *net.add(OpKind::kLinear, ins, {}, "fc");
+  if (c.add_bias) {
+    Tensor b = *add_constant(net, "b2", {N}, b2);
+    y = *net.add(OpKind::kBinary, c.bias_first ? std::vector<Tensor>{b, y} : std::vector<Tensor>{y, b},
+                 {{"fn", std::string("add")}}, "bias_add");
+  }
+  if (c.act != "none") y = *net.add(OpKind::kUnary, {y}, {{"fn", c.act}}, "act");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+
+  Network fused = fuse(net);
+  EXPECT_EQ(fused.ops().size(), 1u) << fused.toString();
+  const kiln::Op* fc = find_op(fused, OpKind::kLinear);
+  ASSERT_NE(fc, nullptr) << fused.toString();
+  EXPECT_EQ(fc->attrs.getString("activation", "?"), c.act);
+  EXPECT_EQ(fc->inputs.size(), (c.linear_bias || c.add_bias) ? 3u : 2u);
+
+  HostTensor in = random_tensor({5, K}, 4);
+  std::vector<double> bias(N, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    bias[n] = (c.linear_bias ? b1[n] : 0.0f) + (c.add_bias ? b2[n] : 0.0f);
+  DTensor want = activate(ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}}, {{N}, bias}), c.act);
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+TEST(GemmFusion, LinearBiasAddActivationBecomesOneLinear) {
+  for (const char* act : {"relu", "gelu", "gelu_tanh", "none"}) check_linear_chain({false, true, false, act});
+}
+
+TEST(GemmFusion, LinearWithBiasAndActivation) {
+  for (const char* act : {"relu", "gelu", "gelu_tanh"}) check_linear_chain({true, false, false, act});
+}
+
+TEST(GemmFusion, BiasOnTheLeftAndTwoConstantBiasesAreSummed) {
+  check_linear_chain({false, true, true, "relu"});
+  check_linear_chain({true, true, false, "gelu"});
+}
+
+TEST(GemmFusion, MatmulWithConstantWeightAndBiasBecomesLinear) {
+  Network net("mm");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {2, 3, K});
+  std::vector<float> wv = values(K * N, 5, 0.3), bv = values(N, 6);
+  Tensor w = *add_constant(net, "w", {K, N}, wv);
+  Tensor b = *add_constant(net, "b", {1, 1, N}, bv);  // broadcast along the last dim
+  Tensor y = *net.add(OpKind::kMatmul, {x, w}, {}, "mm");
+  y = *net.add(OpKind::kBinary, {y, b}, {{"fn", std::string("add")}}, "bias_add");
+  y = *net.add(OpKind::kUnary, {y}, {{"fn", std::string("gelu_tanh")}}, "act");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  Network fused = fuse(net);
+  EXPECT_EQ(fused.ops().size(), 1u) << fused.toString();
+  const kiln::Op* fc = find_op(fused, OpKind::kLinear);
+  ASSERT_NE(fc, nullptr) << fused.toString();
+  EXPECT_EQ(fc->attrs.getString("activation", "?"), "gelu_tanh");
+
+  HostTensor in = random_tensor({2, 3, K}, 7);
+  DTensor want = matmul_ref(ref::from(in), wv, K, N);
+  for (size_t i = 0; i < want.v.size(); ++i) want.v[i] += bv[i % N];
+  want = activate(want, "gelu_tanh");
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+TEST(GemmFusion, MatmulOfTwoActivationsTakesTheActivationOnly) {
+  Network net("bmm");
+  Tensor a = *net.addInput("a", kiln::DType::kFloat32, {2, 4, K});
+  Tensor bt = *net.addInput("bt", kiln::DType::kFloat32, {2, N, K});
+  // b arrives transposed (a view), as attention scores do.
+  Tensor b = *net.add(OpKind::kPermute, {bt}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "bt_t");
+  Tensor y = *net.add(OpKind::kMatmul, {a, b}, {}, "bmm");
+  y = *net.add(OpKind::kUnary, {y}, {{"fn", std::string("relu")}}, "act");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  Network fused = fuse(net);
+  EXPECT_EQ(count_ops(fused, OpKind::kUnary), 0) << fused.toString();
+  const kiln::Op* mm = find_op(fused, OpKind::kMatmul);
+  ASSERT_NE(mm, nullptr);
+  EXPECT_EQ(mm->attrs.getString("activation", "?"), "relu");
+
+  HostTensor av = random_tensor({2, 4, K}, 8), bv = random_tensor({2, N, K}, 9);
+  DTensor want{{2, 4, N}, std::vector<double>(2 * 4 * N, 0.0)};
+  for (int64_t g = 0; g < 2; ++g)
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += double(av.data[(g * 4 + i) * K + k]) * bv.data[(g * N + j) * K + k];
+        want.v[(g * 4 + i) * N + j] = std::max(s, 0.0);
+      }
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  for (const kiln::StepInfo& s : engine->info().steps)
+    EXPECT_TRUE(s.op != "permute" || s.tactic == "view") << "the transpose was copied: " << s.tactic;
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {av, bv}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+TEST(GemmFusion, NonConstantBiasVectorIsFolded) {
+  Network net("dyn_bias");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {3, K});
+  Tensor bias = *net.addInput("bias", kiln::DType::kFloat32, {N});
+  std::vector<float> wv = values(N * K, 10, 0.3);
+  Tensor w = *add_constant(net, "w", {N, K}, wv);
+  Tensor y = *net.add(OpKind::kLinear, {x, w}, {}, "fc");
+  y = *net.add(OpKind::kBinary, {y, bias}, {{"fn", std::string("add")}}, "bias_add");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  Network fused = fuse(net);
+  EXPECT_EQ(fused.ops().size(), 1u) << fused.toString();
+  HostTensor in = random_tensor({3, K}, 11), bv = random_tensor({N}, 12);
+  DTensor want = ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}}, ref::from(bv));
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in, bv}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+TEST(GemmFusion, IntermediatesWithOtherUsesOrOutputsAreNotFused) {
+  // fc's output is also a network output; the add's output feeds two ops.
+  Network net("shared");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {3, K});
+  std::vector<float> wv = values(N * K, 13, 0.3), bv = values(N, 14);
+  Tensor w = *add_constant(net, "w", {N, K}, wv);
+  Tensor b = *add_constant(net, "b", {N}, bv);
+  Tensor y = *net.add(OpKind::kLinear, {x, w}, {}, "fc");
+  Tensor s = *net.add(OpKind::kBinary, {y, b}, {{"fn", std::string("add")}}, "bias_add");
+  Tensor r = *net.add(OpKind::kUnary, {s}, {{"fn", std::string("relu")}}, "relu");
+  Tensor e = *net.add(OpKind::kUnary, {s}, {{"fn", std::string("neg")}}, "neg");
+  ASSERT_TRUE(net.markOutput(y, "fc_out").ok());
+  ASSERT_TRUE(net.markOutput(r, "relu_out").ok());
+  ASSERT_TRUE(net.markOutput(e, "neg_out").ok());
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network fused, kiln::builder::fuse_gemm_epilogues(net, log));
+  EXPECT_EQ(fused.ops().size(), net.ops().size()) << fused.toString();
+  EXPECT_EQ(find_op(fused, OpKind::kLinear)->attrs.getString("activation", "none"), "none");
+  EXPECT_EQ(log.back(), "gemm epilogue fusion: fused 0 matmul/linear epilogues (0 with a bias add, 0 with an activation)");
+
+  // Only the add has other uses: fc + bias fuses, relu stays.
+  Network net2("shared2");
+  x = *net2.addInput("x", kiln::DType::kFloat32, {3, K});
+  w = *add_constant(net2, "w", {N, K}, wv);
+  b = *add_constant(net2, "b", {N}, bv);
+  y = *net2.add(OpKind::kLinear, {x, w}, {}, "fc");
+  s = *net2.add(OpKind::kBinary, {y, b}, {{"fn", std::string("add")}}, "bias_add");
+  r = *net2.add(OpKind::kUnary, {s}, {{"fn", std::string("relu")}}, "relu");
+  e = *net2.add(OpKind::kUnary, {s}, {{"fn", std::string("neg")}}, "neg");
+  ASSERT_TRUE(net2.markOutput(r, "relu_out").ok());
+  ASSERT_TRUE(net2.markOutput(e, "neg_out").ok());
+  Network fused2 = fuse(net2);
+  EXPECT_EQ(count_ops(fused2, OpKind::kBinary), 0) << fused2.toString();
+  EXPECT_EQ(count_ops(fused2, OpKind::kUnary), 2) << fused2.toString();
+  EXPECT_EQ(find_op(fused2, OpKind::kLinear)->attrs.getString("activation", "none"), "none");
+
+  HostTensor in = random_tensor({3, K}, 15);
+  DTensor sum = ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}}, {{N}, {bv.begin(), bv.end()}});
+  DTensor neg = sum;
+  for (double& v : neg.v) v = -v;
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net2));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  EXPECT_TRUE(all_close(out[0], ref::relu(sum)));
+  EXPECT_TRUE(all_close(out[1], neg));
+}
+
+TEST(GemmFusion, BiasAlongAnotherDimOrUnsupportedActivationIsNotFused) {
+  Network net("col_bias");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {3, K});
+  Tensor w = *add_constant(net, "w", {N, K}, values(N * K, 16));
+  Tensor b = *add_constant(net, "b", {3, 1}, values(3, 17));  // per row, not per column
+  Tensor y = *net.add(OpKind::kLinear, {x, w}, {}, "fc");
+  y = *net.add(OpKind::kBinary, {y, b}, {{"fn", std::string("add")}}, "row_add");
+  y = *net.add(OpKind::kUnary, {y}, {{"fn", std::string("relu")}}, "relu");
+  Tensor z = *net.add(OpKind::kLinear, {x, w}, {}, "fc2");
+  z = *net.add(OpKind::kUnary, {z}, {{"fn", std::string("sigmoid")}}, "sigmoid");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  ASSERT_TRUE(net.markOutput(z, "z").ok());
+  Network fused = fuse(net);
+  EXPECT_EQ(fused.ops().size(), net.ops().size()) << fused.toString();
+}
+
+TEST(GemmFusion, HalfPrecisionFusedMatchesReference) {
+  for (kiln::DType dt : {kiln::DType::kFloat16, kiln::DType::kBFloat16}) {
+    SCOPED_TRACE(kiln::dtype_name(dt));
+    Network net("half");
+    Tensor x = *net.addInput("x", kiln::DType::kFloat32, {4, K});
+    std::vector<float> wv = values(N * K, 18, 0.3), bv = values(N, 19);
+    Tensor w = *add_constant(net, "w", {N, K}, wv);
+    Tensor b = *add_constant(net, "b", {N}, bv);
+    Tensor xh = *net.add(OpKind::kCast, {x}, {{"dtype", dt}}, "to_half");
+    Tensor wh = *net.add(OpKind::kCast, {w}, {{"dtype", dt}}, "w_half");
+    Tensor bh = *net.add(OpKind::kCast, {b}, {{"dtype", dt}}, "b_half");
+    Tensor y = *net.add(OpKind::kLinear, {xh, wh, bh}, {}, "fc");
+    y = *net.add(OpKind::kUnary, {y}, {{"fn", std::string("gelu")}}, "gelu");
+    y = *net.add(OpKind::kCast, {y}, {{"dtype", kiln::DType::kFloat32}}, "to_float");
+    ASSERT_TRUE(net.markOutput(y, "y").ok());
+    kiln::BuildReport report;
+    KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net, {}, &report));
+    bool fused_log = false;
+    for (const std::string& line : report.pass_log)
+      fused_log = fused_log || line.rfind("gemm epilogue fusion: fused 1 ", 0) == 0;
+    EXPECT_TRUE(fused_log);
+    int units = 0;
+    for (const kiln::StepInfo& s : engine->info().steps) units += s.op == "unary" ? 1 : 0;
+    EXPECT_EQ(units, 0);
+    HostTensor in = random_tensor({4, K}, 20);
+    DTensor want = activate(ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}},
+                                        {{N}, {bv.begin(), bv.end()}}), "gelu");
+    KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+    EXPECT_TRUE(all_close(out[0], want, 3e-2, 3e-2));
+  }
+}
+
+TEST(GemmFusion, UnknownActivationIsRejectedByVerification) {
+  Network net("bad");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {3, K});
+  Tensor w = *add_constant(net, "w", {N, K}, values(N * K, 21));
+  auto y = net.add(OpKind::kLinear, {x, w}, {{"activation", std::string("swish")}}, "fc");
+  ASSERT_FALSE(y.ok());
+  EXPECT_NE(y.status().message().find("activation 'swish'"), std::string::npos) << y.status().toString();
+}
+
+}  // namespace
+}  // namespace kiln_test

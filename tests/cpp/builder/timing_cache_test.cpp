@@ -1,0 +1,244 @@
+// Timed tactic selection and the timing cache, with an in-process TacticProvider that offers two
+// candidates per linear op and counts its time() calls: a cold build times every candidate and
+// picks the faster, a warm build times nothing and picks the same, a corrupt cache is ignored
+// with a log line, failed candidates are dropped (and remembered).
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "builder/tactics.h"
+#include "builder/timing_cache.h"
+#include "model_util.h"
+
+namespace kiln_test {
+namespace {
+
+using kiln::Network;
+using kiln::OpKind;
+using kiln::Tensor;
+using kiln::builder::TacticCandidate;
+
+class FakeProvider final : public kiln::builder::TacticProvider {
+ public:
+  // ms per candidate name; a missing name fails to run.
+  explicit FakeProvider(std::map<std::string, double> ms) : ms_(std::move(ms)) {}
+
+  kiln::Result<std::vector<TacticCandidate>> candidates(const Network&, const kiln::Op& op,
+                                                        const kiln::builder::OpShapes& shapes) override {
+    if (op.kind != OpKind::kLinear) return std::vector<TacticCandidate>{{"fake.only", {}}};
+    EXPECT_EQ(shapes.inputs.size(), op.inputs.size());
+    return std::vector<TacticCandidate>{{"fake.slow", {1, 2, 3}}, {"fake.fast", {4, 5}}};
+  }
+  bool can_time() const override { return true; }
+  kiln::Result<double> time(const Network&, const kiln::Op& op, const kiln::builder::OpShapes&,
+                            const TacticCandidate& c) override {
+    ++calls;
+    EXPECT_EQ(op.kind, OpKind::kLinear);
+    auto it = ms_.find(c.name);
+    if (it == ms_.end()) return kiln::Status(kiln::StatusCode::kCudaError, "launch failed");
+    return it->second;
+  }
+  int calls = 0;
+
+ private:
+  std::map<std::string, double> ms_;
+};
+
+// Three linear layers of different shapes (so three op signatures), or of one shape.
+Network three_layer_mlp(bool same_shapes = false) {
+  Network net("mlp");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 4, 8);
+  const std::vector<int64_t> dims = same_shapes ? std::vector<int64_t>{8, 8, 8, 8}
+                                                : std::vector<int64_t>{8, 16, 12, 8};
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, dims[0]});
+  for (int l = 0; l < 3; ++l) {
+    const int64_t out = dims[l + 1], in = dims[l];
+    Tensor w = *add_constant(net, kiln::str("w", l), {out, in}, random_tensor({out * in}, l + 1).data);
+    x = *net.add(OpKind::kLinear, {x, w}, {}, kiln::str("fc", l));
+    x = *net.add(OpKind::kUnary, {x}, {{"fn", std::string("tanh")}}, kiln::str("tanh", l));
+  }
+  EXPECT_TRUE(net.markOutput(x, "y").ok());
+  return net;
+}
+
+class TimingCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           kiln::str("kiln_timing_cache_test_", ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                     "_", ::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    config_.optimization_level = 1;
+    config_.timing_cache_path = (dir_ / "timings.txt").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  kiln::builder::TacticSelection select(FakeProvider& provider, const std::string& device = "fake gpu sm_90") {
+    log_.clear();
+    auto sel = kiln::builder::select_tactics(net_, provider, config_, device, log_);
+    EXPECT_TRUE(sel.ok()) << sel.status().toString();
+    return sel.ok() ? std::move(sel).value() : kiln::builder::TacticSelection{};
+  }
+  std::vector<std::string> linear_choices(const kiln::builder::TacticSelection& sel) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < net_.ops().size(); ++i)
+      if (net_.ops()[i].kind == OpKind::kLinear) out.push_back(sel.tactics[i].name);
+    return out;
+  }
+  bool log_has(const std::string& needle) const {
+    for (const std::string& l : log_)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+
+  std::filesystem::path dir_;
+  kiln::BuilderConfig config_;
+  Network net_ = three_layer_mlp();
+  std::vector<std::string> log_;
+};
+
+const std::vector<std::string> kAllFast(3, "fake.fast");
+const std::vector<std::string> kAllSlow(3, "fake.slow");
+
+TEST_F(TimingCacheTest, ColdBuildTimesEveryCandidateWarmBuildTimesNone) {
+  FakeProvider cold({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  auto first = select(cold);
+  EXPECT_EQ(cold.calls, 6);
+  EXPECT_EQ(first.timings, 6);
+  EXPECT_EQ(first.cache_hits, 0);
+  EXPECT_EQ(linear_choices(first), kAllFast);
+  EXPECT_EQ(first.tactics[0].data, (std::vector<uint8_t>{4, 5}));
+  ASSERT_TRUE(std::filesystem::exists(config_.timing_cache_path));
+
+  // Times that would now pick the other candidate: a warm build must not even ask.
+  FakeProvider warm({{"fake.slow", 0.5}, {"fake.fast", 1.0}});
+  auto second = select(warm);
+  EXPECT_EQ(warm.calls, 0);
+  EXPECT_EQ(second.timings, 0);
+  EXPECT_EQ(second.cache_hits, 6);
+  EXPECT_EQ(linear_choices(second), kAllFast);
+  EXPECT_TRUE(log_has("loaded 6 timings")) << ::testing::PrintToString(log_);
+}
+
+TEST_F(TimingCacheTest, OtherDeviceKeyMissesTheCache) {
+  FakeProvider a({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  select(a);
+  FakeProvider b({{"fake.slow", 0.5}, {"fake.fast", 1.0}});
+  auto sel = select(b, "another gpu sm_80");
+  EXPECT_EQ(b.calls, 6);
+  EXPECT_EQ(linear_choices(sel), kAllSlow);
+}
+
+TEST_F(TimingCacheTest, LevelZeroTakesTheFirstCandidateWithoutTiming) {
+  config_.optimization_level = 0;
+  FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  auto sel = select(p);
+  EXPECT_EQ(p.calls, 0);
+  EXPECT_EQ(linear_choices(sel), kAllSlow);
+  EXPECT_FALSE(std::filesystem::exists(config_.timing_cache_path));
+}
+
+TEST_F(TimingCacheTest, CorruptCacheIsIgnoredWithALogLineAndReplaced) {
+  FakeProvider cold({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  select(cold);
+  std::string text;
+  {
+    std::ifstream in(config_.timing_cache_path);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::vector<std::string> corruptions = {
+      "garbage\n",
+      text.substr(0, text.size() / 2),  // truncated
+      std::string(text).replace(text.find("\t") + 1, 1, "9"),  // a flipped timing (checksum)
+      "",
+  };
+  for (const std::string& bad : corruptions) {
+    SCOPED_TRACE(bad.substr(0, 40));
+    {
+      std::ofstream out(config_.timing_cache_path, std::ios::trunc);
+      out << bad;
+    }
+    FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+    auto sel = select(p);
+    EXPECT_EQ(p.calls, 6);
+    EXPECT_EQ(linear_choices(sel), kAllFast);
+    EXPECT_TRUE(log_has("warning: timing cache")) << ::testing::PrintToString(log_);
+    // The build wrote a good file again: the next build is warm.
+    FakeProvider again({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+    select(again);
+    EXPECT_EQ(again.calls, 0);
+  }
+}
+
+TEST_F(TimingCacheTest, FailedCandidateIsDroppedAndRemembered) {
+  FakeProvider p({{"fake.slow", 2.0}});  // fake.fast fails to run
+  auto sel = select(p);
+  EXPECT_EQ(p.calls, 6);
+  EXPECT_EQ(linear_choices(sel), kAllSlow);
+  EXPECT_TRUE(log_has("3 candidates failed")) << ::testing::PrintToString(log_);
+  FakeProvider warm({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  auto again = select(warm);
+  EXPECT_EQ(warm.calls, 0);
+  EXPECT_EQ(linear_choices(again), kAllSlow);
+}
+
+TEST_F(TimingCacheTest, WithoutACachePathEveryBuildTimes) {
+  config_.timing_cache_path.clear();
+  for (int i = 0; i < 2; ++i) {
+    FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+    auto sel = select(p);
+    EXPECT_EQ(p.calls, 6);
+    EXPECT_EQ(linear_choices(sel), kAllFast);
+  }
+}
+
+TEST_F(TimingCacheTest, TimingProgressIsReportedPerOp) {
+  std::vector<kiln::BuildProgress> calls;
+  config_.progress = [&](const kiln::BuildProgress& p) { calls.push_back(p); };
+  FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  select(p);
+  std::vector<int64_t> done;
+  for (const kiln::BuildProgress& c : calls)
+    if (c.stage == "tactic timing") {
+      EXPECT_EQ(c.total, 3);
+      done.push_back(c.done);
+    }
+  EXPECT_EQ(done, (std::vector<int64_t>{0, 1, 2, 3}));
+}
+
+TEST_F(TimingCacheTest, OpsWithOneSignatureAreTimedOnce) {
+  net_ = three_layer_mlp(true);
+  config_.timing_cache_path.clear();  // even without a file, within one build
+  FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  auto sel = select(p);
+  EXPECT_EQ(p.calls, 2);
+  EXPECT_EQ(sel.cache_hits, 4);
+  EXPECT_EQ(linear_choices(sel), kAllFast);
+}
+
+TEST(TimingCacheFile, RoundTripsKeysWithSpecialCharacters) {
+  std::map<std::string, double> entries = {{"a\tb\nc\\d", 1.5}, {"plain", kiln::builder::TimingCache::kFailed}, {"", 0.25}};
+  std::string why;
+  auto back = kiln::builder::TimingCache::parse(kiln::builder::TimingCache::serialize(entries), why);
+  ASSERT_TRUE(back.has_value()) << why;
+  EXPECT_EQ(*back, entries);
+}
+
+TEST(TimingCacheFile, BuilderReportCountsTimings) {
+  // The CPU backend offers one kernel per op: nothing to time, at any level.
+  Network net = three_layer_mlp();
+  kiln::BuilderConfig config;
+  config.optimization_level = 3;
+  kiln::BuildReport report;
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net, config, &report));
+  EXPECT_EQ(report.tactic_timings, 0);
+  EXPECT_EQ(report.timing_cache_hits, 0);
+}
+
+}  // namespace
+}  // namespace kiln_test

@@ -1,0 +1,189 @@
+// CUDA linear/matmul with attr `activation` (gemm epilogue fusion) against a double-precision
+// reference: relu and gelu_tanh in cuBLASLt's epilogue (with and without the bias), exact gelu
+// as bias epilogue + the unary kernel, every heuristic candidate, transposed operands, and the
+// empty-K path.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_test_util.h"
+
+namespace kiln::test {
+namespace {
+
+using Shape64 = std::vector<int64_t>;
+
+double activate(double v, const std::string& fn) {
+  if (fn == "relu") return v > 0 ? v : 0.0;
+  if (fn == "gelu") return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+  if (fn == "gelu_tanh")
+    return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+  return v;
+}
+
+// x[P, K] w[N, K] (+ bias[N]) -> act(x w^T + bias).
+std::vector<double> ref_linear_act(const std::vector<double>& x, int64_t P, int64_t K,
+                                   const std::vector<double>& w, int64_t N,
+                                   const std::vector<double>* bias, const std::string& act) {
+  std::vector<double> out(static_cast<size_t>(P * N));
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = bias ? (*bias)[n] : 0.0;
+      for (int64_t k = 0; k < K; ++k) s += x[p * K + k] * w[n * K + k];
+      out[p * N + n] = activate(s, act);
+    }
+  return out;
+}
+
+const char* const kActivations[] = {"relu", "gelu_tanh", "gelu", "none"};
+
+TEST(CudaGemmEpilogue, LinearBiasActivationMatchesReference) {
+  KILN_REQUIRE_CUDA();
+  const int64_t P = 37, K = 64, N = 48;  // N a multiple of 8: bias epilogue alignment holds
+  for (DType dt : kFloatDTypes)
+    for (const char* act : kActivations)
+      for (bool with_bias : {true, false}) {
+        SCOPED_TRACE(str(dtype_name(dt), " ", act, with_bias ? " bias" : " no bias"));
+        auto xv = round_all(dt, random_values(P * K, 1));
+        auto wv = round_all(dt, random_values(N * K, 2, -0.3, 0.3));
+        auto bv = round_all(dt, random_values(N, 3));
+        auto x = make_tensor(dt, {P, K}, xv);
+        auto w = make_tensor(dt, {N, K}, wv);
+        auto b = make_tensor(dt, {N}, bv);
+        auto out = make_output(dt, {P, N});
+        std::vector<const TestTensor*> ins = {&x, &w};
+        if (with_bias) ins.push_back(&b);
+        ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string(act)}}, ins, {&out}));
+        auto ref = ref_linear_act(xv, P, K, wv, N, with_bias ? &bv : nullptr, act);
+        EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+      }
+}
+
+TEST(CudaGemmEpilogue, EveryHeuristicCandidateServesTheEpilogue) {
+  KILN_REQUIRE_CUDA();
+  const int64_t P = 128, K = 96, N = 64;
+  for (DType dt : kFloatDTypes)
+    for (const char* act : {"relu", "gelu_tanh", "gelu"}) {
+      SCOPED_TRACE(str(dtype_name(dt), " ", act));
+      auto xv = round_all(dt, random_values(P * K, 4));
+      auto wv = round_all(dt, random_values(N * K, 5, -0.3, 0.3));
+      auto bv = round_all(dt, random_values(N, 6));
+      auto x = make_tensor(dt, {P, K}, xv);
+      auto w = make_tensor(dt, {N, K}, wv);
+      auto b = make_tensor(dt, {N}, bv);
+      auto out = make_output(dt, {P, N});
+      Op op;
+      op.kind = OpKind::kLinear;
+      op.name = "fc";
+      op.attrs.set("activation", std::string(act));
+      TensorView ins[3] = {x.view, w.view, b.view};
+      TensorView outs[1] = {out.view};
+      for (TensorView& v : ins) v.data = nullptr;
+      outs[0].data = nullptr;
+      auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{32} << 20, 8);
+      ASSERT_TRUE(cands.ok()) << cands.status().toString();
+      ASSERT_FALSE(cands->empty());
+      auto ref = ref_linear_act(xv, P, K, wv, N, &bv, act);
+      for (const cuda::TacticCandidate& c : *cands) {
+        SCOPED_TRACE(c.label);
+        ASSERT_OK(gpu().run(OpKind::kLinear, op.attrs, {&x, &w, &b}, {&out}, {}, nullptr, c.data,
+                            c.tactic.c_str()));
+        EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+      }
+    }
+}
+
+TEST(CudaGemmEpilogue, TransposedInputsMatch) {
+  KILN_REQUIRE_CUDA();
+  // x permuted (column-major) and w permuted: both go to cuBLASLt as transposed operands.
+  const int64_t P = 20, K = 33, N = 16;
+  for (DType dt : kFloatDTypes)
+    for (Layout lx : kAllLayouts)
+      for (Layout lw : {Layout::kContiguous, Layout::kPermuted}) {
+        SCOPED_TRACE(str(dtype_name(dt), " x ", layout_name(lx), " w ", layout_name(lw)));
+        auto xv = round_all(dt, random_values(P * K, 7));
+        auto wv = round_all(dt, random_values(N * K, 8, -0.3, 0.3));
+        auto bv = round_all(dt, random_values(N, 9));
+        auto x = make_tensor(dt, {P, K}, xv, lx);
+        auto w = make_tensor(dt, {N, K}, wv, lw);
+        auto b = make_tensor(dt, {N}, bv);
+        auto out = make_output(dt, {P, N});
+        ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string("gelu_tanh")}}, {&x, &w, &b}, {&out}));
+        auto ref = ref_linear_act(xv, P, K, wv, N, &bv, "gelu_tanh");
+        EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+      }
+}
+
+TEST(CudaGemmEpilogue, LinearOverRowsThatDoNotCollapseRunsBatched) {
+  KILN_REQUIRE_CUDA();
+  // x is a [S, B, K] buffer viewed as [B, S, K] (strides [K, B*K, 1]): its rows do not collapse
+  // into one stride, so cuBLASLt runs B strided batches sharing w and the bias.
+  const int64_t S = 5, B = 3, K = 32, N = 24;
+  for (DType dt : kFloatDTypes)
+    for (const char* act : {"none", "relu", "gelu"}) {
+      SCOPED_TRACE(str(dtype_name(dt), " ", act));
+      auto xv = round_all(dt, random_values(B * S * K, 12));  // logical [B, S, K] order
+      auto wv = round_all(dt, random_values(N * K, 13, -0.3, 0.3));
+      auto bv = round_all(dt, random_values(N, 14));
+      TestTensor x = detail::alloc(dt, {B, S, K}, S * B * K);
+      x.view.strides[0] = K;
+      x.view.strides[1] = B * K;
+      x.view.strides[2] = 1;
+      write_values(x.view, xv);
+      auto w = make_tensor(dt, {N, K}, wv);
+      auto b = make_tensor(dt, {N}, bv);
+      auto out = make_output(dt, {B, S, N});
+      ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string(act)}}, {&x, &w, &b}, {&out}));
+      auto ref = ref_linear_act(xv, B * S, K, wv, N, &bv, act);
+      EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+    }
+}
+
+TEST(CudaGemmEpilogue, BatchedMatmulWithTransposedOperandAndActivation) {
+  KILN_REQUIRE_CUDA();
+  const int64_t B = 3, M = 9, K = 16, N = 12;
+  for (DType dt : kFloatDTypes)
+    for (const char* act : {"relu", "gelu"}) {
+      SCOPED_TRACE(str(dtype_name(dt), " ", act));
+      auto av = round_all(dt, random_values(B * M * K, 10));
+      auto bv = round_all(dt, random_values(B * K * N, 11, -0.5, 0.5));
+      auto a = make_tensor(dt, {B, M, K}, av);
+      auto b = make_tensor(dt, {B, K, N}, bv, Layout::kPermuted);  // every dim's stride reversed
+      auto out = make_output(dt, {B, M, N});
+      ASSERT_OK(gpu().run(OpKind::kMatmul, {{"activation", std::string(act)}}, {&a, &b}, {&out}));
+      std::vector<double> ref(static_cast<size_t>(B * M * N));
+      for (int64_t g = 0; g < B; ++g)
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            double s = 0;
+            for (int64_t k = 0; k < K; ++k) s += av[(g * M + i) * K + k] * bv[(g * K + k) * N + j];
+            ref[(g * M + i) * N + j] = activate(s, act);
+          }
+      EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+    }
+}
+
+TEST(CudaGemmEpilogue, EmptyReductionAppliesBiasAndActivation) {
+  KILN_REQUIRE_CUDA();
+  auto x = make_tensor(DType::kFloat32, {2, 0}, {});
+  auto w = make_tensor(DType::kFloat32, {3, 0}, {});
+  auto b = make_tensor(DType::kFloat32, {3}, {-1.0, 0.5, 2.0});
+  auto out = make_output(DType::kFloat32, {2, 3});
+  ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string("relu")}}, {&x, &w, &b}, {&out}));
+  EXPECT_TRUE(expect_close(out.view, {0.0, 0.5, 2.0, 0.0, 0.5, 2.0}));
+}
+
+TEST(CudaGemmEpilogue, UnknownActivationIsUnsupported) {
+  KILN_REQUIRE_CUDA();
+  auto x = make_tensor(DType::kFloat32, {2, 3}, iota(6));
+  auto w = make_tensor(DType::kFloat32, {4, 3}, iota(12));
+  auto out = make_output(DType::kFloat32, {2, 4});
+  EXPECT_EQ(gpu().run(OpKind::kLinear, {{"activation", std::string("swish")}}, {&x, &w}, {&out}).code(),
+            StatusCode::kUnsupported);
+}
+
+}  // namespace
+}  // namespace kiln::test
