@@ -55,6 +55,16 @@ struct StepInfo {
   std::vector<std::string> outputs;
 };
 
+// A CUDA device this process sees: what an engine's target is matched against.
+struct CudaDeviceInfo {
+  int index = 0;
+  int sm_major = 0;
+  int sm_minor = 0;
+  std::string name;
+};
+// Every visible CUDA device, in index order; empty in a build without CUDA or with no device.
+KILN_API std::vector<CudaDeviceInfo> cudaDevices();
+
 struct EngineInfo {
   std::string name;
   std::string kiln_version;

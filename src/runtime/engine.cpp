@@ -176,4 +176,17 @@ EngineInfo Engine::info() const {
   return info;
 }
 
+std::vector<CudaDeviceInfo> cudaDevices() {
+  std::vector<CudaDeviceInfo> devices;
+#ifdef KILN_HAS_CUDA
+  // cuda_target fails past the last device (or with no driver): that ends the list.
+  for (int i = 0;; ++i) {
+    auto target = cuda_target(i);
+    if (!target.ok()) break;
+    devices.push_back({i, target->sm_major, target->sm_minor, target->device_name});
+  }
+#endif
+  return devices;
+}
+
 }  // namespace kiln

@@ -3,8 +3,8 @@
 #include "torch_status.h"
 
 #ifdef KILN_HAS_CUDA
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime.h>
 
 #include <charconv>
 #endif
@@ -20,30 +20,8 @@ namespace {
 
 #ifdef KILN_HAS_CUDA
 
-struct CudaDeviceInfo {
-  int id = -1;
-  int sm_major = 0, sm_minor = 0;
-  std::string name;
-};
-
 std::string info_text(const CudaDeviceInfo& d) {
-  return str("device_id=", d.id, ";sm=", d.sm_major, ".", d.sm_minor, ";name=", d.name);
-}
-
-int device_count() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  return count;
-}
-
-CudaDeviceInfo query(int id) {
-  cudaDeviceProp prop{};
-  cudaError_t err = cudaGetDeviceProperties(&prop, id);
-  TORCH_CHECK(err == cudaSuccess, "cudaGetDeviceProperties(", id, "): ", cudaGetErrorString(err));
-  return CudaDeviceInfo{id, prop.major, prop.minor, prop.name};
+  return str("device_id=", d.index, ";sm=", d.sm_major, ".", d.sm_minor, ";name=", d.name);
 }
 
 // "device_id=0;sm=9.0;name=NVIDIA H100 80GB HBM3" (the name may hold anything but ';').
@@ -63,7 +41,7 @@ std::optional<CudaDeviceInfo> parse_info(const std::string& text) {
       return ec == std::errc() && p == s.data() + s.size();
     };
     if (key == "device_id") {
-      has_id = to_int(value, d.id);
+      has_id = to_int(value, d.index);
     } else if (key == "sm") {
       size_t dot = value.find('.');
       has_sm = dot != std::string_view::npos && to_int(value.substr(0, dot), d.sm_major) &&
@@ -79,8 +57,8 @@ std::optional<CudaDeviceInfo> parse_info(const std::string& text) {
 
 EngineDevice cuda_engine_device(const CudaDeviceInfo& d) {
   EngineDevice e;
-  e.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(d.id));
-  e.runtime_device = str("cuda:", d.id);
+  e.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(d.index));
+  e.runtime_device = str("cuda:", d.index);
   e.info = info_text(d);
   return e;
 }
@@ -95,10 +73,10 @@ EngineDevice device_for_build(const std::string& engine_name, const std::string&
 #ifdef KILN_HAS_CUDA
     c10::Device parsed(device);  // throws on "cuda:x"
     int id = parsed.has_index() ? parsed.index() : 0;
-    int count = device_count();
-    TORCH_CHECK_VALUE(id < count, "Kiln engine '", engine_name, "' targets '", device,
-                      "', but ", count, " CUDA device(s) are visible");
-    return cuda_engine_device(query(id));
+    std::vector<CudaDeviceInfo> devices = cudaDevices();
+    TORCH_CHECK_VALUE(id < static_cast<int>(devices.size()), "Kiln engine '", engine_name,
+                      "' targets '", device, "', but ", devices.size(), " CUDA device(s) are visible");
+    return cuda_engine_device(devices[id]);
 #else
     TORCH_CHECK_NOT_IMPLEMENTED(false, "Kiln engine '", engine_name, "' targets device '", device,
                                 "', but this build of Kiln has no CUDA (built with KILN_CUDA=OFF)");
@@ -115,32 +93,30 @@ EngineDevice device_from_info(const std::string& engine_name, const std::string&
   if (!recorded)
     fail_value(str("Kiln engine '", engine_name, "': device_info '", device_info,
                    "' is neither \"cpu\" nor \"device_id=N;sm=X.Y;name=...\""));
-  int count = device_count();
-  TORCH_CHECK(count > 0, "Kiln engine '", engine_name, "' was built for CUDA (", device_info,
-              ") but no CUDA device is visible");
+  std::vector<CudaDeviceInfo> devices = cudaDevices();
+  TORCH_CHECK(!devices.empty(), "Kiln engine '", engine_name, "' was built for CUDA (",
+              device_info, ") but no CUDA device is visible");
   // The most compatible device: same SM and name, preferring the current device, then the
   // recorded id, then the lowest id; a device of the same SM but another name comes after.
-  int current = 0;
-  (void)cudaGetDevice(&current);
+  const int current = c10::cuda::current_device();
   auto rank = [&](const CudaDeviceInfo& d) {
     if (d.sm_major != recorded->sm_major || d.sm_minor != recorded->sm_minor) return -1;
     int score = d.name == recorded->name ? 4 : 0;
-    if (d.id == current) score += 2;
-    else if (d.id == recorded->id) score += 1;
+    if (d.index == current) score += 2;
+    else if (d.index == recorded->index) score += 1;
     return score;
   };
-  std::optional<CudaDeviceInfo> best;
+  const CudaDeviceInfo* best = nullptr;
   int best_rank = -1;
   std::string seen;
-  for (int id = 0; id < count; ++id) {
-    CudaDeviceInfo d = query(id);
-    seen += str(seen.empty() ? "" : ", ", "cuda:", id, " sm_", d.sm_major, d.sm_minor, " (", d.name, ")");
+  for (const CudaDeviceInfo& d : devices) {
+    seen += str(seen.empty() ? "" : ", ", "cuda:", d.index, " sm_", d.sm_major, d.sm_minor, " (", d.name, ")");
     if (int r = rank(d); r > best_rank) {
       best_rank = r;
-      best = d;
+      best = &d;
     }
   }
-  TORCH_CHECK(best.has_value(), "Kiln engine '", engine_name, "' was built for sm_",
+  TORCH_CHECK(best != nullptr, "Kiln engine '", engine_name, "' was built for sm_",
               recorded->sm_major, recorded->sm_minor, " (", recorded->name,
               "); no visible device has that SM: ", seen, ". Rebuild the engine on this machine.");
   return cuda_engine_device(*best);

@@ -219,20 +219,11 @@ Status run_pad(const KernelArgs& args) {
 // ---- flip, copy -------------------------------------------------------------------------------
 
 Status run_flip(const KernelArgs& args) {
-  const TensorView& in = args.inputs[0];
-  const TensorView& out = args.outputs[0];
-  if (!same_shape(in, out) || in.dtype != out.dtype)
-    return kernel_error(args, "output shape or dtype differs from the input's");
-  TensorView src = in;
-  int64_t start = 0;
-  for (int64_t d : args.attrs.getInts("dims", {})) {
-    if (d < 0 || d >= in.rank) return kernel_error(args, "dim ", d, " out of range");
-    if (in.shape[d] == 0) return Status::Ok();
-    start += (in.shape[d] - 1) * in.strides[d];
-    src.strides[d] = -in.strides[d];
-  }
-  src.data = static_cast<std::byte*>(in.data) + start * int64_t(dtype_size(in.dtype));
-  TensorView dst = out;
+  TensorView src;
+  bool empty = false;
+  KILN_RETURN_IF_ERROR(flip_view(args, src, empty));
+  if (empty) return Status::Ok();
+  TensorView dst = args.outputs[0];
   set_contiguous_strides(dst);
   return launch_copy(args, src, dst);
 }

@@ -180,6 +180,21 @@ TEST(CudaRuntime, ThreadsWithTheirOwnContextsShareOneEngine) {
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
 }
 
+TEST(CudaRuntime, CudaDevicesMatchTheCudaRuntime) {
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  std::vector<kiln::CudaDeviceInfo> devices = kiln::cudaDevices();
+  ASSERT_EQ(static_cast<int>(devices.size()), count);
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    ASSERT_EQ(cudaGetDeviceProperties(&prop, i), cudaSuccess);
+    EXPECT_EQ(devices[i].index, i);
+    EXPECT_EQ(devices[i].sm_major, prop.major);
+    EXPECT_EQ(devices[i].sm_minor, prop.minor);
+    EXPECT_EQ(devices[i].name, prop.name);
+  }
+}
+
 TEST(CudaRuntime, KeepsTheCallersDevice) {
   REQUIRE_GPU();
   Network net = mlp(kDim, 1, kBatch);

@@ -122,6 +122,10 @@ TEST_F(EngineFile, GarbageIsRefusedWithoutCrashing) {
   EXPECT_NE(st.code(), StatusCode::kInternal) << st.toString();
 }
 
+#ifndef KILN_HAS_CUDA
+TEST(CudaDevices, NoneInABuildWithoutCuda) { EXPECT_TRUE(kiln::cudaDevices().empty()); }
+#endif
+
 TEST_F(EngineFile, CudaDeviceIsRefusedByThisBuild) {
   kiln::DeserializeOptions options;
   options.device = "cuda:0";
