@@ -21,10 +21,14 @@ class LastHidden(torch.nn.Module):
         return self.model(input_ids=input_ids).last_hidden_state
 
 
-def randomize_norms(model: torch.nn.Module) -> torch.nn.Module:
-    """torchvision leaves BN statistics at (0, 1); random statistics make outputs meaningful."""
+def randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """torchvision zero-initializes some heads (ViT's classifier: an all-zero output) and leaves
+    BN statistics at (0, 1); random weights and statistics make outputs, and their comparison,
+    meaningful."""
     for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            m.reset_parameters()
+        elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.8, 1.2)
@@ -37,7 +41,7 @@ def build_model(name: str, device: str, dtype: torch.dtype = torch.float16) -> t
     if name in ("resnet50", "vit_b_16"):
         import torchvision
 
-        model = randomize_norms(getattr(torchvision.models, name)(weights=None))
+        model = randomize(getattr(torchvision.models, name)(weights=None))
     elif name == "bert":
         from transformers import BertConfig, BertModel
 

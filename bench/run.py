@@ -59,7 +59,32 @@ def host_overhead_us(fn: Callable[[], object], engines: int, calls: int = 20) ->
     return (t1 - t0) / calls / max(engines, 1) * 1e6
 
 
-def run_case(name: str, batch: int, contenders: list[str], device: str) -> dict:
+def kernel_breakdown(fn: Callable[[], object], calls: int = 10, top: int = 12) -> list[dict]:
+    """Device time per kernel name over `calls` calls (torch.profiler / CUPTI), largest first:
+    where a contender's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    totals: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA and e.device_time > 0:
+            t = totals.setdefault(e.name, [0.0, 0])
+            t[0] += e.device_time
+            t[1] += 1
+    whole = sum(t for t, _ in totals.values()) or 1.0
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
+    return [
+        {"kernel": k[:90], "us_per_call": t / calls, "share": t / whole, "launches_per_call": n / calls}
+        for k, (t, n) in rows
+    ]
+
+
+def run_case(name: str, batch: int, contenders: list[str], device: str, profile: bool = False) -> dict:
     model = build_model(name, device)
     inputs = make_inputs(name, batch, device)
     row: dict = {"model": name, "batch": batch}
@@ -109,11 +134,28 @@ def run_case(name: str, batch: int, contenders: list[str], device: str) -> dict:
                     engines = sum(1 for n in fn.graph.nodes if "execute_engine" in str(n.target))
                     entry["engines"] = engines
                     entry["host_overhead_us"] = host_overhead_us(call, engines)
+                    # The same for the engine called directly (no FX graph, no stream ops):
+                    # what of the overhead is the engine call itself.
+                    found = list(kiln.runtime.engines(fn))
+                    if len(found) == 1 and len(found[0][1].input_names()) == len(inputs):
+                        direct = functools.partial(torch.ops.kiln.execute_engine.default,
+                                                   list(inputs), found[0][1])
+                        entry["host_execute_engine_us"] = host_overhead_us(direct, 1)
+                    # CUDA graph replays vs plain launches, and why graphs went off if they did.
+                    entry["runtime"] = list(kiln.runtime.stats(fn).values())
+                if profile and contender in ("kiln", "inductor-cg"):
+                    entry["kernels"] = kernel_breakdown(call)
             except Exception as e:  # noqa: BLE001 - a contender that fails is reported, not fatal
                 entry["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 traceback.print_exc()
             row[contender] = entry
+            kernels = entry.pop("kernels", None)
             print(f"{name:9s} b={batch:<3d} {contender:12s} {json.dumps(entry)}", flush=True)
+            if kernels:
+                entry["kernels"] = kernels
+                for k in kernels:
+                    print(f"    {k['us_per_call']:9.1f} us {100 * k['share']:5.1f}% "
+                          f"x{k['launches_per_call']:<5.1f} {k['kernel']}", flush=True)
     return row
 
 
@@ -168,12 +210,14 @@ def main() -> None:
     p.add_argument("--contenders", default="eager,inductor,inductor-cg,kiln")
     p.add_argument("--device", default="cuda:0")
     p.add_argument("--out", default="bench_results")
+    p.add_argument("--profile", action="store_true",
+                   help="also print the per-kernel device time of Kiln and inductor-cg")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/run.py needs a CUDA GPU")
     contenders = args.contenders.split(",")
     rows = [
-        run_case(m, int(b), contenders, args.device)
+        run_case(m, int(b), contenders, args.device, args.profile)
         for m in args.models.split(",")
         for b in args.batches.split(",")
     ]

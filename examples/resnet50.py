@@ -163,7 +163,12 @@ def main() -> int:
         else:
             y = torch.from_numpy(np.load(outputs[0]))
             _, rel_c, cos_c = compare(y, ref)
-            cli_line = f"kiln run: cosine {cos_c:.6f}, relative error {rel_c:.2e}"
+            # `kiln run` runs on the engine's own device by default and prints "device ..." first.
+            ran_on = next(
+                (ln.split(None, 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("device ")),
+                "an unreported device",
+            )
+            cli_line = f"kiln run on {ran_on}: cosine {cos_c:.6f}, relative error {rel_c:.2e}"
             if cos_c < COSINE_MIN or rel_c > REL_ERROR_MAX:
                 failures.append(f"kiln run output: cosine {cos_c:.6f}, relative error {rel_c:.2e}")
 

@@ -23,6 +23,18 @@ stage() {  # stage NAME LOG COMMAND...
 }
 
 echo "gpu_check: $(nvidia-smi -L 2>/dev/null | head -1); $(nvcc --version | tail -1); $(python3 -c 'import torch; print("torch", torch.__version__)')"
+# kiln._C must use the libstdc++ that torch loads. The image's $CXX (/opt/gcc, a Red Hat
+# toolchain) links libstdc++ statically, which puts a second copy of the C++ runtime into
+# kiln._C; take the system compiler instead when a shared library built by $CXX needs no
+# libstdc++.so.6.
+links_shared_libstdcxx() {
+  echo 'int f(int x) { if (x) throw x; return 0; }' | "$1" -x c++ -shared -fPIC -o /tmp/kiln_cxx_probe.so - &&
+    readelf -d /tmp/kiln_cxx_probe.so | grep -q 'libstdc++'
+}
+if [ -n "${CXX:-}" ] && ! links_shared_libstdcxx "$CXX" && [ -x /usr/bin/g++ ]; then
+  echo "gpu_check: $CXX links libstdc++ statically; building with /usr/bin/g++"
+  export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++
+fi
 need_deps=0
 command -v flatc >/dev/null || need_deps=1
 [ -f /usr/include/cblas.h ] || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || need_deps=1
@@ -38,6 +50,21 @@ if [ $need_deps = 1 ]; then
   fi
 fi
 
+# A build directory configured with another compiler keeps it in its cache: start it afresh.
+if [ -n "${CXX:-}" ] && [ -f $BUILD/CMakeCache.txt ] &&
+   ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=$(readlink -f "$(command -v "$CXX")")\$" $BUILD/CMakeCache.txt &&
+   ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=$CXX\$" $BUILD/CMakeCache.txt; then
+  echo "gpu_check: $BUILD was configured with another compiler; reconfiguring from scratch"
+  rm -rf $BUILD
+fi
+# KILN_CRASH_TRACE=1 makes kiln._C print a native backtrace on a crash; symbolize names its frames.
+export KILN_CRASH_TRACE=1
+symbolize() {  # symbolize LOG: the native frames of a crash backtrace in LOG, through addr2line
+  grep -oE "[^ ]+\.so[.0-9]*\(\+0x[0-9a-f]+\)" "$1" | head -40 | while IFS= read -r f; do
+    lib=${f%%(*}; off=${f#*(+}; off=${off%)}
+    echo "  $f: $(addr2line -f -C -e "$lib" "$off" 2>/dev/null | head -1)"
+  done
+}
 if want build; then
   stage "build (sm_90, release)" build.log bash -c "
     cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_CUDA_ARCHITECTURES=90 \
@@ -51,10 +78,15 @@ if want ctest; then
   stage "C++ tests (cpu + gpu)" ctest.log ctest --test-dir "$BUILD" -j 4 --output-on-failure --timeout 600
 fi
 if want python; then
-  stage "Python tests (gpu marker)" pytest_gpu.log python3 -m pytest tests/python -q -m gpu -p no:cacheprovider -rs -s
+  # Several workers (pytest-xdist, where installed): a test that crashes its worker is reported
+  # as failed and the others still run.
+  xdist=(); python3 -c "import xdist" 2>/dev/null && xdist=(-n 4)
+  stage "Python tests (gpu marker)" pytest_gpu.log python3 -m pytest tests/python -q -m gpu -p no:cacheprovider -rs "${xdist[@]}"
+  grep -q "Segmentation fault\|crashed" "$OUT/pytest_gpu.log" && symbolize "$OUT/pytest_gpu.log"
 fi
 if want mainjob; then
   stage "main job (examples/resnet50.py on cuda:0)" mainjob.log python3 examples/resnet50.py --device cuda:0 --out "$OUT/mainjob"
+  grep -q "Segmentation fault" "$OUT/mainjob.log" && symbolize "$OUT/mainjob.log"
 fi
 if want sanitizer; then
   # The runtime's CUDA behaviour tests (threads sharing an engine and CUDA graphs included), minus

@@ -69,7 +69,7 @@ struct EngineInfo {
   std::string name;
   std::string kiln_version;
   uint32_t format_version = 0;
-  std::string device;  // "cpu" or "cuda sm_90 (NVIDIA H100 ...)"
+  std::string device;  // the target: "cpu (<model>)" or "cuda sm_90 (NVIDIA H100 ...)"
   std::string platform;
   std::vector<SymbolInfo> symbols;
   std::vector<BindingInfo> bindings;
@@ -98,6 +98,13 @@ class KILN_API Engine : public std::enable_shared_from_this<Engine> {
                                                      const DeserializeOptions& options = {});
   static Result<std::shared_ptr<Engine>> load(const std::string& path,
                                               const DeserializeOptions& options = {});
+  // Describes a serialized engine without loading it for a device: the same checks as
+  // deserialize (truncation, corruption, version, checksum, fields) but not the target's, and
+  // nothing is uploaded or bound, so any machine can inspect an engine built for any target
+  // (a CUDA engine without a GPU). info.device names the target: pick a device from it, then
+  // deserialize or load, which still refuse a wrong target.
+  static Result<EngineInfo> inspect(std::span<const std::byte> bytes);
+  static Result<EngineInfo> inspect(const std::string& path);
   ~Engine();
 
   const std::string& name() const;
@@ -163,6 +170,11 @@ class KILN_API ExecutionContext {
   // a binding whose address changes from enqueue to enqueue (fresh output tensors every call)
   // is read or written through a buffer of the context's own, so that the graph still replays.
   int64_t cudaGraphStagedCopies() const;
+  // CUDA engines: enqueues that launched the kernels one by one (graphs off, in the caller's capture, a
+  // green-context stream, or addresses that keep moving), and why graphs went off for this
+  // context when a capture, instantiation or launch failed ("" while they are on).
+  int64_t plainLaunches() const;
+  const std::string& cudaGraphFailure() const;
 
   // Convenience: bind inputs in the engine's input order (dims and host/device pointers),
   // outputs in output order, and run.

@@ -85,6 +85,19 @@ class FakeEngine:
     def info_json(self) -> str:
         return self._info_json
 
+    # Runtime state is the real engine's; tracing sees it switched off and unused.
+    def set_pre_allocated_outputs(self, enabled: bool, owned: list[bool]) -> None:
+        pass
+
+    def pre_allocated_outputs(self) -> bool:
+        return False
+
+    def runtime_stats(self) -> list[tuple[str, int]]:
+        return []
+
+    def cuda_graph_failure(self) -> str:
+        return ""
+
     def serialized(self) -> str:
         raise NotImplementedError(
             f"Kiln engine '{self._name}': the serialized engine is not available while tracing"

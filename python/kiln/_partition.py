@@ -138,7 +138,7 @@ class SupportChecker:
         entries = candidates(node.target)
         if not entries:
             return Verdict(None, "no converter")
-        reason = self._check_values(node, outs)
+        reason = self._check_values(node, _read_outputs(node, val, outs))
         if reason is not None:
             return Verdict(None, reason)
         dynamic = self._is_dynamic(node)
@@ -184,6 +184,17 @@ class SupportChecker:
         return any(free_symbols_of_value(v) for v in vals) or any(
             isinstance(v, torch.SymInt) for v in vals
         )
+
+
+def _read_outputs(node: Node, val: Any, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The outputs of `node` that something reads. A multi-output op read only through getitem
+    (flash attention's philox seed and offset are uint64 tensors nobody reads) is judged by the
+    outputs taken from it."""
+    if not isinstance(val, (tuple, list)) or not node.users:
+        return outs
+    if not all(is_getitem(u) and isinstance(u.args[1], int) for u in node.users):
+        return outs
+    return _tensors([val[u.args[1]] for u in node.users])
 
 
 class _Support(OperatorSupportBase):

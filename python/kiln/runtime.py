@@ -35,6 +35,18 @@ def _owned_flags(engine: Any) -> list[bool]:
     return [owned.get(name, False) for name in engine.output_names()]
 
 
+def stats(module: torch.nn.Module) -> dict[str, dict[str, Any]]:
+    """What each engine of `module` did so far, by qualified name: calls, CUDA graph replays,
+    captures, staged copies, plain (kernel by kernel) launches, and ``cuda_graph_failure``, the
+    reason graphs went off for its context ("" while they are on)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, engine in engines(module):
+        entry: dict[str, Any] = dict(engine.runtime_stats())
+        entry["cuda_graph_failure"] = engine.cuda_graph_failure()
+        out[name] = entry
+    return out
+
+
 def enable_pre_allocated_outputs(module: torch.nn.Module, enabled: bool = True) -> int:
     """Turns pre-allocated outputs on (or off) for every engine of `module`; returns how many
     engines it set. A module with no Kiln engine is an error, not a silent no-op."""

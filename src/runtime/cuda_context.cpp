@@ -209,7 +209,7 @@ Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::
 // bindings are bound to `entry`'s staging buffers for the capture and to the caller's addresses
 // again after it. Null when the capture failed (a kernel that cannot be captured); the stream is
 // then out of capture mode and no CUDA error is left pending.
-cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry) {
+cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry, std::string* why) {
   bool staging = false;
   for (size_t b = 0; b < r.staged.size(); ++b) staging = staging || r.staged[b];
   if (staging) {
@@ -224,10 +224,14 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   }
   cudaGraph_t graph = nullptr;
   cudaStream_t stream = r.capture_stream;
-  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+  cudaError_t begun = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (begun != cudaSuccess) *why = str("cudaStreamBeginCapture: ", cudaGetErrorString(begun));
+  if (begun == cudaSuccess) {
     Status launched = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
     cudaError_t err = cudaStreamEndCapture(stream, &graph);
     if (!launched.ok() || err != cudaSuccess) {
+      *why = !launched.ok() ? str("capturing: ", launched.message())
+                            : str("cudaStreamEndCapture: ", cudaGetErrorString(err));
       if (graph) cudaGraphDestroy(graph);
       graph = nullptr;
       cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
@@ -246,9 +250,11 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   return graph;
 }
 
-// Turns graphs off for this context after a failure and drops what is cached.
-void give_up_graphs(CudaResources& r) {
+// Turns graphs off for this context after a failure (`why`, kept for cudaGraphFailure) and
+// drops what is cached.
+void give_up_graphs(ContextState& st, CudaResources& r, std::string why) {
   (void)cudaGetLastError();
+  st.graph_failure = std::move(why);
   r.graphs_failed = true;
   r.graphs.clear();
 }
@@ -270,8 +276,8 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
     }
     ++st.graph_staged_copies;
   }
-  if (cudaGraphLaunch(entry.exec, stream) != cudaSuccess) {
-    give_up_graphs(r);
+  if (cudaError_t err = cudaGraphLaunch(entry.exec, stream); err != cudaSuccess) {
+    give_up_graphs(st, r, str("cudaGraphLaunch: ", cudaGetErrorString(err)));
     return Status::Ok();  // not queued: the enqueue launches plain
   }
   *queued = true;
@@ -344,18 +350,19 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
   CudaGraphCache::Entry& slot = r.graphs.slot(r.shape_key);
   Status staged = ensure_staging(st, r, slot, stream);
   if (!staged.ok()) {
-    give_up_graphs(r);
+    give_up_graphs(st, r, str("staging: ", staged.message()));
     return Status::Ok();  // runs plain, without staging
   }
-  cudaGraph_t graph = capture_plan(st, r, slot);
+  std::string why;
+  cudaGraph_t graph = capture_plan(st, r, slot, &why);
   if (!graph) {
-    give_up_graphs(r);
+    give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
   }
   const bool installed = r.graphs.install(slot, r.address_key, graph);
   cudaGraphDestroy(graph);
   if (!installed) {
-    give_up_graphs(r);
+    give_up_graphs(st, r, "cudaGraphInstantiate or cudaGraphExecUpdate failed");
     return Status::Ok();
   }
   KILN_RETURN_IF_ERROR(launch_entry(st, r, slot, stream, queued));
@@ -419,6 +426,7 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
     // pointers unbound.
     if (!st.pointers_ready) status = st.bindPointers();
     if (status.ok()) status = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
+    ++st.plain_launches;
   }
   cudaError_t err = in_callers_capture ? cudaEventRecordWithFlags(r.done, stream, cudaEventRecordExternal)
                                        : cudaEventRecord(r.done, stream);
@@ -435,6 +443,7 @@ void cuda_set_graphs(ContextState& st, bool enabled) {
   CudaResources& r = *st.cuda;
   if (enabled) {
     r.graphs_failed = false;  // try capturing again
+    st.graph_failure.clear();
     return;
   }
   DeviceGuard guard(r.device);

@@ -60,6 +60,53 @@ bool cuda_graphs_option(const std::string& json) {
   return !(at != std::string::npos && json.compare(at, 5, "false") == 0);
 }
 
+// Input bindings first, then outputs, each in the file's order.
+std::vector<BindingInfo> plan_bindings(const format::EnginePlan& plan) {
+  std::vector<BindingInfo> bindings;
+  for (int pass = 0; pass < 2; ++pass) {
+    const auto& list = pass == 0 ? plan.inputs : plan.outputs;
+    for (const format::Binding& b : list) {
+      const format::PlanTensor& t = plan.tensors[static_cast<size_t>(b.tensor)];
+      bindings.push_back({b.name, pass == 0, t.dtype, t.shape});
+    }
+  }
+  return bindings;
+}
+
+EngineInfo plan_info(const format::EnginePlan& plan, const std::vector<BindingInfo>& bindings) {
+  std::vector<std::string> symbol_names;
+  for (const SymbolInfo& s : plan.symbols) symbol_names.push_back(s.name);
+  EngineInfo info;
+  info.name = plan.name;
+  info.kiln_version = plan.kiln_version;
+  info.format_version = plan.format_version;
+  info.device = plan.target.kind == format::DeviceKind::kCpu
+                    ? "cpu (" + plan.target.device_name + ")"
+                    : str("cuda sm_", plan.target.sm_major, plan.target.sm_minor, " (",
+                          plan.target.device_name, ")");
+  info.platform = plan.target.platform;
+  info.symbols = plan.symbols;
+  info.bindings = bindings;
+  for (const format::PlanStep& s : plan.steps) {
+    StepInfo step{s.name, op_kind_name(s.kind), s.tactic, s.attrs.str(symbol_names), {}, {}};
+    for (int32_t t : s.inputs) step.inputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
+    for (int32_t t : s.outputs) step.outputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
+    info.steps.push_back(std::move(step));
+  }
+  info.arena_bytes = plan.arena_bytes;
+  for (const format::Constant& c : plan.constants) info.constant_bytes += static_cast<int64_t>(c.bytes.size());
+  info.num_constants = static_cast<int64_t>(plan.constants.size());
+  for (const format::GeneratedKernel& k : plan.kernels) info.kernels.push_back({k.name, k.source});
+  info.build_options = plan.build_options;
+  return info;
+}
+
+Result<std::vector<char>> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot open engine file '", path, "'");
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 }  // namespace
 
 Status bind_views(EngineState& state) {
@@ -98,13 +145,7 @@ Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> b
   const format::EnginePlan& plan = state->plan;
   state->cuda_graphs = cuda_graphs_option(plan.build_options);
   for (const SymbolInfo& s : plan.symbols) state->symbol_names.push_back(s.name);
-  for (int pass = 0; pass < 2; ++pass) {
-    const auto& list = pass == 0 ? plan.inputs : plan.outputs;
-    for (const format::Binding& b : list) {
-      const format::PlanTensor& t = plan.tensors[static_cast<size_t>(b.tensor)];
-      state->bindings.push_back({b.name, pass == 0, t.dtype, t.shape});
-    }
-  }
+  state->bindings = plan_bindings(plan);
   KILN_RETURN_IF_ERROR(bind_views(*state));
 #ifdef KILN_HAS_CUDA
   if (state->kind == format::DeviceKind::kCuda) {
@@ -121,12 +162,25 @@ Result<std::shared_ptr<Engine>> Engine::deserialize(std::span<const std::byte> b
 }
 
 Result<std::shared_ptr<Engine>> Engine::load(const std::string& path, const DeserializeOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found("cannot open engine file '", path, "'");
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  KILN_ASSIGN_OR_RETURN(std::vector<char> data, read_file(path));
   auto engine = deserialize(std::as_bytes(std::span<const char>(data)), options);
   if (!engine.ok()) return engine.status().withContext("engine file '" + path + "'");
   return engine;
+}
+
+Result<EngineInfo> Engine::inspect(std::span<const std::byte> bytes) {
+  // The reader wants 8-byte aligned bytes; the caller's need not be.
+  AlignedBytes file = allocate_aligned(bytes.size());
+  if (!bytes.empty()) std::memcpy(file.get(), bytes.data(), bytes.size());
+  KILN_ASSIGN_OR_RETURN(format::EnginePlan plan, format::read_engine({file.get(), bytes.size()}));
+  return plan_info(plan, plan_bindings(plan));
+}
+
+Result<EngineInfo> Engine::inspect(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(std::vector<char> data, read_file(path));
+  auto info = inspect(std::as_bytes(std::span<const char>(data)));
+  if (!info.ok()) return info.status().withContext("engine file '" + path + "'");
+  return info;
 }
 
 const std::string& Engine::name() const { return state_->plan.name; }
@@ -149,32 +203,7 @@ std::vector<std::string> Engine::outputNames() const {
   return out;
 }
 
-EngineInfo Engine::info() const {
-  const format::EnginePlan& plan = state_->plan;
-  EngineInfo info;
-  info.name = plan.name;
-  info.kiln_version = plan.kiln_version;
-  info.format_version = plan.format_version;
-  info.device = plan.target.kind == format::DeviceKind::kCpu
-                    ? "cpu (" + plan.target.device_name + ")"
-                    : str("cuda sm_", plan.target.sm_major, plan.target.sm_minor, " (",
-                          plan.target.device_name, ")");
-  info.platform = plan.target.platform;
-  info.symbols = plan.symbols;
-  info.bindings = state_->bindings;
-  for (const format::PlanStep& s : plan.steps) {
-    StepInfo step{s.name, op_kind_name(s.kind), s.tactic, s.attrs.str(state_->symbol_names), {}, {}};
-    for (int32_t t : s.inputs) step.inputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
-    for (int32_t t : s.outputs) step.outputs.push_back(plan.tensors[static_cast<size_t>(t)].name);
-    info.steps.push_back(std::move(step));
-  }
-  info.arena_bytes = plan.arena_bytes;
-  for (const format::Constant& c : plan.constants) info.constant_bytes += static_cast<int64_t>(c.bytes.size());
-  info.num_constants = static_cast<int64_t>(plan.constants.size());
-  for (const format::GeneratedKernel& k : plan.kernels) info.kernels.push_back({k.name, k.source});
-  info.build_options = plan.build_options;
-  return info;
-}
+EngineInfo Engine::info() const { return plan_info(state_->plan, state_->bindings); }
 
 std::vector<CudaDeviceInfo> cudaDevices() {
   std::vector<CudaDeviceInfo> devices;

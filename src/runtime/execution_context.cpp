@@ -332,6 +332,8 @@ bool ExecutionContext::cudaGraphs() const {
 int64_t ExecutionContext::cudaGraphReplays() const { return state_->graph_replays; }
 int64_t ExecutionContext::cudaGraphCaptures() const { return state_->graph_captures; }
 int64_t ExecutionContext::cudaGraphStagedCopies() const { return state_->graph_staged_copies; }
+int64_t ExecutionContext::plainLaunches() const { return state_->plain_launches; }
+const std::string& ExecutionContext::cudaGraphFailure() const { return state_->graph_failure; }
 
 Status ExecutionContext::execute(std::span<const TensorRef> inputs, std::span<void* const> outputs) {
   const EngineState& es = *state_->es;

@@ -178,6 +178,8 @@ TORCH_LIBRARY(kiln, m) {
              self->setPreAllocatedOutputs(enabled, std::vector<bool>(owned.begin(), owned.end()));
            })
       .def("pre_allocated_outputs", [](const Holder& self) { return self->preAllocatedOutputs(); })
+      .def("runtime_stats", [](const Holder& self) { return self->runtimeStats(); })
+      .def("cuda_graph_failure", [](const Holder& self) { return self->cudaGraphFailure(); })
       // torch.export / dynamo: the fake class (python/kiln/_ops.py) is rebuilt from this, and
       // dynamo guards on it, so it stays small: no engine bytes.
       .def("__obj_flatten__",

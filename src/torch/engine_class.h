@@ -60,6 +60,10 @@ class EngineHolder : public torch::CustomClassHolder {
   // fresh tensors each call, allocated right after the previous enqueue.
   void setPreAllocatedOutputs(bool enabled, const std::vector<bool>& owned);
   bool preAllocatedOutputs() const { return preallocate_; }
+  // What the execution context did so far: enqueues, CUDA graph replays, captures, staged
+  // copies and plain launches (all 0 before the first call), and why graphs went off ("").
+  std::vector<std::tuple<std::string, int64_t>> runtimeStats();
+  std::string cudaGraphFailure();
 
  private:
   std::vector<const BindingInfo*> orderBindings(const std::vector<std::string>& names,
@@ -78,6 +82,7 @@ class EngineHolder : public torch::CustomClassHolder {
 
   std::mutex mutex_;  // one execution at a time on context_
   std::unique_ptr<ExecutionContext> context_;
+  int64_t calls_ = 0;  // enqueues made through execute
   bool preallocate_ = false;
   std::vector<bool> owned_;          // per output, with preallocate_
   std::vector<at::Tensor> kept_;     // per output: the reused buffer, or next call's tensor

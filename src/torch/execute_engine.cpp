@@ -87,6 +87,7 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
     outputs.push_back(std::move(out));
   }
   enqueue_on_device(n, *context_, device_, stream);
+  ++calls_;
   if (preallocate_) {
     // Owned outputs keep their buffer; the user's get next call's tensors now, while the
     // device works on this one (seed 002).
@@ -95,6 +96,22 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
     kept_stream_ = stream;
   }
   return outputs;
+}
+
+std::vector<std::tuple<std::string, int64_t>> EngineHolder::runtimeStats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const ExecutionContext* c = context_.get();
+  auto get = [&](int64_t (ExecutionContext::*f)() const) { return c ? (c->*f)() : int64_t{0}; };
+  return {{"calls", calls_},
+          {"cuda_graph_replays", get(&ExecutionContext::cudaGraphReplays)},
+          {"cuda_graph_captures", get(&ExecutionContext::cudaGraphCaptures)},
+          {"cuda_graph_staged_copies", get(&ExecutionContext::cudaGraphStagedCopies)},
+          {"plain_launches", get(&ExecutionContext::plainLaunches)}};
+}
+
+std::string EngineHolder::cudaGraphFailure() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return context_ ? context_->cudaGraphFailure() : std::string();
 }
 
 void EngineHolder::setPreAllocatedOutputs(bool enabled, const std::vector<bool>& owned) {
@@ -122,3 +139,8 @@ std::vector<at::Tensor> execute_engine(at::TensorList inputs,
 TORCH_LIBRARY_IMPL(kiln, CPU, m) { m.impl("execute_engine", &kiln::torch_ext::execute_engine); }
 // CUDA tensors reach the same kernel, whose device check (engine_device.cpp) answers for them.
 TORCH_LIBRARY_IMPL(kiln, CUDA, m) { m.impl("execute_engine", &kiln::torch_ext::execute_engine); }
+// An engine with no inputs (a block that only computes from constants, such as position ids)
+// dispatches on no tensor: this kernel takes that call, on the engine's own device.
+TORCH_LIBRARY_IMPL(kiln, CompositeExplicitAutograd, m) {
+  m.impl("execute_engine", &kiln::torch_ext::execute_engine);
+}

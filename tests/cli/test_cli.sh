@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Shell test of the `kiln` command line on engines written by kiln_example.
-#   tests/cli/test_cli.sh BUILD_DIR
+# Shell test of the `kiln` command line on engines written by kiln_example (and a CUDA-target
+# file that kiln_test_engine relabels, so no GPU is needed).
+#   tests/cli/test_cli.sh BUILD_DIR [cpu-only|cuda]
+# The second argument says how BUILD_DIR was configured (KILN_CUDA OFF or ON); ctest passes it.
 # Runs every check, prints one line per check and exits non-zero if any failed.
 set -uo pipefail
 
-BUILD=${1:?usage: test_cli.sh BUILD_DIR}
+BUILD=${1:?usage: test_cli.sh BUILD_DIR [cpu-only|cuda]}
+KIND=${2:-}
 KILN="$BUILD/tools/kiln/kiln"
 EXAMPLE="$BUILD/examples/cpp/kiln_example"
 for bin in "$KILN" "$EXAMPLE"; do
@@ -127,6 +130,72 @@ if "$KILN" inspect "$TMP/missing.engine" >/dev/null 2>&1; then
   fail "kiln inspect of a missing file exits non-zero"
 else
   pass "kiln inspect of a missing file exits non-zero"
+fi
+
+# --- devices -------------------------------------------------------------------------------
+# fails_with NAME FILE PATTERN COMMAND...: passes when COMMAND exits non-zero and its stderr
+# (saved to FILE) matches PATTERN.
+fails_with() {
+  local name=$1 file=$2 pattern=$3; shift 3
+  if "$@" >/dev/null 2>"$file"; then
+    fail "$name (exited 0)"
+  elif grep -qi -- "$pattern" "$file"; then
+    pass "$name"
+  else
+    fail "$name"; cat "$file"
+  fi
+}
+NO_CUDA="this kiln was built without CUDA"
+if "$KILN" run "$CONV" --device cpu --output-dir "$TMP/run_cpu" >"$TMP/run_cpu.out" 2>&1; then
+  pass "kiln run --device cpu exits 0"
+  check "kiln run says which device ran" contains "$TMP/run_cpu.out" "^device cpu"
+else
+  fail "kiln run --device cpu exits 0"; cat "$TMP/run_cpu.out"
+fi
+fails_with "--device with an unknown value is refused" "$TMP/dev_bad.err" "expected cpu, cuda or cuda:N" \
+  "$KILN" run "$CONV" --device tpu --output-dir "$TMP"
+if [[ $KIND == cpu-only ]]; then
+  fails_with "kiln run --device cuda:0 without CUDA says so" "$TMP/dev_run.err" "$NO_CUDA" \
+    "$KILN" run "$CONV" --device cuda:0 --output-dir "$TMP"
+  fails_with "kiln bench --device cuda:0 without CUDA says so" "$TMP/dev_bench.err" "$NO_CUDA" \
+    "$KILN" bench "$CONV" --device cuda:0 --iterations 1
+else
+  # With CUDA: a CPU engine is the wrong target on a GPU; without a GPU cuda:0 does not exist.
+  fails_with "kiln run of a CPU engine on --device cuda:0 is refused" "$TMP/dev_run.err" "cuda" \
+    "$KILN" run "$CONV" --device cuda:0 --output-dir "$TMP"
+fi
+
+TEST_ENGINE="$BUILD/examples/cpp/kiln_test_engine"
+CUDA_CONV="$TMP/convnet_cuda.engine"
+if [[ -x "$TEST_ENGINE" ]] && "$TEST_ENGINE" retarget "$CONV" "$CUDA_CONV" 2>"$TMP/retarget.err"; then
+  pass "kiln_test_engine writes a CUDA-target convnet"
+  if "$KILN" inspect "$CUDA_CONV" >"$TMP/inspect_cuda.txt" 2>&1; then
+    pass "kiln inspect of a CUDA engine exits 0 without loading it on a GPU"
+    check "inspect names the CUDA target" contains "$TMP/inspect_cuda.txt" "^target *cuda sm_90"
+    check "inspect lists the CUDA engine's input" contains "$TMP/inspect_cuda.txt" "input.*float32.*\[batch, 3, 32, 32\]"
+  else
+    fail "kiln inspect of a CUDA engine exits 0 without loading it on a GPU"; cat "$TMP/inspect_cuda.txt"
+  fi
+  "$KILN" inspect "$CUDA_CONV" --json >"$TMP/inspect_cuda.json" 2>&1
+  check "inspect --json of a CUDA engine names its target" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["device"]
+assert d.startswith("cuda sm_90"), d
+' "$TMP/inspect_cuda.json"
+  fails_with "kiln run --device cpu of a CUDA engine is the wrong target" "$TMP/wrong.err" \
+    "engine built for cuda sm_90, this device is cpu" "$KILN" run "$CUDA_CONV" --device cpu --output-dir "$TMP"
+  if [[ $KIND == cpu-only ]]; then
+    fails_with "kiln run of a CUDA engine (default device) without CUDA says so" "$TMP/default.err" "$NO_CUDA" \
+      "$KILN" run "$CUDA_CONV" --output-dir "$TMP"
+    fails_with "kiln bench of a CUDA engine without CUDA says so" "$TMP/default_bench.err" "$NO_CUDA" \
+      "$KILN" bench "$CUDA_CONV" --iterations 1
+  else
+    # Its plan holds CPU tactics: refused on a GPU (no such CUDA kernel) and without one.
+    fails_with "kiln run of the relabelled engine defaults to cuda:0" "$TMP/default.err" "cuda" \
+      "$KILN" run "$CUDA_CONV" --output-dir "$TMP"
+  fi
+else
+  fail "kiln_test_engine writes a CUDA-target convnet"; cat "$TMP/retarget.err" 2>/dev/null
 fi
 
 if [[ $failures -ne 0 ]]; then

@@ -11,6 +11,8 @@ import torch
 
 # kiln_testing.py (the shared helpers) sits beside this file.
 sys.path.insert(0, os.path.dirname(__file__))
+# bench/models.py builds the reference models for the benchmark and the model tests.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

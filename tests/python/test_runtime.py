@@ -138,8 +138,67 @@ def test_owned_flags_come_from_escape_analysis() -> None:
     assert sorted(flags) == [[False], [True], [True]]
 
 
+class ConstantBlock(nn.Module):
+    """arange * 2 + 1 needs no input: with tanh kept in PyTorch it becomes an engine with no
+    inputs, whose execute_engine call dispatches on no tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = torch.arange(16, dtype=torch.float32, device=x.device).reshape(4, 4) * 2.0 + 1.0
+        return torch.tanh(c) + x
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda:0", marks=pytest.mark.gpu)])
+def test_engine_with_no_inputs(device: str) -> None:
+    model = ConstantBlock()
+    x = torch.randn(4, 4, device=device)
+    compiled = kiln.compile(model, inputs=[x], device=device, min_block_size=1,
+                            torch_executed_ops=["aten.tanh.default"])  # fmt: skip
+    calls = [n for n in compiled.graph.nodes if n.target is EXECUTE_ENGINE]
+    assert any(not n.args[0] for n in calls), "expected an engine with no inputs"
+    with torch.no_grad():
+        out = compiled(x)
+    assert out.device == x.device
+    assert_close(out, model(x), 1e-5, 1e-5)
+
+
+def test_runtime_stats_count_calls_cpu() -> None:
+    _, compiled = _compile_three("cpu")
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            compiled(x)
+    stats = kiln.runtime.stats(compiled)
+    assert len(stats) == 3
+    for entry in stats.values():
+        assert entry["calls"] == 3
+        assert entry["cuda_graph_replays"] == 0 and entry["plain_launches"] == 0
+        assert entry["cuda_graph_failure"] == ""
+
+
 # ---------------------------------------------------------------------------------------------
 # CUDA
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pre_allocated", [False, True])
+def test_compiled_graph_replays_cuda_graphs(pre_allocated: bool) -> None:
+    """Called from PyTorch (fresh output tensors, torch's current stream), each engine captures
+    once, then replays: no kernel-by-kernel launches after the warm-up."""
+    model, compiled = _compile_three("cuda:0", dtype=torch.float16, width=256)
+    if pre_allocated:
+        kiln.runtime.enable_pre_allocated_outputs(compiled)
+    x = torch.randn(8, 256, device="cuda", dtype=torch.float16)
+    with torch.no_grad():
+        ref = model(x)
+        for _ in range(10):
+            out = compiled(x)
+    torch.cuda.synchronize()
+    assert_close(out, ref, 2e-2, 2e-2)
+    for name, entry in kiln.runtime.stats(compiled).items():
+        assert entry["cuda_graph_failure"] == "", (name, entry)
+        assert entry["calls"] == 10, (name, entry)
+        assert entry["cuda_graph_replays"] >= 7, (name, entry)
+        assert entry["plain_launches"] <= 2, (name, entry)
 
 
 @pytest.mark.gpu
@@ -157,7 +216,9 @@ def test_execute_engine_runs_on_the_current_stream() -> None:
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream), torch.no_grad():
-        torch.cuda._sleep(50_000_000)  # keeps `stream` busy ~tens of ms
+        compiled(x)  # warm up (contexts, workspaces, CUDA graph capture): host time, not queued
+        stream.synchronize()
+        torch.cuda._sleep(200_000_000)  # keeps `stream` busy ~100 ms
         out = compiled(x)
         # Our work is queued behind the sleep on `stream`: the default stream stays idle.
         assert torch.cuda.default_stream().query()

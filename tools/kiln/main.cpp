@@ -12,12 +12,21 @@ usage:
   kiln inspect ENGINE [--json] [--kernels]
       Target, bindings with symbolic shapes and ranges, steps with their chosen tactics,
       arena and constant sizes. --json for machines; --kernels adds generated kernel source.
-  kiln run ENGINE [--input NAME=FILE.npy]... [--shape NAME=AxBxC]... [--output-dir DIR] [--seed N]
+      Loads nothing on a device: engines built for CUDA can be inspected on any machine.
+  kiln run ENGINE [--device cpu|cuda:N] [--input NAME=FILE.npy]... [--shape NAME=AxBxC]...
+           [--output-dir DIR] [--seed N]
       Runs once. Inputs come from .npy files, or are random (uniform [-1, 1); ints in [0, 8))
       with the given --shape or the profile's opt shape. Writes each output to DIR/NAME.npy.
-  kiln bench ENGINE [--shape NAME=AxBxC]... [--input NAME=FILE.npy]... [--iterations N] [--warmup N]
-      Times repeated runs: median, p90, throughput.
+  kiln bench ENGINE [--device cpu|cuda:N] [--shape NAME=AxBxC]... [--input NAME=FILE.npy]...
+           [--iterations N] [--warmup N]
+      Times repeated runs after a warm-up: median, p90, min, throughput. On CUDA the times are
+      device times (cudaEvents around each enqueue, queued back to back on the stream), with
+      the host time of each enqueue call beside them.
   kiln --version
+
+  --device   where run and bench execute; default: the device the engine was built for
+             (cuda:0 for a CUDA engine). On CUDA, inputs are copied to device buffers, the
+             engine runs on a non-blocking stream of the CLI's, and outputs are copied back.
 )";
 
 }  // namespace

@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, amax, amin, prod, var (and max/min over a dim, values only)."""
+"""Reductions: sum, mean, amax, amin, prod, var (and max/min over a dim, values only), and
+cumsum."""
 
 from __future__ import annotations
 
@@ -144,3 +145,27 @@ def _any_all(fn: str):
 
 # all() decomposes into not(any(not x)).
 converter(aten.any.dim, aten.any.dims, aten.any.default)(_any_all("amax"))
+
+
+# cumsum's output dtypes in Kiln (torch's default for bool/integer input is int64).
+_CUMSUM_DTYPES = frozenset(
+    {torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int64}
+)
+
+
+def _cumsum_validator(node: Node) -> bool | str:
+    out = node.meta["val"].dtype
+    if out not in _CUMSUM_DTYPES:
+        return f"cumsum into {_dtypes.name(out)} (supported: float32 float16 bfloat16 int32 int64)"
+    if not _dtypes.is_supported(dtype_of(node.args[0])):
+        return f"cumsum of a {_dtypes.name(dtype_of(node.args[0]))} tensor"
+    return True
+
+
+@converter(aten.cumsum.default, validator=_cumsum_validator)
+def cumsum(ctx: ConversionContext, node: Node, a: Args) -> int:
+    out = node.meta["val"].dtype  # the dtype argument, or torch's default for the input
+    x = ctx.tensor(a.self)
+    if ctx.rank(x) == 0:  # a 0-d cumsum is the value itself
+        return ctx.cast(x, out)
+    return ctx.add("cumsum", [x], dim=int(a.dim), dtype=_dtypes.to_kiln(out))

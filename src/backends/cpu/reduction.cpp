@@ -1,11 +1,13 @@
-// Reductions (sum mean amax amin prod var) and softmax / log_softmax. Float dtypes accumulate in
-// double (fp16/bf16 load through float32); integer sum/prod accumulate in wrapping int64.
+// Reductions (sum mean amax amin prod var), softmax / log_softmax and cumsum. Reductions of float
+// dtypes accumulate in double (fp16/bf16 load through float32); integer sum/prod accumulate in
+// wrapping int64.
 
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "backends/common/cumsum_check.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
 
@@ -237,6 +239,88 @@ Status run_softmax(const KernelArgs& args) {
   return Status::Ok();
 }
 
+// ---- cumsum ---------------------------------------------------------------------------------
+// torch.cumsum(x, dim, dtype): each element converted to the output dtype U, summed in U's
+// accumulation type (as torch on the CPU: float32 in double, fp16/bf16 in float, integers in
+// wrapping int64) and rounded to U at every position.
+
+
+template <typename U>
+using CumAccT = std::conditional_t<std::is_same_v<U, float>, double,
+                                   std::conditional_t<kIsHalfLike<U>, float, uint64_t>>;
+
+// Element of storage type T as the output type U, then as U's accumulation type.
+template <typename U, typename T>
+CumAccT<U> cumsum_load(T v) {
+  if constexpr (kIsFloatLike<U>) {
+    U u;
+    if constexpr (kIsFloatLike<T>) {
+      u = from_float<U>(to_float(v));
+    } else {
+      u = from_double<U>(static_cast<double>(v));
+    }
+    return static_cast<CumAccT<U>>(to_float(u));
+  } else {
+    int64_t i;
+    if constexpr (kIsFloatLike<T>) {
+      i = static_cast<int64_t>(from_float<U>(to_float(v)));
+    } else {
+      i = static_cast<int64_t>(static_cast<U>(v));  // int64 -> int32 wraps (C++20)
+    }
+    return static_cast<uint64_t>(i);
+  }
+}
+template <typename U>
+U cumsum_store(CumAccT<U> acc) {
+  if constexpr (kIsFloatLike<U>) {
+    return from_double<U>(static_cast<double>(acc));
+  } else {
+    return static_cast<U>(static_cast<int64_t>(acc));
+  }
+}
+
+Status run_cumsum(const KernelArgs& args) {
+  KILN_RETURN_IF_ERROR(check_cumsum_args(args));
+  const TensorView& x = args.inputs[0];
+  const TensorView& out = args.outputs[0];
+  const int64_t dim = args.attrs.getInt("dim", -1);
+  if (out.numel() == 0) return Status::Ok();
+  // One line per position of the other dims; the output is contiguous.
+  int64_t out_strides[kMaxRank];
+  contiguous_strides(out.shape, out.rank, out_strides);
+  int64_t line_shape[kMaxRank] = {}, line_xs[kMaxRank] = {}, line_ys[kMaxRank] = {};
+  int r = 0;
+  for (int i = 0; i < x.rank; ++i) {
+    if (i == dim) continue;
+    line_shape[r] = x.shape[i];
+    line_xs[r] = x.strides[i];
+    line_ys[r] = out_strides[i];
+    ++r;
+  }
+  const int64_t n = x.shape[dim], xs = x.strides[dim], ys = out_strides[dim];
+  dispatch_all(x.dtype, [&](auto in_tag) {
+    using T = typename decltype(in_tag)::type;
+    const T* px = x.as<const T>();
+    dispatch_all(out.dtype, [&](auto out_tag) {
+      using U = typename decltype(out_tag)::type;
+      if constexpr (std::is_same_v<U, int8_t> || std::is_same_v<U, uint8_t> ||
+                    std::is_same_v<U, bool>) {
+        return;  // rejected above
+      } else {
+        U* py = out.as<U>();
+        for_each_offset<2>(line_shape, r, {line_xs, line_ys}, [&](const std::array<int64_t, 2>& o) {
+          CumAccT<U> acc{};
+          for (int64_t j = 0; j < n; ++j) {
+            acc += cumsum_load<U>(px[o[0] + j * xs]);
+            py[o[1] + j * ys] = cumsum_store<U>(acc);
+          }
+        });
+      }
+    });
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 void register_reduction_kernels(std::vector<CpuKernel>& out) {
@@ -245,6 +329,7 @@ void register_reduction_kernels(std::vector<CpuKernel>& out) {
       {OpKind::kSoftmax, "cpu.softmax", supports_softmax, checked_kernel<run_softmax<false>, 1>});
   out.push_back({OpKind::kLogSoftmax, "cpu.log_softmax", supports_softmax,
                  checked_kernel<run_softmax<true>, 1>});
+  out.push_back({OpKind::kCumsum, "cpu.cumsum", supports_cumsum, checked_kernel<run_cumsum, 1>});
 }
 
 }  // namespace kiln::cpu

@@ -2,10 +2,13 @@
 // run-time switch; one kernel per dtype for arithmetic and one for comparisons (bool out).
 // Integer division by zero and negative integer powers write 0 and set the device error word
 // (the CPU backend returns an error; a GPU kernel cannot without a synchronization).
+// Contiguous operands, and a contiguous operand with a bias-like row (or one element) broadcast
+// over it, take the vectorized paths of elementwise_vec.cuh when aligned.
 
 #include <string>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/elementwise_vec.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -176,6 +179,74 @@ __global__ void predicate_kernel(StridedIndex<2> ix, const T* a, const T* b, boo
   }
 }
 
+// The per-element fns of the kernels above, for the vectorized paths.
+template <typename T>
+struct BinaryOp {
+  int fn;
+  uint32_t* err;
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    if constexpr (kIsFloatLike<T>) {
+      return store<T>(float_binary(fn, load(a), load(b)));
+    } else if constexpr (std::is_same_v<T, bool>) {
+      return bool_binary(fn, a, b);
+    } else {
+      return int_binary<T>(fn, a, b, err);
+    }
+  }
+};
+template <typename T>
+struct PredicateOp {
+  int fn;
+  __device__ __forceinline__ bool operator()(T a, T b) const {
+    return predicate(fn, load(a), load(b));
+  }
+};
+
+// Launches a vectorized kernel when one serves this walk: both operands contiguous, or one
+// contiguous and the other a row of its trailing dim broadcast over the rest (float dtypes),
+// with every pointer aligned to its vector. False: the caller runs the strided kernel.
+template <typename T, typename Out, typename F>
+bool try_binary_vec(const StridedIndex<2>& ix, const T* a, const T* b, Out* y, int64_t n, F f,
+                    cudaStream_t stream) {
+  constexpr int V = kVecWidth<T, Out>;
+  const size_t in_bytes = V * sizeof(T);
+  if (!aligned_to(y, V * sizeof(Out))) return false;
+  if (is_flat(ix)) {
+    if (!aligned_to(a, in_bytes) || !aligned_to(b, in_bytes)) return false;
+    zip_vec_kernel<T, Out><<<vec_grid(n / V), kBlock, 0, stream>>>(a, b, y, n, f);
+    return true;
+  }
+  if constexpr (kIsFloatLike<T>) {
+    int full = -1;  // the contiguous operand
+    int64_t row_len = 0;
+    for (int k = 0; k < 2 && full < 0; ++k) {
+      const int64_t* sf = ix.strides[k];
+      const int64_t* sr = ix.strides[1 - k];
+      if (ix.rank == 1 && sf[0] == 1 && sr[0] == 0) {
+        full = k;
+        row_len = 1;
+      } else if (ix.rank == 2 && sf[0] == ix.shape[1] && sf[1] == 1 && sr[0] == 0 && sr[1] == 1) {
+        full = k;
+        row_len = ix.shape[1];
+      }
+    }
+    if (full < 0) return false;
+    const T* fp = full == 0 ? a : b;
+    const T* rp = full == 0 ? b : a;
+    if (!aligned_to(fp, in_bytes)) return false;
+    if (row_len > 1 && (row_len % V != 0 || !aligned_to(rp, in_bytes))) return false;
+    if (n <= static_cast<int64_t>(UINT32_MAX)) {
+      row_broadcast_vec_kernel<T, Out, uint32_t><<<vec_grid(n / V), kBlock, 0, stream>>>(
+          fp, rp, y, n, row_len, full == 0, f);
+    } else {
+      row_broadcast_vec_kernel<T, Out, int64_t><<<vec_grid(n / V), kBlock, 0, stream>>>(
+          fp, rp, y, n, row_len, full == 0, f);
+    }
+    return true;
+  }
+  return false;
+}
+
 Status supports_binary(const Op& op, std::span<const DType> dtypes) {
   const std::string name = op.attrs.getString("fn", "");
   const int fn = parse_binary(name);
@@ -224,10 +295,16 @@ Status run_binary(const KernelArgs& args) {
   dispatch_all(d, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (pred) {
+      if (try_binary_vec<T, bool>(ix, a.as<const T>(), b.as<const T>(), out.as<bool>(), n,
+                                  PredicateOp<T>{fn}, stream))
+        return;
       predicate_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, a.as<const T>(),
                                                               b.as<const T>(), out.as<bool>(), n,
                                                               fn);
     } else {
+      if (try_binary_vec<T, T>(ix, a.as<const T>(), b.as<const T>(), out.as<T>(), n,
+                               BinaryOp<T>{fn, err}, stream))
+        return;
       binary_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, a.as<const T>(), b.as<const T>(),
                                                            out.as<T>(), n, fn, err);
     }

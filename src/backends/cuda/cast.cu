@@ -1,8 +1,10 @@
 // cast: every dtype pair, strided input, the CPU backend's rules (float->int truncates toward
 // zero and saturates, NaN -> 0; ->bool is x != 0; floats round to nearest even; int->int wraps).
-// Also launch_convert, which other families use to stage operands in another dtype.
+// Also launch_convert, which other families use to stage operands in another dtype. Contiguous
+// aligned casts involving a float dtype take the vectorized path (elementwise_vec.cuh).
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/elementwise_vec.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -27,6 +29,11 @@ __global__ void cast_kernel(StridedIndex<1> ix, const T* x, U* y, int64_t n) {
   KILN_GRID_STRIDE(i, n) { y[i] = convert<U>(x[ix.offset(i)]); }
 }
 
+template <typename T, typename U>
+struct ConvertOp {
+  __device__ __forceinline__ U operator()(T v) const { return convert<U>(v); }
+};
+
 Status run_cast(const KernelArgs& args) {
   const TensorView& in = args.inputs[0];
   const TensorView& out = args.outputs[0];
@@ -40,13 +47,22 @@ Status launch_convert(const KernelArgs& args, const TensorView& src, void* dst, 
   const int64_t n = src.numel();
   if (n == 0) return Status::Ok();
   const StridedIndex<1> ix = make_index(src);
+  const bool flat = is_flat(ix);
   cudaStream_t stream = stream_of(args);
   dispatch_all(src.dtype, [&](auto in_tag) {
     using T = typename decltype(in_tag)::type;
     dispatch_all(dst_dtype, [&](auto out_tag) {
       using U = typename decltype(out_tag)::type;
-      cast_kernel<T, U><<<grid_for(n), kBlock, 0, stream>>>(ix, src.as<const T>(),
-                                                            static_cast<U*>(dst), n);
+      const T* x = src.as<const T>();
+      U* y = static_cast<U*>(dst);
+      if constexpr (kIsFloatLike<T> || kIsFloatLike<U>) {  // the hot pairs; fewer instantiations
+        constexpr int V = kVecWidth<T, U>;
+        if (flat && aligned_to(x, V * sizeof(T)) && aligned_to(y, V * sizeof(U))) {
+          map_vec_kernel<T, U><<<vec_grid(n / V), kBlock, 0, stream>>>(x, y, n, ConvertOp<T, U>{});
+          return;
+        }
+      }
+      cast_kernel<T, U><<<grid_for(n), kBlock, 0, stream>>>(ix, x, y, n);
     });
   });
   return check_launch(args, "cast kernel");

@@ -11,9 +11,15 @@
 // Kiln epilogue kernel (conv_epilogue.cu). layout "nhwc": x, z, y are NHWC tensors and w is KRSC
 // (cuDNN's NHWC filter format), the layout of its fast fp16/bf16 tensor-core kernels.
 //
-// tactic_data, when present, is a serialized cuDNN algorithm (kConvMagic, algo, math type); a
-// call without one, or whose algorithm needs more workspace than it got, asks cuDNN's heuristic
-// (cudnnGet*Algorithm_v7: host only, nothing runs).
+// tactic_data, when present, is a serialized cuDNN algorithm (kConvMagic, algo, math type, and
+// optionally flags: kUnfused); a call without one, or whose algorithm needs more workspace than
+// it got, asks cuDNN's heuristic (cudnnGet*Algorithm_v7: host only, nothing runs).
+//
+// Each algorithm is offered twice where the fused call applies: fused, and as the plain
+// convolution plus the epilogue kernel. On sm_90 cuDNN's legacy fused call runs its old
+// non-tensor-core kernels for fp16 NHWC (implicit_convolve_sgemm, convolve_common_engine_float_NHWC:
+// ~10x slower on ResNet-50 than the plain call's sm90 xmma kernels plus one epilogue pass), so for
+// half precision the unfused form comes first (optimization level 0 takes it) and timing decides.
 
 #include <cudnn.h>
 
@@ -31,6 +37,7 @@ namespace kiln::cuda {
 namespace {
 
 constexpr uint32_t kConvMagic = 0x314E'444B;  // "KDN1"
+constexpr int32_t kUnfused = 1;                 // tactic flag: conv call + epilogue kernel
 constexpr int kMaxAlgos = 16;
 // Workspace the default choice may take when no tactic says otherwise.
 constexpr size_t kDefaultWorkspaceLimit = size_t{64} << 20;
@@ -228,6 +235,7 @@ struct DnnAlgo {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t workspace = 0;
+  bool unfused = false;  // never the fused bias-activation call
 };
 
 // The heuristic's algorithms that succeed, best first.
@@ -275,14 +283,21 @@ Result<size_t> algo_workspace(const KernelArgs& args, cudnnHandle_t h, const Con
   return bytes;
 }
 
+// Three ints (engines before the flags) or four.
 bool deserialize(std::span<const uint8_t> data, DnnAlgo& a) {
-  if (data.size() != 3 * sizeof(int32_t)) return false;
-  int32_t v[3];
-  std::memcpy(v, data.data(), sizeof(v));
+  if (data.size() != 3 * sizeof(int32_t) && data.size() != 4 * sizeof(int32_t)) return false;
+  int32_t v[4] = {0, 0, 0, 0};
+  std::memcpy(v, data.data(), data.size());
   if (static_cast<uint32_t>(v[0]) != kConvMagic) return false;
   a.algo = v[1];
   a.math = static_cast<cudnnMathType_t>(v[2]);
+  a.unfused = (v[3] & kUnfused) != 0;
   return true;
+}
+
+// Whether cuDNN's fused bias-activation call serves this convolution with algorithm `algo`.
+bool fused_call_applies(const ConvPlan& p, int algo) {
+  return !p.transposed && p.bias && (p.relu || algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
 }
 
 // The algorithm for this call: the tactic's when it fits `available` bytes, else the first
@@ -302,6 +317,7 @@ Result<DnnAlgo> choose(const KernelArgs& args, cudnnHandle_t h, const ConvPlan& 
     Result<size_t> ws = algo_workspace(args, h, p, d, c);
     if (ws.ok() && *ws <= available) {
       c.workspace = *ws;
+      c.unfused = p.dtype != CUDNN_DATA_FLOAT;  // as the tactics order it
       return c;
     }
   }
@@ -407,7 +423,7 @@ Status run_conv(const KernelArgs& args) {
     KILN_DNN_CHECK(args, cudnnSetStream(h, stream_of(args)), "cudnnSetStream");
     const float alpha = 1.0f, beta = 0.0f;
     void* ws = a.workspace ? cursor : nullptr;
-    if (p.bias) {
+    if (p.bias && !a.unfused) {
       KILN_ASSIGN_OR_RETURN(epilogue_done, run_fused(args, h, p, d, a, ws, xp, wp, bp, zp));
     }
     if (epilogue_done) {
@@ -474,22 +490,27 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
   DnnDescs d;
   KILN_RETURN_IF_ERROR(make_descs(args, p, d));
   KILN_ASSIGN_OR_RETURN(std::vector<DnnAlgo> algos, heuristic(args, state.cudnn, p, d));
+  const bool half = p.dtype != CUDNN_DATA_FLOAT;
   for (DnnAlgo& a : algos) {
-    if (static_cast<int>(out.size()) >= max_candidates) break;
     Result<size_t> ws = algo_workspace(args, state.cudnn, p, d, a);
     if (!ws.ok() || *ws > workspace_limit) continue;
-    const int32_t v[3] = {static_cast<int32_t>(kConvMagic), a.algo, static_cast<int32_t>(a.math)};
-    std::vector<uint8_t> blob(sizeof(v));
-    std::memcpy(blob.data(), v, sizeof(v));
-    const bool fused_call = !p.transposed && p.bias &&
-                            (p.relu || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
-    const char* epilogue = fused_call                             ? " +bias-act fused"
-                           : (p.bias || p.residual || p.relu) ? " +epilogue kernel"
-                                                              : "";
-    out.push_back({"cuda.conv.cudnn", std::move(blob),
-                   str("cudnn ", p.transposed ? "bwd-data" : "fwd", p.nhwc ? " nhwc" : "",
-                       " algo ", a.algo, " math ", static_cast<int>(a.math), " ws ", *ws,
-                       epilogue)});
+    // The forms of this algorithm, in the order offered: see the header comment.
+    std::vector<bool> forms = {false};
+    if (fused_call_applies(p, a.algo)) forms = half ? std::vector<bool>{true, false} : std::vector<bool>{false, true};
+    for (bool unfused : forms) {
+      if (static_cast<int>(out.size()) >= max_candidates) break;
+      const int32_t v[4] = {static_cast<int32_t>(kConvMagic), a.algo, static_cast<int32_t>(a.math),
+                            unfused ? kUnfused : 0};
+      std::vector<uint8_t> blob(sizeof(v));
+      std::memcpy(blob.data(), v, sizeof(v));
+      const char* epilogue = fused_call_applies(p, a.algo) && !unfused ? " +bias-act fused"
+                             : (p.bias || p.residual || p.relu)         ? " +epilogue kernel"
+                                                                        : "";
+      out.push_back({"cuda.conv.cudnn", std::move(blob),
+                     str("cudnn ", p.transposed ? "bwd-data" : "fwd", p.nhwc ? " nhwc" : "",
+                         " algo ", a.algo, " math ", static_cast<int>(a.math), " ws ", *ws,
+                         epilogue)});
+    }
   }
   if (out.empty()) out.push_back({"cuda.conv.cudnn", {}, "cudnn heuristic at run time"});
   return out;

@@ -3,11 +3,15 @@
 // kernel: a block per normalized row (a contiguous range of logical indices), two passes for
 // mean and variance, float32 statistics. Inputs are read in place through their strides;
 // parameters may have any float dtype and strides. Also the per-channel bias add used by conv.
+// layer_norm (residual or not) and rms_norm over contiguous rows of up to 8192 elements take a
+// faster kernel (fast_row_norm_kernel): a warp per row up to 1024 elements, else a block per
+// row, the row held in registers and read with 16-byte loads when aligned.
 
 #include <algorithm>
 #include <string>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/elementwise_vec.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -139,6 +143,129 @@ __global__ void residual_layer_norm_kernel(StridedIndex<1> ix, StridedIndex<1> r
   }
 }
 
+// layer_norm / rms_norm (rms: no mean) of contiguous rows of `len` elements, optionally of
+// s = x + res rounded to T (written to sum_out when not null), as residual_layer_norm_kernel.
+// kBlockRow false: a warp per row, blockDim.x / 32 rows per block, the parameters staged in
+// shared memory as float (dynamic: weight then bias, len each, when present). kBlockRow true: a
+// block per row, parameters read in place. Each thread keeps kChunks vectors of VW elements of
+// its row in registers: len <= 32 * VW * kChunks (warp) or blockDim.x * VW * kChunks (block).
+// len is a multiple of VW and the pointers are aligned to VW elements.
+template <typename T, int VW, int kChunks, bool kBlockRow>
+__global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restrict__ res,
+                                     T* __restrict__ y, T* __restrict__ sum_out, int64_t rows,
+                                     int len, bool rms, Param w, Param b, const T* __restrict__ wt,
+                                     const T* __restrict__ bt, float eps) {
+  using Vec = VecOf<T, VW>;
+  extern __shared__ float staged[];
+  __shared__ float scratch[32];
+  const int lanes = kBlockRow ? static_cast<int>(blockDim.x) : 32;
+  const int lane = kBlockRow ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x & 31);
+  const int group = kBlockRow ? 0 : static_cast<int>(threadIdx.x >> 5);
+  const int groups = kBlockRow ? 1 : static_cast<int>(blockDim.x >> 5);
+  float* sw = staged;
+  float* sb = staged + (w.data ? len : 0);
+  // wt / bt: the weight and bias when they are contiguous, aligned and of x's dtype, read as
+  // vectors beside x (staging them would cost each block 2 * len dependent loads).
+  const bool typed = (!w.data || wt) && (!b.data || bt);
+  if (!kBlockRow && !typed) {
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+      if (w.data) sw[j] = w.at(j);
+      if (b.data) sb[j] = b.at(j);
+    }
+    __syncthreads();
+  }
+  auto reduce = [&](float v) {
+    if constexpr (kBlockRow) {
+      return block_reduce(v, SumOp{}, scratch);
+    } else {
+      return warp_reduce(v, SumOp{});
+    }
+  };
+  const int nvec = len / VW;
+  const float inv_len = 1.0f / static_cast<float>(len);
+  // Uniform per warp (per block when kBlockRow): the reductions see every lane.
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * groups + group; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * groups) {
+    const int64_t base = row * len;
+    const Vec* xr = reinterpret_cast<const Vec*>(x + base);
+    float v[kChunks][VW];
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int vi = c * lanes + lane;
+      if (vi < nvec) {
+        const Vec xv = xr[vi];
+        if (res) {
+          const Vec rv = reinterpret_cast<const Vec*>(res + base)[vi];
+          Vec sv;
+#pragma unroll
+          for (int k = 0; k < VW; ++k) {
+            sv.v[k] = from_float<T>(to_float(xv.v[k]) + to_float(rv.v[k]));
+            v[c][k] = to_float(sv.v[k]);
+          }
+          if (sum_out) reinterpret_cast<Vec*>(sum_out + base)[vi] = sv;
+        } else {
+#pragma unroll
+          for (int k = 0; k < VW; ++k) v[c][k] = to_float(xv.v[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < VW; ++k) s += v[c][k];
+      } else {
+#pragma unroll
+        for (int k = 0; k < VW; ++k) v[c][k] = 0.0f;
+      }
+    }
+    const float mean = rms ? 0.0f : reduce(s) * inv_len;
+    float m2 = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      if (c * lanes + lane < nvec) {
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const float d = v[c][k] - mean;
+          m2 += d * d;
+        }
+      }
+    }
+    const float r = 1.0f / sqrtf(reduce(m2) * inv_len + eps);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int vi = c * lanes + lane;
+      if (vi < nvec) {
+        Vec o;
+        if (typed) {
+          Vec wv, bv;
+          if (wt) wv = reinterpret_cast<const Vec*>(wt)[vi];
+          if (bt) bv = reinterpret_cast<const Vec*>(bt)[vi];
+#pragma unroll
+          for (int k = 0; k < VW; ++k) {
+            float t = (v[c][k] - mean) * r;
+            if (wt) t *= to_float(wv.v[k]);
+            if (bt) t += to_float(bv.v[k]);
+            o.v[k] = from_float<T>(t);
+          }
+          reinterpret_cast<Vec*>(y + base)[vi] = o;
+          continue;
+        }
+#pragma unroll
+        for (int k = 0; k < VW; ++k) {
+          const int j = vi * VW + k;
+          float t = (v[c][k] - mean) * r;
+          if constexpr (kBlockRow) {
+            if (w.data) t *= w.at(j);
+            if (b.data) t += b.at(j);
+          } else {
+            if (w.data) t *= sw[j];
+            if (b.data) t += sb[j];
+          }
+          o.v[k] = from_float<T>(t);
+        }
+        reinterpret_cast<Vec*>(y + base)[vi] = o;
+      }
+    }
+  }
+}
+
 template <typename T>
 __global__ void channel_bias_kernel(T* y, int64_t n, int64_t C, int64_t inner, Param bias) {
   KILN_GRID_STRIDE(i, n) {
@@ -154,6 +281,80 @@ Status supports_norm(const Op& op, std::span<const DType> dtypes) {
 }
 
 int threads_for(int64_t len) { return len >= 1024 ? 256 : len >= 128 ? 128 : 32; }
+
+int sm_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();  // not a launch error: do not let check_launch report it
+    return 128;
+  }
+  return sms;
+}
+
+// The fast kernel for layer_norm / rms_norm (res: the residual, or null) when every tensor is
+// contiguous and a row fits in registers. False: the caller runs the general kernels.
+template <typename T, int VW>
+bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, int64_t rows, int len,
+                         bool rms, Param w, Param b, const T* wt, const T* bt, float eps,
+                         cudaStream_t stream) {
+  const bool typed = (!w.data || wt) && (!b.data || bt);
+  if (len <= 1024) {
+    constexpr int kChunks = 32 / VW;  // 32 elements per lane
+    const int warps = rows >= 4 * static_cast<int64_t>(sm_count()) ? 4 : 1;
+    const int64_t want = (rows + warps - 1) / warps;
+    const unsigned blocks =
+        static_cast<unsigned>(std::min<int64_t>(want, int64_t{sm_count()} * 16));
+    const size_t smem =
+        typed ? 0 : static_cast<size_t>((w.data ? len : 0) + (b.data ? len : 0)) * 4;
+    fast_row_norm_kernel<T, VW, kChunks, false><<<blocks, warps * 32, smem, stream>>>(
+        x, res, y, sum_out, rows, len, rms, w, b, wt, bt, eps);
+    return true;
+  }
+  constexpr int kChunks = 16 / VW;  // 16 elements per thread
+  // At most 512 threads: the kernel needs about 96 registers a thread (no 1024-thread block).
+  const int threads = len <= 256 * 16 ? 256 : 512;
+  if (len > threads * 16) return false;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 1 << 20));
+  fast_row_norm_kernel<T, VW, kChunks, true><<<blocks, threads, 0, stream>>>(
+      x, res, y, sum_out, rows, len, rms, w, b, wt, bt, eps);
+  return true;
+}
+
+// Picks the vector width: 16 bytes when len and every pointer allow it, else one element.
+Result<bool> try_fast_norm(const KernelArgs& args, const TensorView* res, void* sum_out,
+                           int64_t len, bool rms, Param w, Param b) {
+  const TensorView& x = args.inputs[0];
+  const TensorView& y = args.outputs[0];
+  if (len > 8 * 1024 || !is_flat(make_index(x))) return false;
+  if (res && !is_flat(make_index(*res))) return false;
+  const int64_t rows = x.numel() / len;
+  const float eps = static_cast<float>(args.attrs.getDouble("eps", 1e-5));
+  cudaStream_t stream = stream_of(args);
+  bool served = dispatch_floating(x.dtype, false, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    constexpr int V = kVecWidth<T>;
+    const T* xp = x.as<const T>();
+    const T* rp = res ? res->as<const T>() : nullptr;
+    T* yp = y.as<T>();
+    T* sp = static_cast<T*>(sum_out);
+    const bool vec = len % V == 0 && aligned_to(xp, 16) && aligned_to(yp, 16) &&
+                     (!rp || aligned_to(rp, 16)) && (!sp || aligned_to(sp, 16));
+    // Parameters read as vectors beside x: contiguous, x's dtype, aligned like x.
+    auto typed = [&](const Param& p) -> const T* {
+      if (!p.data || p.dtype != x.dtype || !is_flat(p.ix)) return nullptr;
+      return !vec || aligned_to(p.data, 16) ? static_cast<const T*>(p.data) : nullptr;
+    };
+    const T* wt = typed(w);
+    const T* bt = typed(b);
+    const int n = static_cast<int>(len);
+    return vec ? launch_fast_norm_vw<T, V>(xp, rp, yp, sp, rows, n, rms, w, b, wt, bt, eps, stream)
+               : launch_fast_norm_vw<T, 1>(xp, rp, yp, sp, rows, n, rms, w, b, wt, bt, eps, stream);
+  });
+  if (!served) return false;
+  KILN_RETURN_IF_ERROR(check_launch(args, "layer_norm kernel"));
+  return true;
+}
 
 Status run_batch_norm(const KernelArgs& args) {
   KILN_RETURN_IF_ERROR(check_out(args));
@@ -230,6 +431,8 @@ Status run_trailing_norm(const KernelArgs& args) {
         return kernel_error(args, "sum output shape or dtype differs from the input's");
       sum_out = s.data;
     }
+    KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, &res, sum_out, len, false, w, b));
+    if (fast) return Status::Ok();
     const int64_t rows = x.numel() / len;
     const float eps = static_cast<float>(args.attrs.getDouble("eps", 1e-5));
     const bool cache = len <= 12 * 1024;  // 48 KiB of floats: the default dynamic shared limit
@@ -246,6 +449,8 @@ Status run_trailing_norm(const KernelArgs& args) {
     });
     return check_launch(args, "residual layer_norm kernel");
   }
+  KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, nullptr, nullptr, len, kIsRms, w, b));
+  if (fast) return Status::Ok();
   return launch_row_norm(args, kIsRms ? kRms : kLayer, x.numel() / len, len, w, b, 1, 1, 1);
 }
 

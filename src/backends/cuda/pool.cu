@@ -4,10 +4,12 @@
 // comes from inference; kernels only walk windows. layout "nhwc" (2-D): x is read through an
 // NCHW view of its [N, H, W, C] strides and output elements are numbered in NHWC order.
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/elementwise_vec.cuh"
 #include "backends/cuda/nhwc.h"
 
 namespace kiln::cuda {
@@ -98,6 +100,105 @@ __global__ void max_pool_kernel(PoolGeom g, const T* x, T* y, int64_t n) {
   }
 }
 
+// Max pooling, layout nhwc, 2-D, channels contiguous in x and y (C % V == 0, x, y and every x
+// stride aligned to 16 bytes): thread i computes V consecutive channels of one output pixel with
+// 16-byte loads. I is int32_t when every index and x offset fits (no 64-bit division).
+template <typename I>
+struct NhwcPoolGeom {
+  I H = 0, W = 0, OH = 0, OW = 0, CV = 0;  // CV = C / V
+  I kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  I xs_n = 0, xs_h = 0, xs_w = 0;  // x strides in elements (channel stride 1)
+  I total = 0;                     // N * OH * OW * CV
+};
+
+template <typename T, typename I>
+__global__ void max_pool_nhwc_vec_kernel(NhwcPoolGeom<I> g, const T* __restrict__ x,
+                                         T* __restrict__ y) {
+  constexpr int V = kVecWidth<T>;
+  using Vec = VecOf<T, V>;
+  const I stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+  const I first =
+      static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x);
+  for (I i = first; i < g.total; i += stride) {
+    I p = i / g.CV;
+    const I cv = i - p * g.CV;
+    I q = p / g.OW;
+    const I ow = p - q * g.OW;
+    const I n = q / g.OH;
+    const I oh = q - n * g.OH;
+    const T* xp = x + n * g.xs_n + cv * V;
+    float best[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) best[k] = -INFINITY;
+    for (I kh = 0; kh < g.kh; ++kh) {
+      const I ih = oh * g.sh - g.ph + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (I kw = 0; kw < g.kw; ++kw) {
+        const I iw = ow * g.sw - g.pw + kw * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        const Vec a = *reinterpret_cast<const Vec*>(xp + ih * g.xs_h + iw * g.xs_w);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const float v = to_float(a.v[k]);
+          if (v > best[k] || v != v) best[k] = v;  // a NaN in the window wins
+        }
+      }
+    }
+    Vec o;
+#pragma unroll
+    for (int k = 0; k < V; ++k) o.v[k] = from_float<T>(best[k]);
+    reinterpret_cast<Vec*>(y)[i] = o;
+  }
+}
+
+template <typename I>
+NhwcPoolGeom<I> nhwc_pool_geom(const PoolGeom& g, int V) {
+  NhwcPoolGeom<I> o;
+  o.H = static_cast<I>(g.in[1]), o.W = static_cast<I>(g.in[2]);
+  o.OH = static_cast<I>(g.out[1]), o.OW = static_cast<I>(g.out[2]);
+  o.CV = static_cast<I>(g.C / V);
+  o.kh = static_cast<I>(g.k[1]), o.kw = static_cast<I>(g.k[2]);
+  o.sh = static_cast<I>(g.stride[1]), o.sw = static_cast<I>(g.stride[2]);
+  o.ph = static_cast<I>(g.pad[1]), o.pw = static_cast<I>(g.pad[2]);
+  o.dh = static_cast<I>(g.dil[1]), o.dw = static_cast<I>(g.dil[2]);
+  o.xs_n = static_cast<I>(g.xs_n);
+  o.xs_h = static_cast<I>(g.xs[1]), o.xs_w = static_cast<I>(g.xs[2]);
+  o.total = static_cast<I>(g.N * g.out[1] * g.out[2] * (g.C / V));
+  return o;
+}
+
+// Launches max_pool_nhwc_vec_kernel when it applies; false leaves the pool to the generic kernel.
+template <typename T>
+bool launch_max_pool_nhwc_vec(const PoolGeom& g, const T* x, T* y, cudaStream_t stream) {
+  constexpr int V = kVecWidth<T>;
+  if (!g.channels_last || g.xs_c != 1 || g.C % V != 0 || g.in[0] != 1 || g.out[0] != 1 ||
+      g.k[0] != 1 || !aligned_to(x, 16) || !aligned_to(y, 16))
+    return false;
+  const int64_t xst[3] = {g.xs_n, g.xs[1], g.xs[2]};
+  const int64_t ext[3] = {g.N, g.in[1], g.in[2]};
+  int64_t span = g.C;  // one past the largest x offset read
+  for (int d = 0; d < 3; ++d) {
+    if (xst[d] < 0 || xst[d] % V != 0) return false;
+    span += (ext[d] - 1) * xst[d];
+  }
+  const int64_t total = g.N * g.out[1] * g.out[2] * (g.C / V);
+  // Window coordinates reach in + pad + (k - 1) * dil; keep them and the loop index in int32
+  // with room for a grid stride (at most 2^28 threads).
+  int64_t reach = 0;
+  for (int d = 1; d < 3; ++d)
+    reach = std::max(reach, (g.out[d] - 1) * g.stride[d] + (g.k[d] - 1) * g.dil[d] + g.in[d] +
+                                g.pad[d]);
+  const int64_t lim = int64_t{1} << 30;
+  if (total < lim && span < lim && reach < lim) {
+    max_pool_nhwc_vec_kernel<T, int32_t>
+        <<<grid_for(total), kBlock, 0, stream>>>(nhwc_pool_geom<int32_t>(g, V), x, y);
+  } else {
+    max_pool_nhwc_vec_kernel<T, int64_t>
+        <<<grid_for(total), kBlock, 0, stream>>>(nhwc_pool_geom<int64_t>(g, V), x, y);
+  }
+  return true;
+}
+
 // PyTorch's avg_pool: the window is clipped to the padded input for the count_include_pad
 // divisor, then to the input for the sum (and for the divisor without count_include_pad).
 template <typename T>
@@ -174,6 +275,7 @@ Status run_pool(const KernelArgs& args) {
     using T = typename decltype(tag)::type;
     const T* x = args.inputs[0].as<const T>();
     if (is_max) {
+      if (launch_max_pool_nhwc_vec<T>(g, x, y.as<T>(), stream)) return true;
       max_pool_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(g, x, y.as<T>(), n);
     } else {
       avg_pool_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(g, x, y.as<T>(), n,

@@ -1,11 +1,13 @@
-// Reductions (sum mean amax amin prod var) over arbitrary dims, and softmax / log_softmax along
-// one dim. The kept dims and the reduced dims each get a strided index, so any input layout is
-// read in place. One block reduces one output (a thread does when the reduced count is small).
-// Float dtypes accumulate in double (as the CPU backend), integers in wrapping int64.
+// Reductions (sum mean amax amin prod var) over arbitrary dims, softmax / log_softmax and cumsum
+// along one dim. The kept dims and the reduced dims each get a strided index, so any input
+// layout is read in place. One block reduces one output (a thread does when the reduced count is
+// small). Float dtypes accumulate in double (as the CPU backend), integers in wrapping int64.
 
 #include <algorithm>
+#include <cub/block/block_scan.cuh>
 #include <string>
 
+#include "backends/common/cumsum_check.h"
 #include "backends/cuda/device_util.cuh"
 
 namespace kiln::cuda {
@@ -284,12 +286,156 @@ Status run_softmax(const KernelArgs& args) {
   return check_launch(args, "softmax kernel");
 }
 
+// ---- cumsum -----------------------------------------------------------------------------------
+// torch.cumsum(x, dim, dtype), as the CPU backend: each element converted to the output type U,
+// summed in U's accumulation type (float32 in double, fp16/bf16 in float, integers in wrapping
+// 64 bits) and rounded to U at every position. Short lines: one thread scans one line. Long
+// lines: one block per line, a cub::BlockScan per chunk of kScanBlock elements plus a carry.
+
+inline constexpr int kScanBlock = 256;
+
+
+template <typename U>
+using CumAccT = std::conditional_t<std::is_same_v<U, float>, double,
+                                   std::conditional_t<kIsHalfLike<U>, float, unsigned long long>>;
+
+template <typename U, typename T>
+__device__ __forceinline__ CumAccT<U> cumsum_load(T v) {
+  if constexpr (kIsFloatLike<U>) {
+    U u;
+    if constexpr (kIsFloatLike<T>) {
+      u = from_float<U>(to_float(v));
+    } else {
+      u = from_floating<U>(static_cast<double>(v));
+    }
+    return static_cast<CumAccT<U>>(to_float(u));
+  } else {
+    int64_t i;
+    if constexpr (kIsFloatLike<T>) {
+      i = static_cast<int64_t>(saturate_int<U>(to_float(v)));
+    } else {
+      i = static_cast<int64_t>(static_cast<U>(v));  // int64 -> int32 wraps
+    }
+    return static_cast<unsigned long long>(i);
+  }
+}
+template <typename U>
+__device__ __forceinline__ U cumsum_store(CumAccT<U> acc) {
+  if constexpr (kIsFloatLike<U>) {
+    return from_floating<U>(acc);
+  } else {
+    return static_cast<U>(static_cast<long long>(acc));
+  }
+}
+
+// Lines at lines.offsets (x, y); element j of a line at x + o[0] + j*xs, y + o[1] + j*ys.
+template <typename T, typename U>
+__global__ void cumsum_thread_kernel(StridedIndex<2> lines, const T* x, U* y, int64_t num_lines,
+                                     int64_t n, int64_t xs, int64_t ys) {
+  KILN_GRID_STRIDE(line, num_lines) {
+    int64_t o[2];
+    lines.offsets(line, o);
+    const T* xl = x + o[0];
+    U* yl = y + o[1];
+    CumAccT<U> acc = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      acc += cumsum_load<U>(xl[j * xs]);
+      yl[j * ys] = cumsum_store<U>(acc);
+    }
+  }
+}
+
+template <typename T, typename U>
+__global__ void __launch_bounds__(kScanBlock)
+    cumsum_block_kernel(StridedIndex<2> lines, const T* x, U* y, int64_t num_lines, int64_t n,
+                        int64_t xs, int64_t ys) {
+  using A = CumAccT<U>;
+  using Scan = cub::BlockScan<A, kScanBlock>;
+  __shared__ typename Scan::TempStorage temp;
+  for (int64_t line = blockIdx.x; line < num_lines; line += gridDim.x) {
+    int64_t o[2];
+    lines.offsets(line, o);
+    const T* xl = x + o[0];
+    U* yl = y + o[1];
+    A carry = 0;
+    for (int64_t base = 0; base < n; base += kScanBlock) {
+      const int64_t j = base + threadIdx.x;
+      const A v = j < n ? cumsum_load<U>(xl[j * xs]) : A(0);
+      A inclusive, total;
+      Scan(temp).InclusiveSum(v, inclusive, total);
+      if (j < n) yl[j * ys] = cumsum_store<U>(carry + inclusive);
+      carry += total;
+      __syncthreads();  // temp is reused by the next chunk
+    }
+  }
+}
+
+// The output types of cumsum; others return false.
+template <typename F>
+bool dispatch_cumsum_out(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: f(TypeTag<float>{}); return true;
+    case DType::kFloat16: f(TypeTag<half>{}); return true;
+    case DType::kBFloat16: f(TypeTag<bf16>{}); return true;
+    case DType::kInt32: f(TypeTag<int32_t>{}); return true;
+    case DType::kInt64: f(TypeTag<int64_t>{}); return true;
+    default: return false;
+  }
+}
+
+Status run_cumsum(const KernelArgs& args) {
+  KILN_RETURN_IF_ERROR(check_cumsum_args(args));
+  const TensorView& x = args.inputs[0];
+  const TensorView& out = args.outputs[0];
+  const int64_t dim = args.attrs.getInt("dim", -1);
+  if (out.numel() == 0) return Status::Ok();
+  int64_t out_strides[kMaxRank];
+  {
+    int64_t s = 1;
+    for (int i = out.rank - 1; i >= 0; --i) {
+      out_strides[i] = s;
+      s *= out.shape[i];
+    }
+  }
+  int64_t shape[kMaxRank] = {}, xs[kMaxRank] = {}, ys[kMaxRank] = {};
+  int r = 0;
+  for (int i = 0; i < x.rank; ++i) {
+    if (i == dim) continue;
+    shape[r] = x.shape[i];
+    xs[r] = x.strides[i];
+    ys[r] = out_strides[i];
+    ++r;
+  }
+  const int64_t* strides[2] = {xs, ys};
+  const StridedIndex<2> lines = make_index<2>(shape, r, strides);
+  const int64_t n = x.shape[dim], num_lines = out.numel() / n;
+  // A block per line pays off when lines are long and too few to fill the device with threads.
+  const bool block_scan = n >= 512 && num_lines < 16384;
+  cudaStream_t stream = stream_of(args);
+  dispatch_all(x.dtype, [&](auto in_tag) {
+    using T = typename decltype(in_tag)::type;
+    dispatch_cumsum_out(out.dtype, [&](auto out_tag) {
+      using U = typename decltype(out_tag)::type;
+      if (block_scan) {
+        const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(num_lines, 1 << 20));
+        cumsum_block_kernel<T, U><<<blocks, kScanBlock, 0, stream>>>(
+            lines, x.as<const T>(), out.as<U>(), num_lines, n, x.strides[dim], out_strides[dim]);
+      } else {
+        cumsum_thread_kernel<T, U><<<grid_for(num_lines), kBlock, 0, stream>>>(
+            lines, x.as<const T>(), out.as<U>(), num_lines, n, x.strides[dim], out_strides[dim]);
+      }
+    });
+  });
+  return check_launch(args, "cumsum kernel");
+}
+
 }  // namespace
 
 void register_reduction_kernels(std::vector<CudaKernel>& out) {
   out.push_back({OpKind::kReduce, "cuda.reduce", supports_reduce, run_reduce});
   out.push_back({OpKind::kSoftmax, "cuda.softmax", supports_softmax, run_softmax<false>});
   out.push_back({OpKind::kLogSoftmax, "cuda.log_softmax", supports_softmax, run_softmax<true>});
+  out.push_back({OpKind::kCumsum, "cuda.cumsum", supports_cumsum, run_cumsum});
 }
 
 }  // namespace kiln::cuda

@@ -1,7 +1,8 @@
 // Shape and data movement. The view ops (reshape, permute, expand, slice, select, split,
 // squeeze, unsqueeze) share one "materialize" kernel: the op's view function (computed on the
 // host from the input's strides and the attrs) gives each output's layout over the input, and a
-// strided copy writes it into the contiguous output. Also concat, pad, flip, arange, fill, copy.
+// strided copy (launch_copy, copy.cu) writes it into the contiguous output. Also concat, pad,
+// flip, arange, fill, copy.
 // Every dtype: elements move as raw bits.
 
 #include <cstring>
@@ -16,15 +17,6 @@
 
 namespace kiln::cuda {
 namespace {
-
-template <typename U>
-__global__ void copy_kernel(StridedIndex<2> ix, const U* src, U* dst, int64_t n) {
-  KILN_GRID_STRIDE(i, n) {
-    int64_t o[2];
-    ix.offsets(i, o);
-    dst[o[1]] = src[o[0]];
-  }
-}
 
 template <typename U>
 __global__ void fill_kernel(U* dst, int64_t n, U value) {
@@ -278,29 +270,6 @@ Status run_fill(const KernelArgs& args) {
 }
 
 }  // namespace
-
-Status launch_copy(const KernelArgs& args, const TensorView& src, const TensorView& dst) {
-  const int64_t n = src.numel();
-  if (n == 0) return Status::Ok();
-  if (src.dtype != dst.dtype || !same_shape(src, dst))
-    return internal_error(op_label(args), ": strided copy between different shapes or dtypes");
-  const size_t es = dtype_size(src.dtype);
-  cudaStream_t stream = stream_of(args);
-  if (src.isContiguous() && dst.isContiguous()) {
-    KILN_CUDA_CHECK(args,
-                    cudaMemcpyAsync(dst.data, src.data, static_cast<size_t>(n) * es,
-                                    cudaMemcpyDeviceToDevice, stream),
-                    "cudaMemcpyAsync");
-    return Status::Ok();
-  }
-  const int64_t* strides[2] = {src.strides, dst.strides};
-  const StridedIndex<2> ix = make_index<2>(src.shape, src.rank, strides);
-  dispatch_by_size(es, [&](auto tag) {
-    using U = typename decltype(tag)::type;
-    copy_kernel<U><<<grid_for(n), kBlock, 0, stream>>>(ix, src.as<const U>(), dst.as<U>(), n);
-  });
-  return check_launch(args, "copy kernel");
-}
 
 Status launch_fill(const KernelArgs& args, void* dst, DType dtype, int64_t n, double value) {
   if (n == 0) return Status::Ok();

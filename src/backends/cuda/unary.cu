@@ -1,11 +1,14 @@
 // Unary elementwise kernels and clamp. One strided kernel per dtype; the fn is a run-time switch
 // (uniform across the grid, so it costs no divergence) instead of one instantiation per fn.
+// Contiguous, 16-byte aligned operands take the vectorized path (elementwise_vec.cuh), where the
+// fns whose math costs as much as the memory traffic (gelu, silu...) get their own instantiation.
 // fp16/bf16 compute in float32; integer fns wrap like PyTorch's.
 
 #include <cmath>
 #include <string>
 
 #include "backends/cuda/device_util.cuh"
+#include "backends/cuda/elementwise_vec.cuh"
 
 namespace kiln::cuda {
 namespace {
@@ -108,6 +111,42 @@ __global__ void unary_kernel(StridedIndex<1> ix, const T* x, T* y, int64_t n, in
   }
 }
 
+// The fn on one element for the vectorized path; kFn >= 0 fixes the fn at compile time.
+template <typename T, int kFn>
+struct UnaryOp {
+  int fn;
+  float alpha;
+  __device__ __forceinline__ T operator()(T v) const {
+    if constexpr (kIsFloatLike<T>) {
+      return store<T>(unary_float(kFn >= 0 ? kFn : fn, load(v), alpha));
+    } else {
+      return unary_int<T>(fn, v);
+    }
+  }
+};
+
+template <typename T, int kFn>
+void launch_unary_vec(const T* x, T* y, int64_t n, int fn, float alpha, cudaStream_t stream) {
+  map_vec_kernel<T, T><<<vec_grid(n / kVecWidth<T>), kBlock, 0, stream>>>(
+      x, y, n, UnaryOp<T, kFn>{fn, alpha});
+}
+
+template <typename T>
+void launch_unary_vec(const T* x, T* y, int64_t n, int fn, float alpha, cudaStream_t stream) {
+  if constexpr (kIsFloatLike<T>) {
+    switch (fn) {
+      case kGelu: return launch_unary_vec<T, kGelu>(x, y, n, fn, alpha, stream);
+      case kGeluTanh: return launch_unary_vec<T, kGeluTanh>(x, y, n, fn, alpha, stream);
+      case kSilu: return launch_unary_vec<T, kSilu>(x, y, n, fn, alpha, stream);
+      case kSigmoid: return launch_unary_vec<T, kSigmoid>(x, y, n, fn, alpha, stream);
+      case kTanh: return launch_unary_vec<T, kTanh>(x, y, n, fn, alpha, stream);
+      case kRelu: return launch_unary_vec<T, kRelu>(x, y, n, fn, alpha, stream);
+      default: break;
+    }
+  }
+  launch_unary_vec<T, -1>(x, y, n, fn, alpha, stream);
+}
+
 // logical_not and isnan: any dtype in, bool out.
 template <typename T>
 __global__ void unary_pred_kernel(StridedIndex<1> ix, const T* x, bool* y, int64_t n,
@@ -125,6 +164,16 @@ __global__ void unary_pred_kernel(StridedIndex<1> ix, const T* x, bool* y, int64
     }
   }
 }
+
+template <typename T>
+struct ClampOp {
+  ComputeT<T> lo, hi;
+  __device__ __forceinline__ T operator()(T x) const {
+    ComputeT<T> v = load(x);
+    v = v < lo ? lo : v;
+    return store<T>(v > hi ? hi : v);
+  }
+};
 
 template <typename T>
 __global__ void clamp_kernel(StridedIndex<1> ix, const T* x, T* y, int64_t n, ComputeT<T> lo,
@@ -181,10 +230,15 @@ Status run_unary(const KernelArgs& args) {
                                            : unary_float_ok(fn);
   if (!ok) return kernel_unsupported(args, name, " is not supported for ", dtype_name(in.dtype));
   const float alpha = static_cast<float>(args.attrs.getDouble("alpha", fn == kElu ? 1.0 : 0.01));
+  const bool flat = is_flat(ix) && aligned_to(in.data, 16) && aligned_to(out.data, 16);
   dispatch_all(in.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    unary_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, in.as<const T>(), out.as<T>(), n, fn,
-                                                        alpha);
+    if (flat) {
+      launch_unary_vec<T>(in.as<const T>(), out.as<T>(), n, fn, alpha, stream);
+    } else {
+      unary_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, in.as<const T>(), out.as<T>(), n,
+                                                          fn, alpha);
+    }
   });
   return check_launch(args, "unary kernel");
 }
@@ -216,19 +270,27 @@ Status run_clamp(const KernelArgs& args) {
   const bool has_lo = args.attrs.has("min"), has_hi = args.attrs.has("max");
   const double lo = args.attrs.getDouble("min", 0.0), hi = args.attrs.getDouble("max", 0.0);
   const StridedIndex<1> ix = make_index(in);
+  const bool flat = is_flat(ix) && aligned_to(in.data, 16) && aligned_to(out.data, 16);
   cudaStream_t stream = stream_of(args);
+  auto launch = [&](auto* x, auto* y, auto l, auto h) {
+    using T = std::remove_pointer_t<decltype(y)>;
+    if (flat) {
+      map_vec_kernel<T, T><<<vec_grid(n / kVecWidth<T>), kBlock, 0, stream>>>(
+          x, y, n, ClampOp<T>{l, h});
+    } else {
+      clamp_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, x, y, n, l, h);
+    }
+  };
   dispatch_all(in.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (kIsFloatLike<T>) {
       const float l = has_lo ? static_cast<float>(lo) : -INFINITY;
       const float h = has_hi ? static_cast<float>(hi) : INFINITY;
-      clamp_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, in.as<const T>(), out.as<T>(), n,
-                                                          l, h);
+      launch(in.as<const T>(), out.as<T>(), l, h);
     } else if constexpr (kIsIntLike<T>) {
       const T l = has_lo ? int_bound<T>(std::ceil(lo)) : std::numeric_limits<T>::min();
       const T h = has_hi ? int_bound<T>(std::floor(hi)) : std::numeric_limits<T>::max();
-      clamp_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(ix, in.as<const T>(), out.as<T>(), n,
-                                                          l, h);
+      launch(in.as<const T>(), out.as<T>(), l, h);
     }
   });
   return check_launch(args, "clamp kernel");

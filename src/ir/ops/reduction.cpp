@@ -1,4 +1,4 @@
-// reduce, softmax, log_softmax and the normalizations.
+// reduce, softmax, log_softmax, cumsum and the normalizations.
 #include <string_view>
 
 #include "ir/ops/infer_util.h"
@@ -52,6 +52,23 @@ Status infer_softmax(InferContext& ctx) {
   KILN_ASSIGN_OR_RETURN(dim, normalize_dim(ctx, dim, static_cast<int64_t>(ctx.inputs[0]->rank())));
   ctx.attrs.set("dim", dim);
   ctx.outputs.push_back({ctx.inputs[0]->dtype, ctx.inputs[0]->shape});
+  return Status::Ok();
+}
+
+// cumsum: torch.cumsum(x, dim, dtype). Without dtype, bool/integer x sums into int64.
+Status infer_cumsum(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(expect_rank(ctx, 0, 1, SIZE_MAX));
+  KILN_ASSIGN_OR_RETURN(int64_t dim, attr_int(ctx, "dim"));
+  KILN_ASSIGN_OR_RETURN(dim, normalize_dim(ctx, dim, static_cast<int64_t>(ctx.inputs[0]->rank())));
+  ctx.attrs.set("dim", dim);
+  const DType in = ctx.inputs[0]->dtype;
+  KILN_ASSIGN_OR_RETURN(DType out, attr_dtype(ctx, "dtype", is_floating(in) ? in : DType::kInt64));
+  if (out != DType::kFloat32 && out != DType::kFloat16 && out != DType::kBFloat16 &&
+      out != DType::kInt32 && out != DType::kInt64) {
+    return ctx.error("dtype ", dtype_name(out),
+                     " is not supported (expected float32 float16 bfloat16 int32 int64)");
+  }
+  ctx.outputs.push_back({out, ctx.inputs[0]->shape});
   return Status::Ok();
 }
 
@@ -166,6 +183,7 @@ void register_reduction_ops(std::vector<OpDef>& table) {
   table.push_back({OpKind::kLayerNorm, 1, 4, infer_layer_norm});
   table.push_back({OpKind::kGroupNorm, 1, 3, infer_group_norm});
   table.push_back({OpKind::kRmsNorm, 1, 2, infer_rms_norm});
+  table.push_back({OpKind::kCumsum, 1, 1, infer_cumsum});
 }
 
 }  // namespace kiln

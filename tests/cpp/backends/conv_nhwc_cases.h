@@ -117,6 +117,16 @@ inline Conv2dTensors make_conv2d(const Conv2dCase& c, DType dtype, Layout x_layo
   return t;
 }
 
+// The values of contiguous `t` in a contiguous view that starts one element into its buffer:
+// misaligned for any vector access wider than one element (kernels' scalar fallbacks).
+inline TestTensor shifted_by_one(const TestTensor& t) {
+  TestTensor s = detail::alloc(t.dtype(), t.shape, numel(t.shape) + 1);
+  set_contiguous_strides(s.view);
+  s.view.data = s.buffer->data() + dtype_size(t.dtype());
+  write_values(s.view, read_values(t.view));
+  return s;
+}
+
 // Pooling: kind "max", "avg" (count_include_pad) or "adaptive" (output_size = out).
 struct Pool2dCase {
   Dims x;

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/conv_nhwc_cases.h"
 #include "backends/op_runner.h"
 
 namespace kiln::test {
@@ -230,6 +231,39 @@ TEST_P(Conv, TacticCandidatesRunAndMatch) {
     ASSERT_OK(run_kernel(OpKind::kConv, conv_attrs(c), {&x, &w, &b}, {&y}, o));
     EXPECT_TRUE(expect_close(y.view, ref, magnitude_tolerance(dt, ref)));
   }
+}
+
+// Layout nhwc conv + bias/residual/relu epilogue: on CUDA (fp16/bf16 take the conv + epilogue
+// kernel path by default, fp32 without a bias) C = 64 with aligned tensors runs the 16-byte
+// vector path, C = 12 (fp16/bf16) and a misaligned bias or residual the scalar fallback.
+TEST_P(Conv, NhwcEpilogueVectorPathAndFallbackMatchReference) {
+  for (DType dt : kFloatDTypes)
+    for (int64_t channels : {64, 12})
+      for (bool relu : {false, true})
+        for (bool residual : {false, true})
+          for (bool bias : {true, false}) {
+            if (residual && !bias) continue;  // the residual is input 3, after the bias
+            Conv2dCase c{{2, 8, 5, 6}, channels, 3, 1, 1};
+            c.nhwc = true;
+            c.relu = relu;
+            c.residual = residual;
+            c.bias = bias;
+            SCOPED_TRACE(str(c.label(), " ", dtype_name(dt)));
+            Conv2dTensors t = make_conv2d(c, dt, Layout::kContiguous, 81);
+            ASSERT_OK(run_kernel(OpKind::kConv, c.attrs(), t.inputs(), {&t.y}));
+            EXPECT_TRUE(expect_close(t.y.view, t.ref, magnitude_tolerance(dt, t.ref)));
+            // Misaligned epilogue operand (half types only: the fp32 bias path goes to cuDNN).
+            if (dt == DType::kFloat32 || (!residual && !bias)) continue;
+            SCOPED_TRACE(residual ? "misaligned residual" : "misaligned bias");
+            if (residual) {
+              t.z = shifted_by_one(t.z);
+            } else {
+              t.b = shifted_by_one(t.b);
+            }
+            t.y = make_output(dt, t.y.shape);
+            ASSERT_OK(run_kernel(OpKind::kConv, c.attrs(), t.inputs(), {&t.y}));
+            EXPECT_TRUE(expect_close(t.y.view, t.ref, magnitude_tolerance(dt, t.ref)));
+          }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/conv_nhwc_cases.h"
 #include "backends/op_runner.h"
 
 namespace kiln::test {
@@ -235,6 +236,51 @@ TEST_P(PoolAdaptiveAvg, OverlappingWindowsByHand) {
   a.set("output_size", Shape64{3});
   ASSERT_TRUE(run_kernel(OpKind::kAdaptiveAvgPool, a, {&x}, {&y}).ok());
   EXPECT_TRUE(expect_close(y.view, {1.5, 4.5, 7.5}));  // [0,4) [3,7) [6,10)
+}
+
+// Layout nhwc max pooling: on CUDA C = 64 (and fp32 C = 12) with aligned contiguous tensors
+// runs the 16-byte vector path; fp16/bf16 C = 12, a misaligned input and strided inputs run the
+// generic kernel.
+TEST_P(Pool, NhwcMaxVectorPathAndFallbackMatchReference) {
+  for (DType dt : kFloatDTypes)
+    for (int64_t channels : {64, 12})
+      for (int variant = 0; variant < 5; ++variant) {
+        Pool2dCase c{{2, channels, 11, 10}, "max"};  // 3x3 stride 2 pad 1 (the ResNet stem)
+        if (variant == 1) {
+          c.k = 2;
+          c.pad = 0;
+        }
+        Layout l = variant == 3 ? Layout::kSliced
+                                : variant == 4 ? Layout::kPermuted : Layout::kContiguous;
+        SCOPED_TRACE(str(dtype_name(dt), " C ", channels, " variant ", variant));
+        Pool2dTensors t = make_pool2d(c, dt, l, 91 + variant);
+        if (variant == 2) t.x = shifted_by_one(t.x);
+        ASSERT_OK(run_kernel(OpKind::kPool, c.attrs(), {&t.x}, {&t.y}));
+        EXPECT_TRUE(expect_close(t.y.view, t.ref, magnitude_tolerance(dt, t.ref)));
+      }
+}
+
+TEST_P(Pool, NhwcMaxVectorPathPropagatesNaN) {
+  const double nan = std::nan("");
+  for (DType dt : {DType::kFloat16, DType::kBFloat16, DType::kFloat32}) {
+    SCOPED_TRACE(dtype_name(dt));
+    // x [N=1, H=2, W=2, C=8]; one 2x2 window per channel. Channel 3 holds a NaN at pixel 1.
+    std::vector<double> xv(32);
+    for (int p = 0; p < 4; ++p)
+      for (int ch = 0; ch < 8; ++ch) xv[static_cast<size_t>(p * 8 + ch)] = (p * 3 + ch * 5) % 7 - 3;
+    xv[1 * 8 + 3] = nan;
+    std::vector<double> want(8);
+    for (int ch = 0; ch < 8; ++ch) {
+      double m = -1e300;
+      for (int p = 0; p < 4; ++p) m = std::max(m, xv[static_cast<size_t>(p * 8 + ch)]);
+      want[static_cast<size_t>(ch)] = ch == 3 ? nan : m;
+    }
+    TestTensor x = make_tensor(dt, {1, 2, 2, 8}, xv);
+    TestTensor y = make_output(dt, {1, 1, 1, 8});
+    Pool2dCase c{{1, 8, 2, 2}, "max", 2, 2, 0};
+    ASSERT_OK(run_kernel(OpKind::kPool, c.attrs(), {&x}, {&y}));
+    EXPECT_TRUE(expect_close(y.view, want));
+  }
 }
 
 }  // namespace

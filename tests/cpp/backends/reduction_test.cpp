@@ -1,6 +1,6 @@
-// Reduce, softmax and log_softmax against double references: every fn, dim set, layout and
-// dtype, rows long enough for block reductions, integer wrapping, NaN and -inf. Op suite: runs on
-// every backend (backends/op_runner.h).
+// Reduce, softmax, log_softmax and cumsum against double references: every fn, dim set, layout
+// and dtype, rows long enough for block reductions, integer wrapping, NaN and -inf. Op suite: runs
+// on every backend (backends/op_runner.h).
 
 #include <gtest/gtest.h>
 
@@ -20,6 +20,7 @@ using test::run_kernel;
 
 KILN_OP_SUITE(Reduce);
 KILN_OP_SUITE(Softmax);
+KILN_OP_SUITE(Cumsum);
 
 // Reference reduction of `v` (row-major, `shape`) over `dims`; returns the kept dims' values in
 // row-major order and their shape (with 1s when keepdim).
@@ -288,6 +289,158 @@ TEST_P(Softmax, LongRowsAndAllNegativeInfinityRow) {
   auto ref = softmax_ref(test::round_all(DType::kFloat32, second), {1, 3000}, 1, false);
   std::vector<double> got2(got.begin() + 3000, got.end());
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(got2[i], ref[i], 1e-6 + 1e-5 * ref[i]);
+}
+
+// ---- cumsum ---------------------------------------------------------------------------------
+
+// Running sums of `v` (row-major, `shape`) along `dim`, in double.
+std::vector<double> cumsum_ref(const std::vector<double>& v, const std::vector<int64_t>& shape,
+                               int64_t dim) {
+  std::vector<double> out(v.size());
+  for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i) {
+    auto idx = test::unravel(i, shape);
+    if (idx[dim] != 0) continue;  // start of a line: walk it
+    double acc = 0;
+    for (int64_t j = 0; j < shape[dim]; ++j) {
+      idx[dim] = j;
+      const int64_t p = test::ravel(idx, shape);
+      acc += v[p];
+      out[p] = acc;
+    }
+  }
+  return out;
+}
+
+Attrs cumsum_attrs(int64_t dim) { return {{"dim", dim}}; }
+Attrs cumsum_attrs(int64_t dim, DType dtype) { return {{"dim", dim}, {"dtype", dtype}}; }
+
+TEST_P(Cumsum, FloatDtypesOverEveryDimAndLayout) {
+  const std::vector<int64_t> shape = {3, 4, 5};
+  for (DType dt : test::kFloatDTypes) {
+    for (Layout layout : test::kAllLayouts) {
+      for (int64_t dim : {0, 1, 2}) {
+        SCOPED_TRACE(str(dtype_name(dt), " ", test::layout_name(layout), " dim ", dim));
+        auto in = test::round_all(dt, test::random_values(60, 17, -2, 2));
+        auto x = make_tensor(dt, shape, in, layout);
+        auto y = make_output(dt, shape);
+        ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(dim), {&x}, {&y}));
+        auto ref = cumsum_ref(in, shape, dim);
+        EXPECT_TRUE(test::expect_close(y.view, test::round_all(dt, ref),
+                                       test::magnitude_tolerance(dt, ref)));
+      }
+    }
+  }
+}
+
+// Bool and integer inputs sum into int64 by default (torch), exactly, in any layout.
+TEST_P(Cumsum, BoolAndIntegerInputsSumIntoInt64) {
+  const std::vector<int64_t> shape = {2, 3, 7};
+  for (DType dt : {DType::kBool, DType::kInt64, DType::kInt32, DType::kInt8, DType::kUInt8}) {
+    for (Layout layout : test::kAllLayouts) {
+      for (int64_t dim : {0, 2}) {
+        SCOPED_TRACE(str(dtype_name(dt), " ", test::layout_name(layout), " dim ", dim));
+        const int64_t lo = dt == DType::kBool || dt == DType::kUInt8 ? 0 : -50;
+        const int64_t hi = dt == DType::kBool ? 1 : 100;
+        auto in = test::random_ints(42, 23, lo, hi);
+        auto x = make_tensor(dt, shape, in, layout);
+        auto y = make_output(DType::kInt64, shape);
+        ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(dim), {&x}, {&y}));
+        EXPECT_TRUE(test::expect_close(y.view, cumsum_ref(in, shape, dim)));
+      }
+    }
+  }
+}
+
+// The position-diff pattern of HF masking_utils: (diff != 1).cumsum(-1) on a [batch, seq] bool.
+TEST_P(Cumsum, BoolMaskAlongLastDimCountsSegments) {
+  auto x = make_tensor(DType::kBool, {2, 6}, {1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0});
+  auto y = make_output(DType::kInt64, {2, 6});
+  ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1), {&x}, {&y}));
+  EXPECT_TRUE(test::expect_close(y.view, cumsum_ref(test::read_values(x.view), {2, 6}, 1)));
+}
+
+// dtype=int32 keeps int32: each running sum (int64) is stored wrapped to 32 bits, as torch does.
+TEST_P(Cumsum, Int32OutputWraps) {
+  std::vector<double> in = {1073741824, 1073741824, 1073741824, -5, 7, 1073741824};
+  auto x = make_tensor(DType::kInt32, {6}, in);
+  auto y = make_output(DType::kInt32, {6});
+  ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(0, DType::kInt32), {&x}, {&y}));
+  auto ref = cumsum_ref(in, {6}, 0);
+  for (double& r : ref) r = double(int32_t(uint32_t(int64_t(r))));
+  EXPECT_TRUE(test::expect_close(y.view, ref));
+}
+
+// dtype= converts each element first: floats truncate into int64, ints become float.
+TEST_P(Cumsum, DtypeConvertsElementsBeforeSumming) {
+  std::vector<double> fin = {1.7, -1.7, 2.5, 0.9, -3.2, 4.0};
+  auto xf = make_tensor(DType::kFloat32, {2, 3}, fin);
+  auto yi = make_output(DType::kInt64, {2, 3});
+  ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1, DType::kInt64), {&xf}, {&yi}));
+  std::vector<double> truncated;
+  for (double v : fin) truncated.push_back(std::trunc(v));
+  EXPECT_TRUE(test::expect_close(yi.view, cumsum_ref(truncated, {2, 3}, 1)));
+
+  std::vector<double> iin = {3, -1, 4, 1, -5, 9};
+  auto xi = make_tensor(DType::kInt64, {2, 3}, iin);
+  for (DType dt : test::kFloatDTypes) {
+    auto yf = make_output(dt, {2, 3});
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(0, dt), {&xi}, {&yf}));
+    EXPECT_TRUE(test::expect_close(yf.view, cumsum_ref(iin, {2, 3}, 0))) << dtype_name(dt);
+  }
+  auto x16 = make_tensor(DType::kFloat16, {3}, {0.5, 0.25, 1024});
+  auto y32 = make_output(DType::kFloat32, {3});
+  ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(0, DType::kFloat32), {&x16}, {&y32}));
+  EXPECT_TRUE(test::expect_close(y32.view, {0.5, 0.75, 1024.75}));
+}
+
+// Long lines (a block-wide scan on CUDA), many short lines, and a scanned dim that is not the
+// innermost one; an expanded (stride 0) input.
+TEST_P(Cumsum, LongLinesManyLinesAndExpandedInput) {
+  {
+    const std::vector<int64_t> shape = {3, 5000};
+    auto in = test::round_all(DType::kFloat32, test::random_values(15000, 29, -1, 1));
+    auto x = make_tensor(DType::kFloat32, shape, in, Layout::kPermuted);
+    auto y = make_output(DType::kFloat32, shape);
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1), {&x}, {&y}));
+    EXPECT_TRUE(test::expect_close(y.view, cumsum_ref(in, shape, 1), {1e-4, 1e-5}));
+  }
+  {
+    const std::vector<int64_t> shape = {2, 4099};
+    auto in = test::random_ints(8198, 31, -1000, 1000);
+    auto x = make_tensor(DType::kInt64, shape, in, Layout::kSliced);
+    auto y = make_output(DType::kInt64, shape);
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1), {&x}, {&y}));
+    EXPECT_TRUE(test::expect_close(y.view, cumsum_ref(in, shape, 1)));
+  }
+  {
+    const std::vector<int64_t> shape = {700, 3, 33};
+    auto in = test::random_ints(700 * 3 * 33, 37, -9, 9);
+    auto x = make_tensor(DType::kInt32, shape, in);
+    auto y = make_output(DType::kInt32, shape);
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1, DType::kInt32), {&x}, {&y}));
+    EXPECT_TRUE(test::expect_close(y.view, cumsum_ref(in, shape, 1)));
+    auto y0 = make_output(DType::kInt64, shape);
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(0), {&x}, {&y0}));
+    EXPECT_TRUE(test::expect_close(y0.view, cumsum_ref(in, shape, 0)));
+  }
+  {
+    auto x = test::make_expanded(DType::kBFloat16, {4, 1500}, {4, 1}, {1, -2, 0.5, 3});
+    auto y = make_output(DType::kBFloat16, {4, 1500});
+    ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1), {&x}, {&y}));
+    auto ref = cumsum_ref(test::read_values(x.view), {4, 1500}, 1);
+    EXPECT_TRUE(test::expect_close(y.view, test::round_all(DType::kBFloat16, ref),
+                                   test::magnitude_tolerance(DType::kBFloat16, ref)));
+  }
+}
+
+TEST_P(Cumsum, EmptyTensorsAndUnsupportedDtype) {
+  auto x = make_tensor(DType::kFloat32, {2, 0}, {});
+  auto y = make_output(DType::kFloat32, {2, 0});
+  ASSERT_OK(run_kernel(OpKind::kCumsum, cumsum_attrs(1), {&x}, {&y}));
+  auto xb = make_tensor(DType::kBool, {2}, {1, 1});
+  auto yb = make_output(DType::kBool, {2});
+  EXPECT_EQ(run_kernel(OpKind::kCumsum, cumsum_attrs(0, DType::kBool), {&xb}, {&yb}).code(),
+            StatusCode::kUnsupported);
 }
 
 }  // namespace

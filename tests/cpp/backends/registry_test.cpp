@@ -18,7 +18,7 @@ TEST(CpuRegistry, EveryOpOfPartAFamiliesHasAKernel) {
         OpKind::kPermute,   OpKind::kExpand,    OpKind::kSlice,       OpKind::kSelect,
         OpKind::kConcat,    OpKind::kSplit,     OpKind::kSqueeze,     OpKind::kUnsqueeze,
         OpKind::kPad,       OpKind::kFlip,      OpKind::kArange,      OpKind::kFill,
-        OpKind::kCopy}) {
+        OpKind::kCopy,      OpKind::kCumsum}) {
     auto kernels = cpu::kernels_for(kind);
     ASSERT_FALSE(kernels.empty()) << op_kind_name(kind);
     EXPECT_EQ(kernels[0].kind, kind);

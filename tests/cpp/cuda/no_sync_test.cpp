@@ -101,12 +101,14 @@ TEST(CudaNoSync, KernelCallsReturnWhileTheStreamIsBlocked) {
   add(OpKind::kCopy, {}, {}, {});
   calls.back().host_in.push_back(filled(h, {64, 64}));  // contiguous: cudaMemcpyAsync
   add(OpKind::kFill, {{"value", 2.0}, {"dtype", h}}, {}, {});
+  add(OpKind::kCumsum, {{"dim", int64_t{1}}}, {}, {});  // long lines: the block scan
+  calls.back().host_in.push_back(filled(h, {16, 3000}, Layout::kPermuted));
 
   // Output shapes, in call order.
   const std::vector<std::vector<int64_t>> out_shapes = {
       {64, 64}, {64, 64}, {64},      {64, 64},       {64, 64},  {4, 64, 64}, {64, 32},
       {2, 16, 16, 16}, {2, 4, 16, 16}, {2, 4, 64, 64}, {4, 16}, {2, 8, 8, 8}, {64, 64},
-      {64, 64}, {5, 7}};
+      {64, 64}, {5, 7}, {16, 3000}};
   ASSERT_EQ(out_shapes.size(), calls.size());
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);  // a blocking stream: legacy syncs show too

@@ -70,11 +70,14 @@ TEST(CudaGraphs, ReplaysMatchGraphsOff) {
     EXPECT_LT(max_rel_error(y_on, y_off), 1e-6);
     EXPECT_LT(max_rel_error(y_on, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
   }
-  EXPECT_TRUE(on->cudaGraphs()) << "a capture failed and turned graphs off";
+  EXPECT_TRUE(on->cudaGraphs()) << "graphs went off: " << on->cudaGraphFailure();
+  EXPECT_EQ(on->cudaGraphFailure(), "");
   EXPECT_EQ(on->cudaGraphCaptures(), 1);
   EXPECT_EQ(on->cudaGraphReplays(), kCalls - 1);
+  EXPECT_EQ(on->plainLaunches(), 0);
   EXPECT_EQ(off->cudaGraphCaptures(), 0);
   EXPECT_EQ(off->cudaGraphReplays(), 0);
+  EXPECT_EQ(off->plainLaunches(), kCalls);
 }
 
 TEST(CudaGraphs, NewShapeRecapturesAndCachedShapesReplay) {

@@ -64,10 +64,11 @@ class EveryOp : public IrTest {
     Tensor g = ok(OpKind::kGather, {flat, ok(OpKind::kCast, {ok(OpKind::kFill, {}, {{"shape", Shape{batch, 1}}})}, {{"dtype", DType::kInt32}})},
                   {{"dim", int64_t{-1}}});
     Tensor cp = ok(OpKind::kCopy, {fl});
+    Tensor cs = ok(OpKind::kCumsum, {ids}, {{"dim", int64_t{-1}}});
     Tensor pw = ok(OpKind::kPointwise, {ar, fill},
                    {{"code", std::string("binary.add unary.relu")}, {"operands", v({0, 1, -1, 2, -1, -1})},
                     {"params", std::vector<double>{0, 0, 0, 0}}, {"outputs", v({3})}});
-    for (Tensor t : {idx, g, cp, cat, pw}) ASSERT_TRUE(net.markOutput(t, info(t).name).ok());
+    for (Tensor t : {idx, g, cp, cat, pw, cs}) ASSERT_TRUE(net.markOutput(t, info(t).name).ok());
   }
 };
 

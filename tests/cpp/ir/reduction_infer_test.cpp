@@ -58,6 +58,34 @@ TEST_F(IrTest, SoftmaxErrors) {
   fails(OpKind::kSoftmax, {i}, {{"dim", int64_t{0}}}, {"softmax 'bad'", "'ids'", "int64"});
 }
 
+TEST_F(IrTest, CumsumKeepsShapeAndPicksTorchDtype) {
+  Tensor ids = in("ids", DType::kInt64, {batch, seq});
+  Tensor y = ok(OpKind::kCumsum, {ids}, {{"dim", int64_t{-1}}});
+  EXPECT_EQ(attrs_of(y).getInt("dim", -1), 1);
+  EXPECT_EQ(info(y).dtype, DType::kInt64);
+  EXPECT_EQ(dims(y, 2, 5), v({2, 5}));
+  Tensor flags = in("flags", DType::kBool, {batch, seq});
+  EXPECT_EQ(info(ok(OpKind::kCumsum, {flags}, {{"dim", int64_t{0}}})).dtype, DType::kInt64);
+  Tensor i32 = in("i32", DType::kInt32, {seq});
+  EXPECT_EQ(info(ok(OpKind::kCumsum, {i32}, {{"dim", int64_t{0}}})).dtype, DType::kInt64);
+  EXPECT_EQ(info(ok(OpKind::kCumsum, {i32}, {{"dim", int64_t{0}}, {"dtype", DType::kInt32}})).dtype,
+            DType::kInt32);
+  Tensor h = in("h", DType::kFloat16, {batch, 3});
+  Tensor hy = ok(OpKind::kCumsum, {h}, {{"dim", int64_t{1}}});
+  EXPECT_EQ(info(hy).dtype, DType::kFloat16);
+  EXPECT_EQ(attrs_of(hy).getDType("dtype", DType::kBool), DType::kFloat16);  // default stored
+  EXPECT_EQ(info(ok(OpKind::kCumsum, {h}, {{"dim", int64_t{1}}, {"dtype", DType::kFloat32}})).dtype,
+            DType::kFloat32);
+}
+
+TEST_F(IrTest, CumsumErrors) {
+  Tensor x = f32("x", {batch, 4});
+  fails(OpKind::kCumsum, {x}, {{"dim", int64_t{2}}}, {"cumsum 'bad'", "dim 2"});
+  fails(OpKind::kCumsum, {x}, {}, {"cumsum 'bad'", "'dim'"});
+  fails(OpKind::kCumsum, {x}, {{"dim", int64_t{0}}, {"dtype", DType::kBool}},
+        {"cumsum 'bad'", "bool", "not supported"});
+}
+
 TEST_F(IrTest, BatchNormChecksChannelParams) {
   Tensor x = f32("x", {batch, 16, seq, seq});
   Tensor c16 = f32("c16", {16});

@@ -174,3 +174,46 @@ def test_sdpa_cuda_kernels_from_torch_compile(
         ref = F.scaled_dot_product_attention(*args)
     assert any("_scaled_dot_product" in op for op in ops)
     assert_close(out, ref, 2e-3, 2e-3)
+
+
+def _flash_graph(read: list[int]) -> tuple[torch.fx.Graph, torch.fx.Node]:
+    """A graph calling CUDA flash attention on fake CUDA tensors (no GPU needed) that reads the
+    outputs listed in `read` (6 and 7 are the uint64 philox seed and offset)."""
+    import operator
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    g = torch.fx.Graph()
+    mode = FakeTensorMode()
+    with mode:
+        q = torch.empty(2, 2, 16, 64, dtype=torch.float16, device="cuda")
+    args = []
+    for name in "qkv":
+        p = g.placeholder(name)
+        p.meta["val"] = q
+        args.append(p)
+    flash = torch.ops.aten._scaled_dot_product_flash_attention.default
+    node = g.call_function(flash, tuple(args))
+    with mode:
+        node.meta["val"] = flash(q, q, q)
+    outs = []
+    for i in read:
+        item = g.call_function(operator.getitem, (node, i))
+        item.meta["val"] = node.meta["val"][i]
+        outs.append(item)
+    g.output(tuple(outs))
+    return g, node
+
+
+def test_flash_attention_unread_uint64_outputs_do_not_block_conversion() -> None:
+    from kiln._partition import SupportChecker
+    from kiln._settings import CompilationSettings
+    from kiln._symbols import SymbolTable
+
+    _, node = _flash_graph([0])
+    assert torch.uint64 in [getattr(v, "dtype", None) for v in node.meta["val"]]
+    checker = SupportChecker(CompilationSettings(device="cuda:0"), SymbolTable(None))
+    assert checker.verdict(node).reason is None
+    _, node = _flash_graph([0, 6])  # the seed is read: Kiln cannot produce it
+    checker = SupportChecker(CompilationSettings(device="cuda:0"), SymbolTable(None))
+    assert "uint64" in checker.verdict(node).reason

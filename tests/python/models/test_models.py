@@ -9,6 +9,7 @@ from typing import Any
 import kiln
 import pytest
 from kiln_testing import cosine, engines_of, torch_ops_of
+from models import randomize
 
 import torch
 
@@ -23,20 +24,6 @@ def _outputs(out: Any) -> list[torch.Tensor]:
     if hasattr(out, "to_tuple"):
         out = out.to_tuple()
     return [t for t in out if isinstance(t, torch.Tensor)]
-
-
-def randomize(model: torch.nn.Module) -> torch.nn.Module:
-    """torchvision zero-initializes some heads and leaves BN statistics at (0, 1); random
-    weights and statistics make outputs (and their comparison) meaningful."""
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-            m.reset_parameters()
-        elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.8, 1.2)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return model
 
 
 def check_model(
@@ -127,3 +114,35 @@ def test_gpt2() -> None:
     )  # fmt: skip
     model = GPT2WithMask(transformers.GPT2Model(config))
     check_model(model, lambda b: (_ids(b), torch.ones(b, 16, dtype=torch.int64)), [0, 1])
+
+
+class Logits(torch.nn.Module):
+    """A causal LM taking input_ids only, returning its logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids).logits
+
+
+def test_gpt2_lm_head_without_attention_mask() -> None:
+    """Without a mask, transformers' masking_utils traces find_packed_sequence_indices: a
+    cumsum over the (diffed) position ids. The whole model must still be one engine."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=64, n_head=2, vocab_size=100, n_positions=64, use_cache=False,
+        bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    model = Logits(transformers.GPT2LMHeadModel(config)).eval()
+    ids = _ids(2)
+    compiled = kiln.compile(model, inputs=[ids], require_full_compilation=True)
+    assert len(engines_of(compiled)) == 1, compiled.graph
+    assert not torch_ops_of(compiled), torch_ops_of(compiled)
+    assert "aten.cumsum.default" in compiled.kiln_report.blocks[0].ops
+    with torch.no_grad():
+        ref, out = model(ids), compiled(ids)
+    assert cosine(out, ref) > 0.9999
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    check_model(model, lambda b: (_ids(b),), [0])  # and with the batch dynamic

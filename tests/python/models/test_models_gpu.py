@@ -4,17 +4,12 @@ batch 1 and 32: cosine similarity > 0.999 and no NaN."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import kiln
 import pytest
 from kiln_testing import cosine, engines_of, torch_ops_of
+from models import MODELS, build_model, kiln_inputs, make_inputs
 
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
-from models import MODELS, build_model, kiln_inputs, make_inputs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
