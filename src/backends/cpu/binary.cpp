@@ -52,22 +52,6 @@ BFn parse_binary(const std::string& name) {
 bool binary_gives_bool(BFn f) { return f >= BFn::kEq && f <= BFn::kLogicalXor; }
 bool is_bitwise(BFn f) { return f >= BFn::kBitwiseAnd; }
 
-// Python floor division / modulo on floats (as PyTorch's div_floor / remainder).
-inline float float_floor_divide(float a, float b) {
-  if (b == 0.0f) return a / b;
-  float m = std::fmod(a, b);
-  float div = (a - m) / b;
-  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) div -= 1.0f;
-  if (div == 0.0f) return std::copysign(0.0f, a / b);
-  float fl = std::floor(div);
-  if (div - fl > 0.5f) fl += 1.0f;
-  return fl;
-}
-inline float float_remainder(float a, float b) {
-  float m = std::fmod(a, b);
-  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) m += b;
-  return m;
-}
 
 // The comparison / logical fns, shared by every dtype (their compute type C).
 template <typename C, typename F>

@@ -123,6 +123,24 @@ inline T store(ComputeT<T> v) {
   }
 }
 
+// Python floor division / modulo on floats (PyTorch's div_floor / remainder): the binary and
+// the pointwise kernels.
+inline float float_floor_divide(float a, float b) {
+  if (b == 0.0f) return a / b;
+  float m = std::fmod(a, b);
+  float div = (a - m) / b;
+  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) div -= 1.0f;
+  if (div == 0.0f) return std::copysign(0.0f, a / b);
+  float fl = std::floor(div);
+  if (div - fl > 0.5f) fl += 1.0f;
+  return fl;
+}
+inline float float_remainder(float a, float b) {
+  float m = std::fmod(a, b);
+  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) m += b;
+  return m;
+}
+
 // ---- dtype dispatch -----------------------------------------------------------------------
 
 // Calls f(std::type_identity<T>{}) with T the storage type of `dtype`:

@@ -21,22 +21,6 @@ Status supports_pointwise(const Op& op, std::span<const DType> dtypes) {
   return Status::Ok();
 }
 
-// Python floor division / modulo on floats, as the binary kernel (binary.cpp).
-float floor_divide(float a, float b) {
-  if (b == 0.0f) return a / b;
-  float m = std::fmod(a, b);
-  float div = (a - m) / b;
-  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) div -= 1.0f;
-  if (div == 0.0f) return std::copysign(0.0f, a / b);
-  float fl = std::floor(div);
-  if (div - fl > 0.5f) fl += 1.0f;
-  return fl;
-}
-float remainder(float a, float b) {
-  float m = std::fmod(a, b);
-  if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) m += b;
-  return m;
-}
 
 // Same formulas as the unary kernel (elementwise.cpp), indexed like kPwUnaryFns.
 float unary(int fn, float x, float alpha) {
@@ -88,8 +72,8 @@ float binary(int fn, float a, float b) {
     case 4: return std::pow(a, b);
     case 5: return (a != a || a > b) ? a : b;
     case 6: return (a != a || a < b) ? a : b;
-    case 7: return floor_divide(a, b);
-    case 8: return remainder(a, b);
+    case 7: return float_floor_divide(a, b);
+    case 8: return float_remainder(a, b);
     case 9: return a == b;
     case 10: return a != b;
     case 11: return a < b;
