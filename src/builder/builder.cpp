@@ -134,6 +134,7 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"constant folding", builder::fold_constants},
       {"batch-norm folding", builder::fold_batch_norm},
       {"simplification", builder::simplify},
+      {"gelu recognition", builder::recognize_gelu},
       // Before the epilogue/pointwise fusions, which would take the scale and mask add apart.
       {"attention fusion", builder::fuse_attention},
       {"conv epilogue fusion", builder::fuse_conv_epilogues},

@@ -19,6 +19,34 @@ bool may_run_in_place(OpKind kind) {
 
 // Whether a view op's output is laid out contiguously whenever its input is: then a reshape of
 // it can alias too.
+bool is_one(const SymExpr& e) { return e.isConstant() && e.constant() == 1; }
+
+// Whether reshaping `in` to `out` only splits dims (a symbolic dim kept whole, a constant one
+// split into constant factors) and inserts or drops size-1 dims: then it is a view of any strided
+// input, for every shape of the profile (reshape_view always finds strides).
+bool splits_only(const Shape& in, const Shape& out) {
+  size_t j = 0;
+  auto skip_ones = [&] {
+    while (j < out.size() && is_one(out[j])) ++j;
+  };
+  for (const SymExpr& d : in) {
+    if (is_one(d)) continue;
+    skip_ones();
+    if (j == out.size()) return false;
+    if (out[j].equals(d)) {
+      ++j;
+      continue;
+    }
+    if (!d.isConstant() || d.constant() <= 0) return false;
+    int64_t product = 1;
+    while (j < out.size() && out[j].isConstant() && out[j].constant() > 0 && product < d.constant())
+      product *= out[j++].constant();
+    if (product != d.constant()) return false;
+  }
+  skip_ones();
+  return j == out.size();
+}
+
 bool view_keeps_contiguity(const Op& op) {
   switch (op.kind) {
     case OpKind::kReshape:
@@ -78,7 +106,8 @@ Result<format::EnginePlan> assemble_plan(const Network& network,
   }
 
   // Views, decided statically: view ops alias their input, except a reshape of something that
-  // may not be contiguous, which runs as a copy kernel.
+  // may not be contiguous and that merges dims, which runs as a copy kernel (a reshape that only
+  // splits dims is a view of any layout).
   std::vector<bool> contiguous(tensors.size(), true);
   std::vector<int32_t> root(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) root[i] = static_cast<int32_t>(i);
@@ -94,7 +123,9 @@ Result<format::EnginePlan> assemble_plan(const Network& network,
     step.tactic = tactics[s].name;
     step.tactic_data = tactics[s].data;
     bool viewable = op_def(op.kind).view != nullptr &&
-                    (op.kind != OpKind::kReshape || contiguous[static_cast<size_t>(op.inputs[0].id)]);
+                    (op.kind != OpKind::kReshape || contiguous[static_cast<size_t>(op.inputs[0].id)] ||
+                     splits_only(tensors[static_cast<size_t>(op.inputs[0].id)].shape,
+                                 tensors[static_cast<size_t>(op.outputs[0].id)].shape));
     for (Tensor t : op.outputs)
       if (plan.tensors[static_cast<size_t>(t.id)].role == TensorRole::kOutput) viewable = false;
     if (!viewable) continue;

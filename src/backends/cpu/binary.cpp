@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "backends/common/float_pow.h"
 #include "backends/cpu/elementwise_loops.h"
 
 namespace kiln::cpu {
@@ -105,7 +106,7 @@ bool with_float_binary(BFn fn, F&& f) {
       f([](float a, float b) { return a / b; });
       return true;
     case BFn::kPow:
-      f([](float a, float b) { return std::pow(a, b); });
+      f([](float a, float b) { return float_pow(a, b); });
       return true;
     case BFn::kMaximum:  // NaN propagates, as torch.maximum
       f([](float a, float b) { return (a != a || a > b) ? a : b; });

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/common/float_pow.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
 #include "ir/pointwise_program.h"
@@ -69,7 +70,7 @@ float binary(int fn, float a, float b) {
     case 1: return a - b;
     case 2: return a * b;
     case 3: return a / b;
-    case 4: return std::pow(a, b);
+    case 4: return float_pow(a, b);
     case 5: return (a != a || a > b) ? a : b;
     case 6: return (a != a || a < b) ? a : b;
     case 7: return float_floor_divide(a, b);

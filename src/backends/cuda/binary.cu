@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "backends/common/float_pow.h"
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/elementwise_vec.cuh"
 
@@ -61,7 +62,7 @@ __device__ __forceinline__ float float_binary(int fn, float a, float b) {
     case kSub: return a - b;
     case kMul: return a * b;
     case kDiv: return a / b;
-    case kPow: return powf(a, b);
+    case kPow: return float_pow(a, b);
     case kMaximum: return (a != a || a > b) ? a : b;  // NaN propagates
     case kMinimum: return (a != a || a < b) ? a : b;
     case kFloorDivide: return float_floor_divide(a, b);

@@ -3,9 +3,10 @@
 // kernel: a block per normalized row (a contiguous range of logical indices), two passes for
 // mean and variance, float32 statistics. Inputs are read in place through their strides;
 // parameters may have any float dtype and strides. Also the per-channel bias add used by conv.
-// layer_norm (residual or not) and rms_norm over contiguous rows of up to 8192 elements take a
+// layer_norm (residual or not) and rms_norm over rows of up to 8192 contiguous elements take a
 // faster kernel (fast_row_norm_kernel): a warp per row up to 1024 elements, else a block per
-// row, the row held in registers and read with 16-byte loads when aligned.
+// row, the row held in registers and read with 16-byte loads when aligned. The rows themselves
+// may lie anywhere (a transposed view such as attention's [L, N, E] read as [N, L, E]).
 
 #include <algorithm>
 #include <string>
@@ -149,12 +150,14 @@ __global__ void residual_layer_norm_kernel(StridedIndex<1> ix, StridedIndex<1> r
 // shared memory as float (dynamic: weight then bias, len each, when present). kBlockRow true: a
 // block per row, parameters read in place. Each thread keeps kChunks vectors of VW elements of
 // its row in registers: len <= 32 * VW * kChunks (warp) or blockDim.x * VW * kChunks (block).
-// len is a multiple of VW and the pointers are aligned to VW elements.
+// len is a multiple of VW and the pointers are aligned to VW elements. Row r of x starts at
+// element rix.offsets(r)[0], of res at [1] (both multiples of VW); y and sum_out are contiguous.
 template <typename T, int VW, int kChunks, bool kBlockRow>
 __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restrict__ res,
-                                     T* __restrict__ y, T* __restrict__ sum_out, int64_t rows,
-                                     int len, bool rms, Param w, Param b, const T* __restrict__ wt,
-                                     const T* __restrict__ bt, float eps) {
+                                     T* __restrict__ y, T* __restrict__ sum_out,
+                                     StridedIndex<2> rix, int64_t rows, int len, bool rms, Param w,
+                                     Param b, const T* __restrict__ wt, const T* __restrict__ bt,
+                                     float eps) {
   using Vec = VecOf<T, VW>;
   extern __shared__ float staged[];
   __shared__ float scratch[32];
@@ -187,7 +190,9 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * groups + group; row < rows;
        row += static_cast<int64_t>(gridDim.x) * groups) {
     const int64_t base = row * len;
-    const Vec* xr = reinterpret_cast<const Vec*>(x + base);
+    int64_t in_off[2];
+    rix.offsets(row, in_off);
+    const Vec* xr = reinterpret_cast<const Vec*>(x + in_off[0]);
     float v[kChunks][VW];
     float s = 0.0f;
 #pragma unroll
@@ -196,7 +201,7 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
       if (vi < nvec) {
         const Vec xv = xr[vi];
         if (res) {
-          const Vec rv = reinterpret_cast<const Vec*>(res + base)[vi];
+          const Vec rv = reinterpret_cast<const Vec*>(res + in_off[1])[vi];
           Vec sv;
 #pragma unroll
           for (int k = 0; k < VW; ++k) {
@@ -295,9 +300,9 @@ int sm_count() {
 // The fast kernel for layer_norm / rms_norm (res: the residual, or null) when every tensor is
 // contiguous and a row fits in registers. False: the caller runs the general kernels.
 template <typename T, int VW>
-bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, int64_t rows, int len,
-                         bool rms, Param w, Param b, const T* wt, const T* bt, float eps,
-                         cudaStream_t stream) {
+bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, const StridedIndex<2>& rix,
+                         int64_t rows, int len, bool rms, Param w, Param b, const T* wt,
+                         const T* bt, float eps, cudaStream_t stream) {
   const bool typed = (!w.data || wt) && (!b.data || bt);
   if (len <= 1024) {
     constexpr int kChunks = 32 / VW;  // 32 elements per lane
@@ -308,7 +313,7 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, int64_t row
     const size_t smem =
         typed ? 0 : static_cast<size_t>((w.data ? len : 0) + (b.data ? len : 0)) * 4;
     fast_row_norm_kernel<T, VW, kChunks, false><<<blocks, warps * 32, smem, stream>>>(
-        x, res, y, sum_out, rows, len, rms, w, b, wt, bt, eps);
+        x, res, y, sum_out, rix, rows, len, rms, w, b, wt, bt, eps);
     return true;
   }
   constexpr int kChunks = 16 / VW;  // 16 elements per thread
@@ -317,17 +322,28 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, int64_t row
   if (len > threads * 16) return false;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 1 << 20));
   fast_row_norm_kernel<T, VW, kChunks, true><<<blocks, threads, 0, stream>>>(
-      x, res, y, sum_out, rows, len, rms, w, b, wt, bt, eps);
+      x, res, y, sum_out, rix, rows, len, rms, w, b, wt, bt, eps);
   return true;
 }
 
-// Picks the vector width: 16 bytes when len and every pointer allow it, else one element.
+// Whether the trailing `k` dims of `v` (the normalized row) are one contiguous run.
+bool rows_contiguous(const TensorView& v, int k) {
+  const int lead = v.rank - k;
+  const int64_t* s[1] = {v.strides + lead};
+  return is_flat(make_index<1>(v.shape + lead, k, s));
+}
+
+// Picks the vector width: 16 bytes when len, every pointer and every row start allow it, else
+// one element. The rows of x and res may be strided (rix); each row's `len` elements (the
+// trailing k dims) must be contiguous.
 Result<bool> try_fast_norm(const KernelArgs& args, const TensorView* res, void* sum_out,
-                           int64_t len, bool rms, Param w, Param b) {
+                           int64_t len, int k, bool rms, Param w, Param b) {
   const TensorView& x = args.inputs[0];
   const TensorView& y = args.outputs[0];
-  if (len > 8 * 1024 || !is_flat(make_index(x))) return false;
-  if (res && !is_flat(make_index(*res))) return false;
+  if (len > 8 * 1024 || !rows_contiguous(x, k) || !is_flat(make_index(y))) return false;
+  if (res && !rows_contiguous(*res, k)) return false;
+  const int64_t* lead_strides[2] = {x.strides, (res ? res : &x)->strides};
+  const StridedIndex<2> rix = make_index<2>(x.shape, x.rank - k, lead_strides);
   const int64_t rows = x.numel() / len;
   const float eps = static_cast<float>(args.attrs.getDouble("eps", 1e-5));
   cudaStream_t stream = stream_of(args);
@@ -338,7 +354,10 @@ Result<bool> try_fast_norm(const KernelArgs& args, const TensorView* res, void* 
     const T* rp = res ? res->as<const T>() : nullptr;
     T* yp = y.as<T>();
     T* sp = static_cast<T*>(sum_out);
-    const bool vec = len % V == 0 && aligned_to(xp, 16) && aligned_to(yp, 16) &&
+    bool rows_aligned = true;
+    for (int d = 0; d < rix.rank; ++d)
+      rows_aligned = rows_aligned && rix.strides[0][d] % V == 0 && rix.strides[1][d] % V == 0;
+    const bool vec = len % V == 0 && rows_aligned && aligned_to(xp, 16) && aligned_to(yp, 16) &&
                      (!rp || aligned_to(rp, 16)) && (!sp || aligned_to(sp, 16));
     // Parameters read as vectors beside x: contiguous, x's dtype, aligned like x.
     auto typed = [&](const Param& p) -> const T* {
@@ -348,8 +367,10 @@ Result<bool> try_fast_norm(const KernelArgs& args, const TensorView* res, void* 
     const T* wt = typed(w);
     const T* bt = typed(b);
     const int n = static_cast<int>(len);
-    return vec ? launch_fast_norm_vw<T, V>(xp, rp, yp, sp, rows, n, rms, w, b, wt, bt, eps, stream)
-               : launch_fast_norm_vw<T, 1>(xp, rp, yp, sp, rows, n, rms, w, b, wt, bt, eps, stream);
+    return vec ? launch_fast_norm_vw<T, V>(xp, rp, yp, sp, rix, rows, n, rms, w, b, wt, bt, eps,
+                                           stream)
+               : launch_fast_norm_vw<T, 1>(xp, rp, yp, sp, rix, rows, n, rms, w, b, wt, bt, eps,
+                                           stream);
   });
   if (!served) return false;
   KILN_RETURN_IF_ERROR(check_launch(args, "layer_norm kernel"));
@@ -431,7 +452,7 @@ Status run_trailing_norm(const KernelArgs& args) {
         return kernel_error(args, "sum output shape or dtype differs from the input's");
       sum_out = s.data;
     }
-    KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, &res, sum_out, len, false, w, b));
+    KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, &res, sum_out, len, static_cast<int>(k), false, w, b));
     if (fast) return Status::Ok();
     const int64_t rows = x.numel() / len;
     const float eps = static_cast<float>(args.attrs.getDouble("eps", 1e-5));
@@ -449,7 +470,7 @@ Status run_trailing_norm(const KernelArgs& args) {
     });
     return check_launch(args, "residual layer_norm kernel");
   }
-  KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, nullptr, nullptr, len, kIsRms, w, b));
+  KILN_ASSIGN_OR_RETURN(bool fast, try_fast_norm(args, nullptr, nullptr, len, static_cast<int>(k), kIsRms, w, b));
   if (fast) return Status::Ok();
   return launch_row_norm(args, kIsRms ? kRms : kLayer, x.numel() / len, len, w, b, 1, 1, 1);
 }

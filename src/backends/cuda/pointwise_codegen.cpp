@@ -100,7 +100,7 @@ std::string binary_expr(int fn, const std::string& a, const std::string& b) {
     case 1: return a + " - " + b;
     case 2: return a + " * " + b;
     case 3: return a + " / " + b;
-    case 4: return "powf(" + a + ", " + b + ")";
+    case 4: return "kiln_pow(" + a + ", " + b + ")";
     case 5: return "(" + a + " != " + a + " || " + a + " > " + b + ") ? " + a + " : " + b;
     case 6: return "(" + a + " != " + a + " || " + a + " < " + b + ") ? " + a + " : " + b;
     case 7: return "kiln_floor_divide(" + a + ", " + b + ")";
@@ -154,6 +154,16 @@ __device__ __forceinline__ float kiln_floor_divide(float a, float b) {
   float fl = floorf(div);
   if (div - fl > 0.5f) fl += 1.0f;
   return fl;
+}
+// backends/common/float_pow.h, which NVRTC cannot include.
+__device__ __forceinline__ float kiln_pow(float a, float b) {
+  if (b == 2.0f) return a * a;
+  if (b == 3.0f) return a * a * a;
+  if (b == 0.5f) return sqrtf(a);
+  if (b == -0.5f) return 1.0f / sqrtf(a);
+  if (b == -1.0f) return 1.0f / a;
+  if (b == -2.0f) return 1.0f / (a * a);
+  return powf(a, b);
 }
 __device__ __forceinline__ float kiln_remainder(float a, float b) {
   float m = fmodf(a, b);

@@ -31,6 +31,11 @@ Result<Network> simplify(const Network& network, std::vector<std::string>& log);
 // (attention_fusion.cpp). Intermediates must have no other use and not be outputs.
 Result<Network> fuse_attention(const Network& network, std::vector<std::string>& log);
 
+// The tanh GELU written out op by op (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))),
+// GPT-2's gelu_new) becomes one unary gelu_tanh (gelu_recognition.cpp). Runs before gemm
+// epilogue fusion, which folds it into the linear before it.
+Result<Network> recognize_gelu(const Network& network, std::vector<std::string>& log);
+
 // linear/matmul followed by a bias add along the last dim and/or relu/gelu/gelu_tanh becomes one
 // linear/matmul with the bias folded into linear's bias and attr `activation` (gemm_fusion.cpp).
 // Intermediates must have no other use and not be outputs.

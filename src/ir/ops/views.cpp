@@ -25,34 +25,59 @@ bool eval_sym(const Attrs& attrs, const char* name, std::span<const int64_t> bin
   return true;
 }
 
-void contiguous_strides(ViewLayout& v) {
-  v.strides.assign(v.shape.size(), 1);
-  int64_t s = 1;
-  for (size_t i = v.shape.size(); i-- > 0;) {
-    v.strides[i] = s;
-    s *= v.shape[i];
-  }
-}
-
 bool dim_ok(int64_t dim, size_t rank) { return dim >= 0 && static_cast<size_t>(dim) < rank; }
 
 }  // namespace
 
+// The strides of `in` reshaped to `shape` without a copy, or false (PyTorch's computeStride):
+// the input's dims fall into chunks that are contiguous among themselves, and each chunk must be
+// made of whole output dims. Splitting a dim, inserting or dropping size-1 dims and merging dims
+// that are adjacent in memory always succeed.
+bool reshape_strides(const ViewLayout& in, std::span<const int64_t> shape, std::vector<int64_t>& strides) {
+  int64_t numel = 1;
+  for (int64_t d : in.shape) numel *= d;
+  strides.assign(shape.size(), 0);
+  if (numel == 0 || in.shape.empty()) {  // no element to address: any strides do
+    int64_t s = 1;
+    for (size_t i = shape.size(); i-- > 0;) {
+      strides[i] = s;
+      s *= std::max<int64_t>(shape[i], 1);
+    }
+    return true;
+  }
+  int64_t view_d = static_cast<int64_t>(shape.size()) - 1;
+  int64_t chunk_base_stride = in.strides.back(), tensor_numel = 1, view_numel = 1;
+  for (int64_t tensor_d = static_cast<int64_t>(in.shape.size()) - 1; tensor_d >= 0; --tensor_d) {
+    const auto t = static_cast<size_t>(tensor_d);
+    tensor_numel *= in.shape[t];
+    // The end of a chunk: the first dim, or a dim before it that does not continue it in memory.
+    if (tensor_d == 0 ||
+        (in.shape[t - 1] != 1 && in.strides[t - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || shape[static_cast<size_t>(view_d)] == 1)) {
+        strides[static_cast<size_t>(view_d)] = view_numel * chunk_base_stride;
+        view_numel *= shape[static_cast<size_t>(view_d)];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return false;
+      if (tensor_d > 0) {
+        chunk_base_stride = in.strides[t - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  return view_d == -1;
+}
+
 bool reshape_view(const ViewLayout& in, const Attrs& attrs, std::span<const int64_t> bindings,
                   int, ViewLayout& out) {
-  // Contiguous (size-1 dims may carry any stride).
-  int64_t expected = 1, numel = 1;
-  for (size_t i = in.shape.size(); i-- > 0;) {
-    if (in.shape[i] != 1 && in.strides[i] != expected) return false;
-    expected *= in.shape[i];
-    numel *= in.shape[i];
-  }
+  int64_t numel = 1;
+  for (int64_t d : in.shape) numel *= d;
   ViewLayout v;
   if (!eval_shape(attrs.getShape("shape", {}), bindings, v.shape)) return false;
   int64_t out_numel = 1;
   for (int64_t d : v.shape) out_numel *= d;
-  if (out_numel != numel) return false;
-  contiguous_strides(v);
+  if (out_numel != numel || !reshape_strides(in, v.shape, v.strides)) return false;
   v.offset = in.offset;
   out = std::move(v);
   return true;

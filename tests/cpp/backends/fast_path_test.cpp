@@ -223,20 +223,37 @@ test::Tolerance norm_tol(DType dt) {
   return dt == DType::kFloat32 ? test::Tolerance{2e-5, 2e-5} : test::tolerance(dt);
 }
 
+// A [a, b, len] view of a contiguous [b, a, len] buffer holding `values` (row-major over the
+// view): rows strided, each row contiguous, as attention's [L, N, E] read batch first.
+TestTensor lead_transposed(DType dt, int64_t a, int64_t b, int64_t len,
+                           const std::vector<double>& values) {
+  TestTensor t = make_tensor(dt, {b, a, len}, std::vector<double>(a * b * len));
+  t.shape = {a, b, len};
+  t.view.shape[0] = a;
+  t.view.shape[1] = b;
+  t.view.strides[0] = len;
+  t.view.strides[1] = a * len;
+  t.view.strides[2] = 1;
+  test::write_values(t.view, values);
+  return t;
+}
+
 // x [rows, len] (+ residual, whose rounded sum is also returned) normalized with float32
-// weight and sliced bias; x offset `off` elements, or permuted when `permuted`.
+// weight and sliced bias; x offset `off` elements, or permuted when `permuted`. With
+// `lead` > 0, x and the residual are [rows / lead, lead, len] views of transposed buffers.
 void check_layer_norm(DType dt, int64_t rows, int64_t len, bool residual, int64_t off,
-                      bool permuted = false) {
+                      bool permuted = false, int64_t lead = 0) {
   SCOPED_TRACE(str(dtype_name(dt), " rows ", rows, " len ", len, " residual ", residual, " offset ",
-                   off, permuted ? " permuted" : ""));
-  const Shape64 shape = {rows, len};
+                   off, permuted ? " permuted" : "", " lead ", lead));
+  const Shape64 shape = lead ? Shape64{rows / lead, lead, len} : Shape64{rows, len};
   auto in = test::round_all(dt, test::random_values(rows * len, 10, -3, 5));
   auto rin = test::round_all(dt, test::random_values(rows * len, 11, -2, 2));
   auto pw = test::round_all(DType::kFloat32, test::random_values(len, 12, 0.5, 2));
   auto pb = test::round_all(dt, test::random_values(len, 13));
-  auto x =
-      permuted ? make_tensor(dt, shape, in, Layout::kPermuted) : offset_tensor(dt, shape, in, off);
-  auto r = offset_tensor(dt, shape, rin, 0);
+  auto x = lead       ? lead_transposed(dt, rows / lead, lead, len, in)
+            : permuted ? make_tensor(dt, shape, in, Layout::kPermuted)
+                       : offset_tensor(dt, shape, in, off);
+  auto r = lead ? lead_transposed(dt, rows / lead, lead, len, rin) : offset_tensor(dt, shape, rin, 0);
   auto w = make_tensor(DType::kFloat32, {len}, pw);
   auto b = make_tensor(dt, {len}, pb, Layout::kSliced);
   auto y = make_output(dt, shape), s = make_output(dt, shape);
@@ -276,6 +293,9 @@ TEST_P(FastPathNorm, ResidualLayerNormWarpRowsBlockRowsAndFallbacks) {
     check_layer_norm(dt, 3, 3001, true, 0);      // a block per row, scalar loads
     check_layer_norm(dt, 2, 9000, true, 0);      // too long for registers: the general kernel
     check_layer_norm(dt, 4, 96, true, 0, true);  // strided input: the general kernel
+    check_layer_norm(dt, 6 * 50, 768, true, 0, false, 50);  // strided rows: a warp per row
+    check_layer_norm(dt, 6 * 5, 2048, true, 0, false, 5);   // strided rows: a block per row
+    check_layer_norm(dt, 3 * 7, 100, true, 0, false, 7);    // strided rows, scalar loads
   }
 }
 
@@ -285,6 +305,7 @@ TEST_P(FastPathNorm, LayerNormWithoutResidual) {
     check_layer_norm(dt, 3, 1023, false, 1);
     check_layer_norm(dt, 2, 4096, false, 0);
     check_layer_norm(dt, 3, 40, false, 0, true);
+    check_layer_norm(dt, 4 * 3, 768, false, 0, false, 3);
   }
 }
 

@@ -173,6 +173,28 @@ TEST(GemmFusion, MatmulOfTwoActivationsTakesTheActivationOnly) {
   EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
 }
 
+// A reshape that only splits dims aliases a strided input (here a transpose) instead of copying
+// it, and the engine computes the same values.
+TEST(ViewPlan, ReshapeSplittingAStridedDimIsAView) {
+  Network net("split_view");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, 6, 4});
+  Tensor t = *net.add(OpKind::kPermute, {x}, {{"perm", std::vector<int64_t>{0, 2, 1}}}, "t");  // [b, 4, 6]
+  Tensor r = *net.add(OpKind::kReshape, {t}, {{"shape", kiln::Shape{batch, 4, 2, 3}}}, "split");
+  Tensor y = *net.add(OpKind::kUnary, {r}, {{"fn", std::string("neg")}}, "neg");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  for (const kiln::StepInfo& s : engine->info().steps)
+    EXPECT_TRUE(s.op != "reshape" || s.tactic == "view") << "the split reshape copied: " << s.tactic;
+  HostTensor in = random_tensor({3, 6, 4}, 12);
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  DTensor want{{3, 4, 2, 3}, std::vector<double>(72)};
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t i = 0; i < 4; ++i)
+      for (int64_t j = 0; j < 6; ++j) want.v[(b * 4 + i) * 6 + j] = -in.data[(b * 6 + j) * 4 + i];
+  EXPECT_TRUE(all_close(out[0], want, 0, 0));
+}
+
 TEST(GemmFusion, NonConstantBiasVectorIsFolded) {
   Network net("dyn_bias");
   Tensor x = *net.addInput("x", kiln::DType::kFloat32, {3, K});

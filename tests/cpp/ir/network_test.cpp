@@ -42,6 +42,40 @@ TEST(OpTable, ViewOpsHaveViewFunctions) {
   EXPECT_EQ(op_def(OpKind::kConcat).view, nullptr);
 }
 
+// reshape_view: PyTorch's computeStride over strided inputs.
+bool reshape_strides_of(const ViewLayout& in, std::vector<int64_t> shape, std::vector<int64_t>& strides) {
+  Shape sym;
+  for (int64_t d : shape) sym.push_back(SymExpr(d));
+  Attrs attrs;
+  attrs.set("shape", sym);
+  ViewLayout out;
+  if (!op_def(OpKind::kReshape).view(in, attrs, {}, 0, out)) return false;
+  EXPECT_EQ(out.shape, shape);
+  EXPECT_EQ(out.offset, in.offset);
+  strides = out.strides;
+  return true;
+}
+
+TEST(OpTable, ReshapeViewSplitsStridedDimsAndRefusesMergingAcrossGaps) {
+  std::vector<int64_t> st;
+  // A [4, 6] transpose of a contiguous [6, 4]: splitting its strided dim is a view.
+  ASSERT_TRUE(reshape_strides_of({{4, 6}, {1, 4}, 0}, {4, 2, 3}, st));
+  EXPECT_EQ(st, (std::vector<int64_t>{1, 12, 4}));
+  // ... merging its two dims is not.
+  EXPECT_FALSE(reshape_strides_of({{4, 6}, {1, 4}, 0}, {24}, st));
+  // One third of a fused projection [2, 5, 2304] (rows 2304 apart), split into 12 heads of 64.
+  ASSERT_TRUE(reshape_strides_of({{2, 5, 768}, {5 * 2304, 2304, 1}, 768}, {2, 5, 12, 64}, st));
+  EXPECT_EQ(st, (std::vector<int64_t>{5 * 2304, 2304, 64, 1}));
+  // Merging dims that are adjacent in memory, inserting size-1 dims.
+  ASSERT_TRUE(reshape_strides_of({{3, 4, 5}, {40, 5, 1}, 0}, {3, 1, 20}, st));
+  EXPECT_EQ(st[0], 40);
+  EXPECT_EQ(st[2], 1);
+  EXPECT_FALSE(reshape_strides_of({{3, 4, 5}, {40, 5, 1}, 0}, {12, 5}, st));  // 3 and 4 have a gap
+  // Contiguous input: contiguous strides, as before.
+  ASSERT_TRUE(reshape_strides_of({{2, 3, 4}, {12, 4, 1}, 0}, {6, 4}, st));
+  EXPECT_EQ(st, (std::vector<int64_t>{4, 1}));
+}
+
 TEST_F(IrTest, SymbolRangeMustBeOrdered) {
   EXPECT_FALSE(net.addSymbol("bad", 4, 2, 8).ok());
   EXPECT_FALSE(net.addSymbol("neg", -1, 2, 8).ok());
