@@ -1,5 +1,6 @@
 // Gemm epilogue fusion (DESIGN.md 3): linear / matmul, then a bias add along the last dim, then
-// relu / gelu / gelu_tanh, become one linear or matmul with the bias as linear's bias input and
+// relu / gelu / gelu_tanh (possibly after a reshape, which then follows the fused op), become one
+// linear or matmul with the bias as linear's bias input and
 // attr `activation`. The CUDA backend runs that as one cuBLASLt call with an epilogue.
 //
 // A chain grows only through tensors that have exactly one use and are not network outputs, so
@@ -22,6 +23,7 @@ struct Chain {
   size_t gemm = 0;                 // op index of the matmul/linear
   std::optional<size_t> add;       // op index of the bias add
   Tensor bias;                     // the add's other operand
+  std::optional<size_t> reshape;   // op index of a reshape between the gemm (+ bias) and act
   std::optional<size_t> act;       // op index of the activation
   std::string activation = "none";
   size_t last = 0;                 // where the fused op is emitted
@@ -107,12 +109,20 @@ std::optional<Chain> find_chain(const Network& net, const Consumers& consumers, 
     }
   }
   if (auto next = consumers.sole(c.result)) {
-    const Op& act = net.ops()[*next];
-    if (is_fusable_activation(act) && net.tensor(act.outputs[0]).dtype == net.tensor(c.result).dtype) {
+    // An activation after a reshape (linear on [M, K] rows viewed back as [B, S, N]) is applied
+    // before it: elementwise ops commute with reshapes.
+    std::optional<size_t> reshape;
+    if (net.ops()[*next].kind == OpKind::kReshape) {
+      reshape = *next;
+      next = consumers.sole(net.ops()[*next].outputs[0]);
+    }
+    const Op* act = next ? &net.ops()[*next] : nullptr;
+    if (act && is_fusable_activation(*act) && net.tensor(act->outputs[0]).dtype == net.tensor(c.result).dtype) {
+      c.reshape = reshape;
       c.act = *next;
-      c.activation = act.attrs.getString("fn", "");
+      c.activation = act->attrs.getString("fn", "");
       c.last = *next;
-      c.result = act.outputs[0];
+      c.result = act->outputs[0];
     }
   }
   if (!c.add && !c.act) return std::nullopt;
@@ -186,6 +196,10 @@ Status emit_fused(Rewriter& rw, const Chain& c, std::map<int32_t, Tensor>& trans
     inputs.push_back(b);
   }
   KILN_ASSIGN_OR_RETURN(Tensor y, rw.target().add(kind, std::move(inputs), std::move(attrs), gemm.name));
+  if (c.reshape) {
+    const Op& reshape = net.ops()[*c.reshape];
+    KILN_ASSIGN_OR_RETURN(y, rw.target().add(OpKind::kReshape, {y}, reshape.attrs, reshape.name));
+  }
   rw.target().renameTensor(y, net.tensor(c.result).name);
   rw.setMapping(c.result, y);
   return Status::Ok();
@@ -206,6 +220,7 @@ Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::str
     const int id = static_cast<int>(chains.size());
     role[c->gemm] = id;
     if (c->add) role[*c->add] = id;
+    if (c->reshape) role[*c->reshape] = id;
     if (c->act) role[*c->act] = id;
     chains.push_back(*c);
   }

@@ -173,6 +173,37 @@ TEST(GemmFusion, MatmulOfTwoActivationsTakesTheActivationOnly) {
   EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
 }
 
+// GPT-2's MLP: linear on [B*S, K] rows, viewed back as [B, S, N], then the activation. The
+// activation moves into the linear and the reshape follows it.
+TEST(GemmFusion, ActivationAfterAReshapeIsTakenIn) {
+  Network net("mlp");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, 3, K});
+  x = *net.add(OpKind::kReshape, {x}, {{"shape", kiln::Shape{batch * 3, K}}}, "rows");
+  std::vector<float> wv = values(N * K, 13, 0.3), bv = values(N, 14);
+  Tensor w = *add_constant(net, "w", {N, K}, wv);
+  Tensor b = *add_constant(net, "b", {N}, bv);
+  Tensor y = *net.add(OpKind::kLinear, {x, w, b}, {}, "fc");
+  y = *net.add(OpKind::kReshape, {y}, {{"shape", kiln::Shape{batch, 3, N}}}, "view");
+  y = *net.add(OpKind::kUnary, {y}, {{"fn", std::string("gelu_tanh")}}, "act");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  Network fused = fuse(net);
+  ASSERT_EQ(fused.ops().size(), 3u) << fused.toString();
+  EXPECT_EQ(fused.ops()[1].kind, OpKind::kLinear);
+  EXPECT_EQ(fused.ops()[1].attrs.getString("activation", "?"), "gelu_tanh");
+  EXPECT_EQ(fused.ops()[2].kind, OpKind::kReshape);
+
+  HostTensor in = random_tensor({2, 3, K}, 15);
+  DTensor rows = ref::from(in);
+  rows.dims = {6, K};
+  DTensor want = activate(ref::linear(rows, {{N, K}, {wv.begin(), wv.end()}}, {{N}, {bv.begin(), bv.end()}}),
+                          "gelu_tanh");
+  want.dims = {2, 3, N};
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
 // A reshape that only splits dims aliases a strided input (here a transpose) instead of copying
 // it, and the engine computes the same values.
 TEST(ViewPlan, ReshapeSplittingAStridedDimIsAView) {
