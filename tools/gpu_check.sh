@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds Kiln for sm_90 on a machine with an NVIDIA GPU, runs the C++ and Python tests (CPU and
 # GPU), compute-sanitizer over the runtime tests, and the benchmark, and prints a summary.
-#   tools/gpu_check.sh [stage...]   stages: build ctest python mainjob sanitizer bench (default: all)
+#   tools/gpu_check.sh [stage...]   stages: build ctest python mainjob sanitizer hostprof bench
+#                                   (default: all)
 # Logs go to $OUT (or ./gpu_check_out) so they can be read afterwards. Needs no network: when
 # flatc, OpenBLAS or GoogleTest are missing it unpacks .deps/deps.tar.gz (tools/pack_deps.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
-STAGES=${*:-build ctest python mainjob sanitizer bench}
+STAGES=${*:-build ctest python mainjob sanitizer hostprof bench}
 JOBS=$(nproc)
 BUILD=build/gpu
 declare -a summary=()
@@ -100,6 +101,11 @@ if want sanitizer; then
     stage "compute-sanitizer racecheck (CUDA runtime)" racecheck.log env KILN_TEST_RUNS=50 compute-sanitizer --tool racecheck \
       --error-exitcode 1 "$BUILD/tests/cpp/kiln_cuda_runtime_tests" --gtest_filter="$filter"
   fi
+fi
+if want hostprof; then
+  # Where the host time of an engine call goes (tools/host_profile.py), for two models at batch 1.
+  stage "host profile (bert, gpt2 at batch 1)" hostprof.log bash -c \
+    "python3 tools/host_profile.py bert 1 && python3 tools/host_profile.py gpt2 1"
 fi
 if want bench && [ -f bench/run.py ]; then
   stage "benchmark" bench.log python3 bench/run.py --out "$OUT" ${BENCH_ARGS:-}
