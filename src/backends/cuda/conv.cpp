@@ -20,6 +20,11 @@
 // non-tensor-core kernels for fp16 NHWC (implicit_convolve_sgemm, convolve_common_engine_float_NHWC:
 // ~10x slower on ResNet-50 than the plain call's sm90 xmma kernels plus one epilogue pass), so for
 // half precision the unfused form comes first (optimization level 0 takes it) and timing decides.
+//
+// A 1x1, stride-1, unpadded, ungrouped NHWC convolution in half precision is also one GEMM,
+// y[P, O] = x[P, C] w[O, C]^T over the P = N*H*W pixels, which cuBLASLt runs with the whole
+// epilogue fused: the residual as its C operand (beta 1), the bias and relu in its epilogue. Those
+// candidates (a serialized cuBLASLt algorithm as tactic_data) come first, and timing decides.
 
 #include <cudnn.h>
 
@@ -29,6 +34,7 @@
 #include <vector>
 
 #include "backends/cuda/conv_tactics.h"
+#include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/nhwc.h"
@@ -186,6 +192,43 @@ Status plan_conv(const KernelArgs& args, ConvPlan& p) {
   return Status::Ok();
 }
 
+// Whether the conv is a plain GEMM over NHWC pixels (the header comment), with nothing to pack.
+bool gemm_applies(const ConvPlan& p) {
+  return p.nhwc && !p.transposed && p.groups == 1 && p.nd == 4 && p.dtype != CUDNN_DATA_FLOAT &&
+         p.w_dims[2] == 1 && p.w_dims[3] == 1 && p.stride[0] == 1 && p.stride[1] == 1 &&
+         p.pad[0] == 0 && p.pad[1] == 0 && p.packs() == 0;
+}
+
+// y[P, O] = act(x[P, C] w[O, C]^T + z + bias), row-major, as cuBLASLt's column-major
+// D[O, P] = act(op_t(W)[O, C] X[C, P] + Z + bias per row).
+GemmProblem gemm_problem(const ConvPlan& p, const void* x, const void* w, void* y, const void* bias,
+                         const void* z) {
+  GemmProblem g;
+  g.dtype = p.dtype == CUDNN_DATA_HALF ? CUDA_R_16F : CUDA_R_16BF;
+  g.elem_size = 2;
+  const auto O = static_cast<uint64_t>(p.y_dims[1]), C = static_cast<uint64_t>(p.x_dims[1]);
+  const uint64_t P = static_cast<uint64_t>(p.x_dims[0]) * static_cast<uint64_t>(p.x_dims[2]) *
+                     static_cast<uint64_t>(p.x_dims[3]);
+  g.m = O;
+  g.n = P;
+  g.k = C;
+  g.op_a = CUBLAS_OP_T;
+  g.a_rows = C;
+  g.a_cols = O;
+  g.lda = static_cast<int64_t>(C);
+  g.op_b = CUBLAS_OP_N;
+  g.b_rows = C;
+  g.b_cols = P;
+  g.ldb = static_cast<int64_t>(C);
+  g.a = w;
+  g.b = x;
+  g.d = y;
+  g.bias = bias;
+  g.c = z;
+  g.activation = p.relu ? LtActivation::kRelu : LtActivation::kNone;
+  return g;
+}
+
 // Strides of a packed tensor of `dims` (NCHW order) in memory order NCHW or NHWC.
 void packed_strides(const int* dims, int nd, bool nhwc, int* strides) {
   if (nhwc) {  // nd == 4: [N, C, H, W] dims, memory N, H, W, C
@@ -333,6 +376,7 @@ size_t conv_workspace(const KernelArgs& args) {
   if (!plan_conv(args, p).ok()) return 0;
   size_t bytes = p.packs();
   if (args.outputs[0].numel() == 0) return bytes;
+  if (gemm_applies(p) && is_lt_tactic(args.tactic_data)) return kGemmLibraryWorkspace;
   CudaBackendState* state = state_of(args);
   if (!state || !state->cudnn) return bytes + kDefaultWorkspaceLimit;
   DnnDescs d;
@@ -414,6 +458,16 @@ Status run_conv(const KernelArgs& args) {
   bool epilogue_done = false;
   if (x.numel() == 0 || w.numel() == 0) {  // an empty sum: zeros (+ epilogue)
     KILN_RETURN_IF_ERROR(launch_fill(args, y.data, y.dtype, y.numel(), 0.0));
+  } else if (gemm_applies(p) && is_lt_tactic(args.tactic_data)) {
+    const GemmProblem g = gemm_problem(p, xp, wp, y.data, bp, zp);
+    bool epilogue_applied = true;
+    Status s = run_lt_matmul(*state, g, args.tactic_data, cursor, available, stream_of(args),
+                             &epilogue_applied);
+    if (!s.ok()) return Status(s.code(), str(op_label(args), ": ", s.message()));
+    // The residual went in as C either way; without an epilogue the kernel below adds the bias
+    // and applies relu.
+    zp = nullptr;
+    epilogue_done = epilogue_applied || (!p.bias && !p.relu);
   } else {
     DnnDescs d;
     KILN_RETURN_IF_ERROR(make_descs(args, p, d));
@@ -491,6 +545,19 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
   KILN_RETURN_IF_ERROR(make_descs(args, p, d));
   KILN_ASSIGN_OR_RETURN(std::vector<DnnAlgo> algos, heuristic(args, state.cudnn, p, d));
   const bool half = p.dtype != CUDNN_DATA_FLOAT;
+  if (gemm_applies(p)) {
+    // Build-time views carry no real pointers: assume the arena's 256-byte alignment.
+    const void* fake = reinterpret_cast<const void*>(uintptr_t{256});
+    GemmProblem g = gemm_problem(p, fake, fake, const_cast<void*>(fake), p.bias ? fake : nullptr,
+                                 p.residual ? fake : nullptr);
+    g.assume_aligned = true;
+    KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> lt,
+                          lt_heuristic(state, g, std::min(workspace_limit, kGemmLibraryWorkspace),
+                                       std::max(1, max_candidates / 2)));
+    for (const LtAlgo& a : lt)
+      out.push_back({"cuda.conv.cudnn", serialize_lt_algo(a),
+                     str("1x1 conv as gemm: ", describe_lt_algo(a), " +epilogue fused")});
+  }
   for (DnnAlgo& a : algos) {
     Result<size_t> ws = algo_workspace(args, state.cudnn, p, d, a);
     if (!ws.ok() || *ws > workspace_limit) continue;

@@ -115,7 +115,7 @@ Status make_descs(const GemmProblem& p, bool with_epilogue, size_t workspace_lim
                 "setting the workspace limit");
   const uint32_t al[4] = {alignment(p.a, p.a_batch_stride, p.elem_size, p.assume_aligned),
                           alignment(p.b, p.b_batch_stride, p.elem_size, p.assume_aligned),
-                          alignment(p.d, p.d_batch_stride, p.elem_size, p.assume_aligned),
+                          alignment(p.c ? p.c : p.d, p.d_batch_stride, p.elem_size, p.assume_aligned),
                           alignment(p.d, p.d_batch_stride, p.elem_size, p.assume_aligned)};
   const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
       CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -146,6 +146,7 @@ bool all_aligned(const GemmProblem& p) {
   return alignment(p.a, p.a_batch_stride, p.elem_size, false) == 256 &&
          alignment(p.b, p.b_batch_stride, p.elem_size, false) == 256 &&
          alignment(p.d, p.d_batch_stride, p.elem_size, false) == 256 &&
+         (!p.c || alignment(p.c, p.d_batch_stride, p.elem_size, false) == 256) &&
          (!p.bias || alignment(p.bias, 0, p.elem_size, false) == 256);
 }
 
@@ -196,9 +197,11 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
     algo = algos[0].algo;
   }
   if (epilogue_applied) *epilogue_applied = with_epilogue;
-  const float alpha = 1.0f, beta = 0.0f;
-  KILN_LT_CHECK(cublasLtMatmul(state.cublaslt, d.op, &alpha, p.a, d.a, p.b, d.b, &beta, p.d, d.d,
-                               p.d, d.d, &algo, workspace, workspace_bytes, stream),
+  // C (when given) is read in D's layout and added before the bias and activation.
+  const float alpha = 1.0f, beta = p.c ? 1.0f : 0.0f;
+  KILN_LT_CHECK(cublasLtMatmul(state.cublaslt, d.op, &alpha, p.a, d.a, p.b, d.b, &beta,
+                               p.c ? p.c : p.d, d.d, p.d, d.d, &algo, workspace, workspace_bytes,
+                               stream),
                 "cublasLtMatmul");
   return Status::Ok();
 }
@@ -208,6 +211,11 @@ std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a) {
   std::memcpy(out.data(), &kAlgoMagic, sizeof(kAlgoMagic));
   std::memcpy(out.data() + sizeof(kAlgoMagic), &a.algo, sizeof(a.algo));
   return out;
+}
+
+bool is_lt_tactic(std::span<const uint8_t> tactic) {
+  cublasLtMatmulAlgo_t algo;
+  return deserialize(tactic, algo);
 }
 
 std::string describe_lt_algo(const LtAlgo& a) {

@@ -1,7 +1,8 @@
 #pragma once
 
-// A thin cuBLASLt layer for matmul and linear (linalg.cpp): one column-major strided-batched
-// problem D = act(op(A) op(B) (+ bias per row of D)), float32 compute and scale, and the
+// A thin cuBLASLt layer for matmul, linear (linalg.cpp) and 1x1 convolutions (conv.cpp): one
+// column-major strided-batched problem D = act(op(A) op(B) (+ C) (+ bias per row of D)), float32
+// compute and scale, and the
 // serialized form of an algorithm that tactic selection stores in the engine.
 
 #include <cublasLt.h>
@@ -39,6 +40,7 @@ struct GemmProblem {
   const void* b = nullptr;
   void* d = nullptr;
   const void* bias = nullptr;  // m elements of D's dtype, or nullptr
+  const void* c = nullptr;     // added to the product before the epilogue (D's layout), or nullptr
   LtActivation activation = LtActivation::kNone;  // epilogue activation, after the bias
   bool assume_aligned = false;  // build time: pointers unknown, assume 256-byte alignment
 };
@@ -62,6 +64,8 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
                      cudaStream_t stream, bool* epilogue_applied);
 
 std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a);
+// Whether `tactic` is a serialized cuBLASLt algorithm (serialize_lt_algo's form).
+bool is_lt_tactic(std::span<const uint8_t> tactic);
 std::string describe_lt_algo(const LtAlgo& a);  // "cublaslt algo 21 tile 7 ws 1048576 waves 0.8"
 
 // Tactic candidates of a matmul (linear = false) or linear with these concrete args (linalg.cpp).

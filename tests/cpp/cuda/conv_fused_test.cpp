@@ -65,11 +65,14 @@ TEST(CudaConvFused, NhwcAcceptsStridedInputAndResidual) {
 TEST(CudaConvFused, EveryTacticCandidateRunsAndMatches) {
   KILN_REQUIRE_CUDA();
   // Identity activation with a residual: cuDNN's fused call serves only IMPLICIT_PRECOMP_GEMM,
-  // the other algorithms take the conv + epilogue path; both must agree with the reference.
-  for (bool relu : {false, true}) {
-    Conv2dCase c{{2, 16, 12, 12}, 32, 3, 1, 1};
+  // the other algorithms take the conv + epilogue path; both must agree with the reference. A
+  // 1x1 conv also gets cuBLASLt GEMM candidates (residual as C, bias and relu in the epilogue).
+  for (int kernel : {3, 1})
+  for (bool relu : {false, true})
+  for (bool residual : {true, false}) {
+    Conv2dCase c{{2, 16, 12, 12}, 32, kernel, 1, kernel / 2};
     c.nhwc = true;
-    c.residual = true;
+    c.residual = residual;
     c.relu = relu;
     const DType dt = DType::kFloat16;
     Conv2dTensors t = make_conv2d(c, dt, Layout::kContiguous, 61);
@@ -83,8 +86,11 @@ TEST(CudaConvFused, EveryTacticCandidateRunsAndMatches) {
     auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{64} << 20, 8);
     ASSERT_TRUE(cands.ok()) << cands.status().toString();
     ASSERT_FALSE(cands->empty());
+    int gemms = 0;
+    for (const cuda::TacticCandidate& cand : *cands) gemms += cand.label.find("as gemm") != std::string::npos;
+    EXPECT_EQ(gemms > 0, kernel == 1);
     for (const cuda::TacticCandidate& cand : *cands) {
-      SCOPED_TRACE(str(relu ? "relu " : "identity ", cand.label));
+      SCOPED_TRACE(str(kernel, "x", kernel, relu ? " relu " : " identity ", residual ? "residual " : "", cand.label));
       ASSERT_OK(gpu().run(OpKind::kConv, op.attrs, t.inputs(), {&t.y}, {}, nullptr, cand.data,
                           cand.tactic.c_str()));
       EXPECT_TRUE(expect_close(t.y.view, t.ref, magnitude_tolerance(dt, t.ref)));
