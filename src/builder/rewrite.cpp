@@ -60,6 +60,24 @@ Result<Network> Rewriter::finish() {
   return std::move(target_);
 }
 
+Consumers::Consumers(const Network& network)
+    : network_(network), uses_(use_counts(network)), consumer_(network.tensors().size(), -1) {
+  for (size_t i = 0; i < network.ops().size(); ++i)
+    for (Tensor t : network.ops()[i].inputs) consumer_[static_cast<size_t>(t.id)] = static_cast<int32_t>(i);
+}
+
+std::optional<size_t> Consumers::sole(Tensor t) const {
+  const size_t i = static_cast<size_t>(t.id);
+  if (uses_[i] != 1 || consumer_[i] < 0) return std::nullopt;
+  return static_cast<size_t>(consumer_[i]);
+}
+
+std::optional<size_t> Consumers::soleProducer(Tensor t) const {
+  const int32_t producer = network_.tensor(t).producer;
+  if (producer < 0 || !sole(t)) return std::nullopt;
+  return static_cast<size_t>(producer);
+}
+
 std::vector<int> use_counts(const Network& network) {
   std::vector<int> uses(network.tensors().size(), 0);
   for (const Op& op : network.ops())

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "kiln/network.h"
@@ -39,5 +40,22 @@ class Rewriter {
 
 // How many ops use each tensor, plus one per network output that names it.
 std::vector<int> use_counts(const Network& network);
+
+// Who reads each tensor, for fusion passes that grow chains only through tensors nobody else
+// reads (so no intermediate anyone else needs disappears).
+class Consumers {
+ public:
+  explicit Consumers(const Network& network);
+  // The one op reading `t`: exactly one use, and not a network output (an output counts as a use).
+  std::optional<size_t> sole(Tensor t) const;
+  // The op making `t` when t is such an intermediate (its sole() exists); nullopt for inputs and
+  // constants.
+  std::optional<size_t> soleProducer(Tensor t) const;
+
+ private:
+  const Network& network_;
+  std::vector<int> uses_;
+  std::vector<int32_t> consumer_;
+};
 
 }  // namespace kiln::builder

@@ -28,27 +28,6 @@ bool is_unary(const Op& op, const char* fn) {
   return op.kind == OpKind::kUnary && op.attrs.getString("fn", "") == fn;
 }
 
-// The op that alone consumes `t` (one use, not an output), or nullopt.
-class Consumers {
- public:
-  explicit Consumers(const Network& net) : uses_(use_counts(net)), op_(net.tensors().size(), -1) {
-    is_output_.assign(net.tensors().size(), false);
-    for (const Network::Output& o : net.outputs()) is_output_[static_cast<size_t>(o.tensor.id)] = true;
-    for (size_t i = 0; i < net.ops().size(); ++i)
-      for (Tensor t : net.ops()[i].inputs) op_[static_cast<size_t>(t.id)] = static_cast<int>(i);
-  }
-  std::optional<size_t> sole(Tensor t) const {
-    const size_t id = static_cast<size_t>(t.id);
-    if (uses_[id] != 1 || is_output_[id] || op_[id] < 0) return std::nullopt;
-    return static_cast<size_t>(op_[id]);
-  }
-
- private:
-  std::vector<int> uses_;
-  std::vector<int> op_;
-  std::vector<bool> is_output_;
-};
-
 bool fusable_conv(const Network& net, const Op& op) {
   if (op.kind != OpKind::kConv || op.inputs.size() > 3) return false;
   if (op.attrs.getBool("transposed", false)) return false;

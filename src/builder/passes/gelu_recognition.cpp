@@ -20,31 +20,6 @@
 namespace kiln::builder {
 namespace {
 
-class Uses {
- public:
-  explicit Uses(const Network& net) : net_(net), uses_(use_counts(net)), consumer_(net.tensors().size(), -1) {
-    for (size_t i = 0; i < net.ops().size(); ++i)
-      for (Tensor t : net.ops()[i].inputs) consumer_[static_cast<size_t>(t.id)] = static_cast<int32_t>(i);
-  }
-  // The one op reading `t` (exactly one use, not an output).
-  std::optional<size_t> sole(Tensor t) const {
-    const size_t i = static_cast<size_t>(t.id);
-    if (uses_[i] != 1 || consumer_[i] < 0) return std::nullopt;
-    return static_cast<size_t>(consumer_[i]);
-  }
-  // The op producing `t` when t is an intermediate with exactly one use.
-  std::optional<size_t> sole_producer(Tensor t) const {
-    const TensorInfo& info = net_.tensor(t);
-    if (info.producer < 0 || !sole(t)) return std::nullopt;
-    return static_cast<size_t>(info.producer);
-  }
-
- private:
-  const Network& net_;
-  std::vector<int> uses_;
-  std::vector<int32_t> consumer_;
-};
-
 bool is_binary(const Op& op, const char* fn) {
   return op.kind == OpKind::kBinary && op.inputs.size() == 2 && op.attrs.getString("fn", "") == fn;
 }
@@ -72,25 +47,25 @@ struct Match {
 };
 
 // The chain whose tanh is op `t`, or nothing.
-std::optional<Match> match_at(const Network& net, const Uses& uses, size_t t) {
+std::optional<Match> match_at(const Network& net, const Consumers& uses, size_t t) {
   const Op& tanh_op = net.ops()[t];
   if (tanh_op.kind != OpKind::kUnary || tanh_op.attrs.getString("fn", "") != "tanh") return std::nullopt;
   Match m;
   // Backwards: tanh(u), u = c1 * s, s = x + q, q = c2 * p, p = pow(x, 3).
-  auto u_op = uses.sole_producer(tanh_op.inputs[0]);
+  auto u_op = uses.soleProducer(tanh_op.inputs[0]);
   if (!u_op || !is_binary(net.ops()[*u_op], "mul")) return std::nullopt;
   auto s = other_than_scalar(net, net.ops()[*u_op], std::sqrt(2.0 / M_PI));
   if (!s) return std::nullopt;
-  auto s_op = uses.sole_producer(*s);
+  auto s_op = uses.soleProducer(*s);
   if (!s_op || !is_binary(net.ops()[*s_op], "add")) return std::nullopt;
   const Op& add = net.ops()[*s_op];
-  for (int side = 0; side < 2 && !m.ops.size(); ++side) {
+  for (int side = 0; side < 2 && m.ops.empty(); ++side) {
     const Tensor x = add.inputs[static_cast<size_t>(side)], q = add.inputs[static_cast<size_t>(1 - side)];
-    auto q_op = uses.sole_producer(q);
+    auto q_op = uses.soleProducer(q);
     if (!q_op || !is_binary(net.ops()[*q_op], "mul")) continue;
     auto p = other_than_scalar(net, net.ops()[*q_op], 0.044715);
     if (!p) continue;
-    auto p_op = uses.sole_producer(*p);
+    auto p_op = uses.soleProducer(*p);
     if (!p_op || !is_binary(net.ops()[*p_op], "pow")) continue;
     const Op& pow = net.ops()[*p_op];
     if (pow.inputs[0] != x || !is_scalar(net, pow.inputs[1], 3.0)) continue;
@@ -128,7 +103,7 @@ std::optional<Match> match_at(const Network& net, const Uses& uses, size_t t) {
         return std::nullopt;
       m.ops.push_back(*half_op);
     } else {  // (0.5 * x) * v
-      auto h_op = uses.sole_producer(other);
+      auto h_op = uses.soleProducer(other);
       if (!h_op || !is_binary(net.ops()[*h_op], "mul") || other_than_scalar(net, net.ops()[*h_op], 0.5) != m.x)
         return std::nullopt;
       m.ops.push_back(*h_op);
@@ -155,7 +130,7 @@ std::optional<Match> match_at(const Network& net, const Uses& uses, size_t t) {
 
 Result<Network> recognize_gelu(const Network& network, std::vector<std::string>& log) {
   const auto& ops = network.ops();
-  Uses uses(network);
+  Consumers uses(network);
   // role[i]: -1 kept; -2 absorbed into a chain; >= 0 the last op of chain role[i].
   std::vector<int> role(ops.size(), -1);
   std::vector<Match> matches;

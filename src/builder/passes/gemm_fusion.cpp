@@ -30,25 +30,6 @@ struct Chain {
   Tensor result;                   // the chain's final tensor (the old network's)
 };
 
-class Consumers {
- public:
-  explicit Consumers(const Network& net) : uses_(use_counts(net)), consumer_(net.tensors().size(), -1) {
-    for (size_t i = 0; i < net.ops().size(); ++i)
-      for (Tensor t : net.ops()[i].inputs) consumer_[static_cast<size_t>(t.id)] = static_cast<int32_t>(i);
-  }
-  // The one op that reads `t`, when t has exactly one use and is not a network output (an
-  // output counts as a use, so a sole op consumer means uses == 1).
-  std::optional<size_t> sole(Tensor t) const {
-    size_t i = static_cast<size_t>(t.id);
-    if (uses_[i] != 1 || consumer_[i] < 0) return std::nullopt;
-    return static_cast<size_t>(consumer_[i]);
-  }
-
- private:
-  std::vector<int> uses_;
-  std::vector<int32_t> consumer_;
-};
-
 bool is_constant_dim(const SymExpr& e, int64_t value) {
   return e.isConstant() && e.constant() == value;
 }
