@@ -31,7 +31,7 @@ Result<Network> fold_batch_norm(const Network& network, std::vector<std::string>
   std::vector<const Op*> folded_into(ops.size(), nullptr);
   for (const Op& op : ops) {
     if (op.kind != OpKind::kBatchNorm) continue;
-    if (const Op* conv = foldable_conv(network, op, uses))
+    if (foldable_conv(network, op, uses))
       folded_into[static_cast<size_t>(network.tensor(op.inputs[0]).producer)] = &op;
   }
 
