@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One round on the GPU machine: build and test (tools/gpu_check.sh), an Nsight Compute look at
-# the tensor-core attention kernel, then the benchmark started in the background (poll
-# /tmp/bench/log; results in /tmp/bench). Device-tool helper, not part of CI.
+# One round on the GPU machine: build and test (tools/gpu_check.sh), the attention tests with
+# their timings (with NCU=1 an Nsight Compute look at the tensor-core kernel), then the
+# benchmark started in the background (BENCH_ARGS; poll /tmp/bench/log; results in /tmp/bench).
+# Device-tool helper, not part of CI.
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 tools/gpu_check.sh build ctest python > "$OUT/gpu_check.txt" 2>&1
 sed -n '/=== gpu_check summary ===/,$p' "$OUT/gpu_check.txt"
 grep -E "Failure|FAILED|Error" "$OUT"/ctest.log | head -20
-build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter=CudaAttentionMma.PrintsTimingsOfBothKernels 2>&1 | grep -E "ms|OK|FAIL" | head
-if command -v ncu >/dev/null; then
+build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter='CudaAttention*' 2>&1 | grep -E "ms|OK|FAIL|Failure|Expected|Which is" | head -40
+if [[ -n "${NCU:-}" ]] && command -v ncu >/dev/null; then
   timeout 240 ncu -k regex:attention_mma_kernel -c 1 --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section LaunchStats --section SchedulerStats \
     build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter=CudaAttentionMma.PrintsTimingsOfBothKernels \
@@ -17,6 +18,6 @@ if command -v ncu >/dev/null; then
 fi
 mkdir -p /tmp/bench
 PYTHONPATH=$PWD/python LD_LIBRARY_PATH=/tmp/kiln-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} \
-  setsid nohup python3 bench/run.py --profile --out /tmp/bench > /tmp/bench/log 2>&1 < /dev/null &
+  setsid nohup python3 bench/run.py --profile --out /tmp/bench ${BENCH_ARGS:-} > /tmp/bench/log 2>&1 < /dev/null &
 sleep 1
 echo "bench started"

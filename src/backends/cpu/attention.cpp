@@ -1,7 +1,8 @@
 // CPU scaled dot-product attention with PyTorch's math-backend semantics: per batch-head,
 // scores = scale * Q K^T (sgemm), + float mask or -inf where a bool mask is false or causal
 // (top-left aligned: keep j <= i) hides a key, float32 softmax, then P V (sgemm).
-// A row whose keys are all masked yields NaN, as torch's math backend does (softmax of -inf).
+// A row whose keys are all masked yields zeros, as torch's math backend does since it softmaxes
+// with _safe_softmax (torch 2.5 and later; NaN before).
 
 #include <algorithm>
 #include <cmath>
@@ -66,8 +67,8 @@ void softmax_rows(float* scores, int64_t L, int64_t S) {
     float* row = scores + i * S;
     float mx = kNegInf;
     for (int64_t j = 0; j < S; ++j) mx = std::max(mx, row[j]);
-    if (mx == kNegInf) {  // every key masked: NaN like torch (exp(-inf - -inf))
-      std::fill(row, row + S, std::numeric_limits<float>::quiet_NaN());
+    if (mx == kNegInf) {  // every key masked: zeros, like torch's _safe_softmax
+      std::fill(row, row + S, 0.0f);
       continue;
     }
     float sum = 0.0f;

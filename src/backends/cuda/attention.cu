@@ -2,7 +2,7 @@
 // memory, an online softmax, the score matrix never reaches device memory). PyTorch math-backend
 // semantics, as the CPU backend: a bool mask keeps where true, a float mask is added, causal
 // keeps j <= i (top-left aligned), batch dims broadcast (grouped-query heads read kv head
-// h / (H / Hkv)), and a row whose keys are all masked is NaN.
+// h / (H / Hkv)), and a row whose keys are all masked is zeros (torch's _safe_softmax).
 //
 // A block owns R consecutive query rows of one batch entry (8 warps, R/8 rows per warp). For
 // each tile of 32 keys, lane j of a warp scores key j against the warp's row, the warp updates
@@ -11,12 +11,15 @@
 //
 // The registered tactic "cuda.attention.flash_mma" runs the tensor-core kernel
 // (attention_mma.cu) where it applies (fp16/bf16, head dims 64 and 128, rows contiguous and
-// 16-byte aligned) and this kernel otherwise; "cuda.attention.flash_simt" always runs this one.
+// 16-byte aligned) and this kernel otherwise; "cuda.attention.flash_simt" always runs this one;
+// "cuda.attention.cudnn" runs cuDNN's SDPA graph (attention_cudnn.cpp) where cuDNN serves the
+// args and falls back as flash_mma does otherwise.
 
 #include <algorithm>
 #include <cmath>
 
 #include "backends/cuda/attention_common.cuh"
+#include "backends/cuda/attention_cudnn.h"
 
 namespace kiln::cuda {
 namespace {
@@ -132,8 +135,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int64_t t = threadIdx.x; t < R * Ev; t += blockDim.x) {
       const int64_t r = t / Ev, e = t - r * Ev, i = i0 + r;
       if (i >= L) continue;
-      // l == 0: every key masked; 0/0 gives NaN, as torch's math backend.
-      out[(b * L + i) * Ev + e] = from_float<T>(os[t] / ls[r]);
+      // l == 0: every key masked; zeros, as torch's math backend (_safe_softmax).
+      out[(b * L + i) * Ev + e] = from_float<T>(ls[r] > 0.0f ? os[t] / ls[r] : 0.0f);
     }
   }
 }
@@ -291,6 +294,54 @@ Status run_attention_auto(const KernelArgs& args) {
   return launch_attention_simt(args, p, batches);
 }
 
+template <typename T>
+__global__ void bool_mask_to_bias_kernel(const bool* m, int64_t d1, int64_t d2, int64_t d3,
+                                         int64_t s0, int64_t s1, int64_t s2, int64_t s3, int64_t n,
+                                         T* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t r = i;
+    const int64_t c3 = r % d3;
+    r /= d3;
+    const int64_t c2 = r % d2;
+    r /= d2;
+    const int64_t c1 = r % d1, c0 = r / d1;
+    const bool keep = m[c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3];
+    out[i] = from_float<T>(keep ? 0.0f : -INFINITY);
+  }
+}
+
+}  // namespace
+
+Status launch_bool_mask_to_bias(const KernelArgs& args, const void* mask, const int64_t* dims,
+                                const int64_t* strides, DType dtype, void* out) {
+  const int64_t n = dims[0] * dims[1] * dims[2] * dims[3];
+  if (n == 0) return Status::Ok();
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096));
+  const bool* m = static_cast<const bool*>(mask);
+  if (dtype == DType::kFloat16) {
+    bool_mask_to_bias_kernel<half><<<blocks, 256, 0, stream_of(args)>>>(
+        m, dims[1], dims[2], dims[3], strides[0], strides[1], strides[2], strides[3], n,
+        static_cast<half*>(out));
+  } else if (dtype == DType::kBFloat16) {
+    bool_mask_to_bias_kernel<bf16><<<blocks, 256, 0, stream_of(args)>>>(
+        m, dims[1], dims[2], dims[3], strides[0], strides[1], strides[2], strides[3], n,
+        static_cast<bf16*>(out));
+  } else {
+    return kernel_unsupported(args, "bool mask to ", dtype_name(dtype), " bias");
+  }
+  return check_launch(args, "bool mask to additive mask");
+}
+
+namespace {
+
+// cuDNN's SDPA graph where it serves the args (attention_cudnn.cpp), Kiln's kernels otherwise.
+Status run_attention_cudnn_or_own(const KernelArgs& args) {
+  bool served = false;
+  KILN_RETURN_IF_ERROR(run_attention_cudnn(args, served));
+  return served ? Status::Ok() : run_attention_auto(args);
+}
+
 Status supports_attention(const Op& op, std::span<const DType> dtypes) {
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const DType d = dtypes[i];
@@ -313,6 +364,8 @@ void register_attention_kernels(std::vector<CudaKernel>& out) {
       {OpKind::kAttention, "cuda.attention.flash_mma", supports_attention, run_attention_auto});
   out.push_back(
       {OpKind::kAttention, "cuda.attention.flash_simt", supports_attention, run_attention_simt});
+  out.push_back({OpKind::kAttention, "cuda.attention.cudnn", supports_attention,
+                 run_attention_cudnn_or_own, attention_cudnn_workspace});
 }
 
 }  // namespace kiln::cuda

@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait<0>();  // with no key tiles the Q copy may still be in flight
     __syncthreads();
 
-    // Normalize (a row whose keys were all masked has sum 0: 0 * inf gives NaN, as torch),
+    // Normalize (a row whose keys were all masked has sum 0 and stays zeros, as torch),
     // stage the warp's 16 rows in the Q buffer, then write whole 16-byte row chunks.
     float inv[2];
 #pragma unroll
@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(kThreads)
       float l = row_sum[h];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      inv[h] = 1.0f / l;
+      inv[h] = l > 0.0f ? 1.0f / l : 0.0f;
     }
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {

@@ -2,8 +2,9 @@
 // a double-precision reference written here: fp16/bf16, head dims 64 and 128, ragged sequence
 // lengths, L != S, causal, bool and float masks with broadcasting, HF's permuted [B, H, L, E]
 // views of [B, L, H, E] memory, grouped-query heads. Each case also checks that it took the
-// tensor-core path (or, for the fallback cases, that it did not). A last test prints timings of
-// the CUDA-core and tensor-core kernels without asserting on them.
+// tensor-core path (or, for the fallback cases, that it did not). The same reference checks
+// cuDNN's SDPA graph (tactic "cuda.attention.cudnn") and that it serves the model shapes. A last
+// test prints timings of the CUDA-core, tensor-core and cuDNN kernels without asserting on them.
 
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include <optional>
 #include <vector>
 
+#include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/attention_mma.h"
 #include "cuda/cuda_test_util.h"
 #include "ir/half.h"
@@ -39,6 +41,7 @@ struct Case {
   bool causal;
   std::optional<double> scale;
   bool permuted = false;  // q, k, v are [B, H, L, E] views of [B, L, H, E] memory (rank 4)
+  int64_t masked_row = -1;  // >= 0: this row of a 2-D [L, S] mask is all masked
 };
 
 std::string dims_str(const Shape64& s) {
@@ -104,7 +107,11 @@ std::vector<double> reference(const Case& c, const std::vector<double>& q,
         mx = std::max(mx, s[j]);
       }
       double sum = 0;
-      for (double& x : s) sum += (x = std::exp(x - mx));  // every key masked: NaN, like torch
+      for (double& x : s) sum += (x = std::exp(x - mx));
+      if (mx == ninf) {  // every key masked: zeros, like torch's _safe_softmax
+        for (double& x : s) x = 0;
+        sum = 1;
+      }
       std::vector<double> acc(static_cast<size_t>(Ev), 0.0);
       for (int64_t j = 0; j < S; ++j) {
         const int64_t vj = at(c.v, b, j, 0, batch);
@@ -133,19 +140,28 @@ TestTensor permuted_heads(DType dtype, const Shape64& shape, const std::vector<d
 std::vector<double> mask_values(const Case& c, uint32_t seed) {
   const int64_t n = numel(c.mask);
   if (c.mask_dtype == DType::kBool) {
-    // Mostly kept, so that few rows are fully masked (those are NaN, and checked as such).
+    // Mostly kept, so that few rows are fully masked (those are zeros, and checked as such).
     std::vector<double> r = random_ints(n, seed, 0, 3);
     for (double& x : r) x = x != 0 ? 1 : 0;
+    if (c.masked_row >= 0)
+      for (int64_t j = 0; j < c.mask[1]; ++j) r[c.masked_row * c.mask[1] + j] = 0;
     return r;
   }
   std::vector<double> r = round_all(c.mask_dtype, random_values(n, seed, -3, 1));
   if (n > 2) r[1] = -std::numeric_limits<double>::infinity();  // a masked-out key, torch-style
+  if (c.masked_row >= 0)
+    for (int64_t j = 0; j < c.mask[1]; ++j)
+      r[c.masked_row * c.mask[1] + j] = -std::numeric_limits<double>::infinity();
   return r;
 }
 
-// Runs `c` through the attention tactic and compares with the reference; `tensor_cores` says
-// whether the case must have taken the tensor-core path.
-void check(const Case& c, DType dtype, bool tensor_cores = true, uint32_t seed = 5) {
+// Which kernel a case must have run.
+enum class Path { kTensorCores, kCudaCores, kCudnn };
+
+// Runs `c` through `tactic` and compares with the reference; `path` is the kernel the case must
+// have taken (flash_mma: tensor cores or, for the fallback cases, CUDA cores; cudnn: cuDNN or
+// one of those two).
+void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uint32_t seed = 5) {
   SCOPED_TRACE(str(dtype_name(dtype), " q ", dims_str(c.q), " k ", dims_str(c.k),
                    c.causal ? " causal" : "", c.mask.empty() ? "" : " mask ",
                    c.mask.empty() ? "" : dims_str(c.mask), c.permuted ? " permuted" : ""));
@@ -171,12 +187,21 @@ void check(const Case& c, DType dtype, bool tensor_cores = true, uint32_t seed =
   Attrs attrs;
   attrs.set("causal", c.causal);
   if (c.scale) attrs.set("scale", *c.scale);
-  const int64_t before = cuda::attention_mma_launch_count();
-  Status s = gpu().run(OpKind::kAttention, attrs, inputs, {&out}, {}, nullptr, {},
-                       "cuda.attention.flash_mma");
+  const int64_t mma_before = cuda::attention_mma_launch_count();
+  const int64_t dnn_before = cuda::attention_cudnn_run_count();
+  Status s = gpu().run(OpKind::kAttention, attrs, inputs, {&out}, {}, nullptr, {}, tactic);
   ASSERT_TRUE(s.ok()) << s.toString();
-  EXPECT_EQ(cuda::attention_mma_launch_count() - before, tensor_cores ? 1 : 0);
+  EXPECT_EQ(cuda::attention_mma_launch_count() - mma_before, path == Path::kTensorCores ? 1 : 0);
+  EXPECT_EQ(cuda::attention_cudnn_run_count() - dnn_before, path == Path::kCudnn ? 1 : 0);
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
+}
+
+void check(const Case& c, DType dtype, bool tensor_cores = true, uint32_t seed = 5) {
+  check_tactic("cuda.attention.flash_mma", c, dtype,
+               tensor_cores ? Path::kTensorCores : Path::kCudaCores, seed);
+}
+void check_cudnn(const Case& c, DType dtype, Path path = Path::kCudnn) {
+  check_tactic("cuda.attention.cudnn", c, dtype, path);
 }
 
 constexpr DType kHalfDTypes[] = {DType::kFloat16, DType::kBFloat16};
@@ -234,6 +259,19 @@ TEST(CudaAttentionMma, FloatMasksAreAdded) {
     }
 }
 
+// torch (2.5 and later) gives zeros for a query whose keys are all masked, bool or -inf.
+TEST(CudaAttentionMma, FullyMaskedRowsAreZeros) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kHalfDTypes)
+    for (DType mdt : {DType::kBool, dt}) {
+      Case c{{2, 2, 70, 64}, {2, 2, 90, 64}, {2, 2, 90, 64}, {70, 90}, mdt};
+      c.masked_row = 3;
+      check(c, dt);
+      check_tactic("cuda.attention.flash_simt", c, dt, Path::kCudaCores);
+      check_cudnn(c, dt);
+    }
+}
+
 TEST(CudaAttentionMma, PermutedHeadViewsOfTokenMajorMemory) {
   KILN_REQUIRE_CUDA();
   for (DType dt : kHalfDTypes)
@@ -288,6 +326,45 @@ TEST(CudaAttentionMma, OtherShapesFallBackToCudaCores) {
   Case c{s, s, s};
   const std::vector<double> ref = reference(c, qv, qv, qv, {});
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(DType::kFloat16, ref)));
+}
+
+// cuDNN's SDPA graph (tactic "cuda.attention.cudnn") against the same reference: the model
+// shapes (BERT's [B, 1, 1, S] additive mask, GPT-2's causal, ViT's ragged 197), grouped-query
+// heads, HF's permuted views, broadcast masks; and the cases cuDNN does not serve, which must
+// still be right (they run Kiln's kernels).
+TEST(CudaAttentionCudnn, ServesModelShapesAndMatchesTheReference) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kHalfDTypes)
+    for (int64_t E : {64, 128}) {
+      const Shape64 s128 = {2, 3, 128, E}, s197 = {2, 3, 197, E};
+      check_cudnn({s128, s128, s128}, dt);
+      check_cudnn({s197, s197, s197}, dt);
+      check_cudnn({s128, s128, s128, {}, DType::kBool, true}, dt);  // causal
+      check_cudnn({{1, 2, 100, E}, {1, 2, 150, E}, {1, 2, 150, E}}, dt);  // L != S
+      check_cudnn({s128, s128, s128, {2, 1, 1, 128}, dt}, dt);  // BERT's padding mask
+      check_cudnn({s197, s197, s197, {2, 3, 197, 197}, dt}, dt);
+      check_cudnn({{2, 4, 65, E}, {2, 2, 90, E}, {2, 2, 90, E}}, dt);  // grouped-query heads
+      check_cudnn({{3, 64, E}, {3, 64, E}, {3, 64, E}}, dt);           // one batch dim
+      check_cudnn({{5, 2, 30, 64}, {5, 2, 40, 64}, {5, 2, 40, 64}, {}, DType::kBool, false, 0.3},
+                  dt);
+      check_cudnn({s128, s128, s128, {2, 1, 128, 128}}, dt);  // GPT-2's bool mask
+      check_cudnn({{2, 2, 77, E}, {2, 2, 150, E}, {2, 2, 150, E}, {77, 150}, DType::kBool, true},
+                  dt);  // bool mask and causal
+      Case p{{2, 12, 197, E}, {2, 12, 197, E}, {2, 12, 197, E}, {2, 1, 1, 197}, dt};
+      p.permuted = true;
+      check_cudnn(p, dt);
+    }
+}
+
+TEST(CudaAttentionCudnn, WhatCudnnDoesNotServeRunsKilnsKernels) {
+  KILN_REQUIRE_CUDA();
+  const DType dt = DType::kFloat16;
+  check_cudnn({{2, 4, 65, 64}, {1, 1, 90, 64}, {1, 1, 90, 64}}, dt,
+              Path::kTensorCores);  // k, v broadcast over the batch
+  check_cudnn({{2, 2, 33, 64}, {2, 2, 40, 64}, {2, 2, 40, 64}}, DType::kFloat32,
+              Path::kCudaCores);  // float32
+  check_cudnn({{3, 2, 2, 33, 64}, {3, 2, 2, 40, 64}, {3, 2, 2, 40, 64}}, dt,
+              Path::kTensorCores);  // three batch dims
 }
 
 // Device buffers for one timing case, filled once from the host.
@@ -374,19 +451,28 @@ TEST(CudaAttentionMma, PrintsTimingsOfBothKernels) {
     a1.backend = a2.backend = &gpu().state();
     const double simt = time_tactic("cuda.attention.flash_simt", a1, 20);
     const double mma = time_tactic("cuda.attention.flash_mma", a2, 20);
+    // cuDNN into the same output buffer as the tensor-core kernel (compared below).
+    const size_t ws_bytes = cuda::attention_cudnn_workspace(a2);
+    DeviceBuf ws(std::max<size_t>(ws_bytes, 256));
+    KernelArgs a3 = a2;
+    a3.workspace = ws.p;
+    a3.workspace_bytes = ws_bytes;
+    const int64_t served = cuda::attention_cudnn_run_count();
+    const double dnn = time_tactic("cuda.attention.cudnn", a3, 20);
+    EXPECT_GT(cuda::attention_cudnn_run_count(), served) << z.name << ": cuDNN did not serve it";
     ASSERT_EQ(cudaStreamSynchronize(gpu().stream()), cudaSuccess);
     const double flops = 4.0 * z.B * z.H * z.L * z.L * z.E * (z.causal ? 0.5 : 1.0);
     std::printf(
         "[ timing ] attention %-12s B=%lld H=%lld L=S=%lld E=%lld fp16: cuda cores %.4f ms, "
-        "tensor cores %.4f ms (%.1fx, %.1f TFLOP/s)\n",
+        "tensor cores %.4f ms (%.1f TFLOP/s), cuDNN %.4f ms (%.1f TFLOP/s)\n",
         z.name, static_cast<long long>(z.B), static_cast<long long>(z.H),
-        static_cast<long long>(z.L), static_cast<long long>(z.E), simt, mma, simt / mma,
-        flops / (mma * 1e-3) / 1e12);
+        static_cast<long long>(z.L), static_cast<long long>(z.E), simt, mma,
+        flops / (mma * 1e-3) / 1e12, dnn, flops / (dnn * 1e-3) / 1e12);
     const std::vector<double> want = read_device(o1.p, dt, n);
     const std::vector<double> got = read_device(o2.p, dt, n);
     double worst = 0;
     for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
-    EXPECT_LT(worst, 1e-2) << z.name << ": tensor-core and CUDA-core outputs differ";
+    EXPECT_LT(worst, 1e-2) << z.name << ": cuDNN (last to write) and CUDA-core outputs differ";
   }
 }
 

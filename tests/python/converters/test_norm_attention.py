@@ -64,6 +64,11 @@ CASES = [
          lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
          lambda b: (*qkv(b), torch.rand(b, 1, 5, 7) > 0.3),
          aten.scaled_dot_product_attention.default, **TOL),
+    # Query row 2 sees no key: torch (2.5 and later) gives zeros there, not NaN.
+    Case("sdpa_fully_masked_row",
+         lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+         lambda b: (*qkv(b), torch.arange(5).view(1, 1, 5, 1).ne(2).expand(b, 1, 5, 7).clone()),
+         aten.scaled_dot_product_attention.default, **TOL),
     Case("sdpa_float_mask",
          lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
          lambda b: (*qkv(b), torch.randn(b, 2, 5, 7)),

@@ -1,0 +1,37 @@
+#pragma once
+
+// Scaled dot-product attention through cuDNN's fused SDPA graph (cudnn-frontend), the kernel of
+// the "cuda.attention.cudnn" tactic (attention.cu registers it). fp16/bf16 q, k, v with up to
+// two batch dims ([B, H, L, E]), grouped-query heads, causal (top-left) and a mask broadcast over
+// any of its dims: a float mask is cuDNN's additive bias; a bool mask is first turned into one
+// (0 where kept, -inf where not) in the workspace. What cuDNN refuses (broadcast batch dims,
+// unaligned rows, a graph no engine supports) runs on Kiln's own kernels instead; the refusal is
+// decided from shapes and strides, so workspace() and run() agree on it.
+//
+// Graphs are built once per geometry and cuDNN handle and cached for the process: the first
+// call with a new geometry pays cuDNN's plan build (tens of ms), outside any CUDA graph capture
+// because the execution context sizes the workspace, which builds it, before it captures.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backends/common/tensor_view.h"
+
+namespace kiln::cuda {
+
+// Workspace bytes cuDNN's plan needs for these args; 0 when cuDNN does not serve them.
+size_t attention_cudnn_workspace(const KernelArgs& args);
+
+// Runs the args through cuDNN; `served` false (and nothing launched) when cuDNN does not serve
+// them, and the caller runs another kernel.
+Status run_attention_cudnn(const KernelArgs& args, bool& served);
+
+// Writes the bool mask (4-D `strides` over `dims`, in elements) as a contiguous additive mask of
+// `dtype` (fp16/bf16) into `out`: 0 where true, -inf where false. (attention.cu)
+Status launch_bool_mask_to_bias(const KernelArgs& args, const void* mask, const int64_t* dims,
+                                const int64_t* strides, DType dtype, void* out);
+
+// How many calls cuDNN served in this process (tests check which path a case took).
+int64_t attention_cudnn_run_count();
+
+}  // namespace kiln::cuda
