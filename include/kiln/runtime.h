@@ -170,6 +170,10 @@ class KILN_API ExecutionContext {
   // a binding whose address changes from enqueue to enqueue (fresh output tensors every call)
   // is read or written through a buffer of the context's own, so that the graph still replays.
   int64_t cudaGraphStagedCopies() const;
+  // Graph launches (replays and first launches after a capture) that the device made: the host
+  // launched a one-node graph whose kernel launched the engine's graph (set
+  // KILN_DEVICE_GRAPH_LAUNCH=0 to launch every graph from the host).
+  int64_t cudaGraphDeviceLaunches() const;
   // CUDA engines: enqueues that launched the kernels one by one (graphs off, in the caller's capture, a
   // green-context stream, or addresses that keep moving), and why graphs went off for this
   // context when a capture, instantiation or launch failed ("" while they are on).

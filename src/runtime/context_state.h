@@ -40,6 +40,7 @@ struct ContextState {
   int64_t graph_replays = 0;
   int64_t graph_captures = 0;
   int64_t graph_staged_copies = 0;  // copies into and out of staging buffers (cuda_graph_cache.h)
+  int64_t graph_device_launches = 0;  // graph launches made from the device (graph_launcher.h)
   int64_t plain_launches = 0;       // enqueues that launched the kernels one by one
   std::string graph_failure;        // why graphs went off for this context ("" while they are on)
   std::unique_ptr<CudaResources, void (*)(CudaResources*)> cuda{nullptr, destroy_cuda_resources};

@@ -276,11 +276,12 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
     }
     ++st.graph_staged_copies;
   }
-  if (cudaError_t err = cudaGraphLaunch(entry.exec, stream); err != cudaSuccess) {
+  if (cudaError_t err = CudaGraphCache::launch(entry, stream); err != cudaSuccess) {
     give_up_graphs(st, r, str("cudaGraphLaunch: ", cudaGetErrorString(err)));
     return Status::Ok();  // not queued: the enqueue launches plain
   }
   *queued = true;
+  if (entry.launcher) ++st.graph_device_launches;
   for (size_t b = num_inputs; b < r.staged.size(); ++b) {
     if (!r.staged[b]) continue;
     const size_t bytes = binding_bytes(st, b);
@@ -359,7 +360,7 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
   }
-  const bool installed = r.graphs.install(slot, r.address_key, graph);
+  const bool installed = r.graphs.install(slot, r.address_key, graph, stream);
   cudaGraphDestroy(graph);
   if (!installed) {
     give_up_graphs(st, r, "cudaGraphInstantiate or cudaGraphExecUpdate failed");

@@ -1,8 +1,31 @@
 #include "runtime/cuda_graph_cache.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "device_launch/graph_launcher.h"
 
 namespace kiln {
+namespace {
+
+// Destroys the entry's executable graph and its launcher (launcher first: it names the graph).
+void release(CudaGraphCache::Entry& e) {
+  if (e.launcher) cudaGraphExecDestroy(e.launcher);
+  if (e.exec) cudaGraphExecDestroy(e.exec);
+  e.launcher = nullptr;
+  e.exec = nullptr;
+}
+
+bool device_launch_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return enabled;
+}
+
+}  // namespace
 
 CudaGraphCache::Entry* CudaGraphCache::find(std::span<const int64_t> shape) {
   for (Entry& e : entries_)
@@ -20,27 +43,42 @@ CudaGraphCache::Entry& CudaGraphCache::slot(std::span<const int64_t> shape) {
   if (!e) {
     e = &*std::min_element(entries_.begin(), entries_.end(),
                            [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; });
-    cudaGraphExecDestroy(e->exec);
-    e->exec = nullptr;
+    release(*e);
   }
   e->shape.assign(shape.begin(), shape.end());
   e->addresses.clear();
   return *e;
 }
 
-bool CudaGraphCache::install(Entry& e, std::span<const uintptr_t> addresses, cudaGraph_t graph) {
+bool CudaGraphCache::install(Entry& e, std::span<const uintptr_t> addresses, cudaGraph_t graph,
+                             cudaStream_t stream) {
   if (e.exec) {
     // Same shapes, so usually the same kernels and launch dims: only parameters change.
     cudaGraphExecUpdateResultInfo info{};
     if (cudaGraphExecUpdate(e.exec, graph, &info) != cudaSuccess) {
       (void)cudaGetLastError();
-      cudaGraphExecDestroy(e.exec);
-      e.exec = nullptr;
+      release(e);
+    }
+  }
+  if (!e.exec && device_launch_enabled()) {
+    // Device launch where CUDA accepts the graph (it refuses some node kinds), else host launch.
+    if (cudaGraphInstantiate(&e.exec, graph, cudaGraphInstantiateFlagDeviceLaunch) != cudaSuccess ||
+        make_tail_launcher(e.exec, &e.launcher) != cudaSuccess) {
+      (void)cudaGetLastError();
+      release(e);
     }
   }
   if (!e.exec && cudaGraphInstantiate(&e.exec, graph, 0) != cudaSuccess) {
     (void)cudaGetLastError();
     e.exec = nullptr;
+    e.addresses.clear();
+    return false;
+  }
+  // A device-launched graph runs what was last uploaded: upload after every (re)instantiation or
+  // update, stream-ordered before the launch that follows.
+  if (e.launcher && cudaGraphUpload(e.exec, stream) != cudaSuccess) {
+    (void)cudaGetLastError();
+    release(e);
     e.addresses.clear();
     return false;
   }
@@ -50,10 +88,7 @@ bool CudaGraphCache::install(Entry& e, std::span<const uintptr_t> addresses, cud
 }
 
 void CudaGraphCache::clear() {
-  for (Entry& e : entries_) {
-    if (e.exec) cudaGraphExecDestroy(e.exec);
-    e.exec = nullptr;
-  }
+  for (Entry& e : entries_) release(e);
 }
 
 }  // namespace kiln

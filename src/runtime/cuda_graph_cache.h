@@ -46,6 +46,9 @@ class CudaGraphCache {
     std::vector<int64_t> shape;
     std::vector<uintptr_t> addresses;
     cudaGraphExec_t exec = nullptr;  // null: a free slot
+    // A one-node graph that launches `exec` from the device (device_launch/graph_launcher.h),
+    // or null where `exec` is launched from the host. Lives and dies with `exec`.
+    cudaGraphExec_t launcher = nullptr;
     uint64_t last_use = 0;
     // Per binding: the staging buffer (cudaMallocAsync) and its bytes, or null. Owned by the
     // context (cuda_context.cpp frees them); they outlive exec, since a slot keeps its buffers
@@ -69,7 +72,15 @@ class CudaGraphCache {
   // `addresses`: updates the existing one in place when CUDA allows (cudaGraphExecUpdate), else
   // instantiates anew. False when instantiation failed; the entry is then a free slot and no
   // CUDA error is left pending. The caller still owns `graph`.
-  bool install(Entry& entry, std::span<const uintptr_t> addresses, cudaGraph_t graph);
+  // Where CUDA allows it (and KILN_DEVICE_GRAPH_LAUNCH is not 0), the graph is instantiated for
+  // device launch and uploaded on `stream`, and the entry gets a launcher: launch() then costs
+  // the host one node, not one per kernel. Otherwise the host launches it.
+  bool install(Entry& entry, std::span<const uintptr_t> addresses, cudaGraph_t graph,
+               cudaStream_t stream);
+  // Queues the entry's graph on `stream` (through its launcher when it has one).
+  static cudaError_t launch(const Entry& entry, cudaStream_t stream) {
+    return cudaGraphLaunch(entry.launcher ? entry.launcher : entry.exec, stream);
+  }
   void touch(Entry& entry) { entry.last_use = ++clock_; }
   // Destroys every executable graph (staging buffers stay). Launches still in flight complete
   // first: CUDA frees an executing graph when it finishes, so this needs no host wait.

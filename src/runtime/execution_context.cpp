@@ -332,6 +332,7 @@ bool ExecutionContext::cudaGraphs() const {
 int64_t ExecutionContext::cudaGraphReplays() const { return state_->graph_replays; }
 int64_t ExecutionContext::cudaGraphCaptures() const { return state_->graph_captures; }
 int64_t ExecutionContext::cudaGraphStagedCopies() const { return state_->graph_staged_copies; }
+int64_t ExecutionContext::cudaGraphDeviceLaunches() const { return state_->graph_device_launches; }
 int64_t ExecutionContext::plainLaunches() const { return state_->plain_launches; }
 const std::string& ExecutionContext::cudaGraphFailure() const { return state_->graph_failure; }
 

@@ -106,6 +106,7 @@ std::vector<std::tuple<std::string, int64_t>> EngineHolder::runtimeStats() {
           {"cuda_graph_replays", get(&ExecutionContext::cudaGraphReplays)},
           {"cuda_graph_captures", get(&ExecutionContext::cudaGraphCaptures)},
           {"cuda_graph_staged_copies", get(&ExecutionContext::cudaGraphStagedCopies)},
+          {"cuda_graph_device_launches", get(&ExecutionContext::cudaGraphDeviceLaunches)},
           {"plain_launches", get(&ExecutionContext::plainLaunches)}};
 }
 

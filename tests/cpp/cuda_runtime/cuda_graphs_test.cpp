@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cuda_test_util.h"
@@ -75,6 +76,13 @@ TEST(CudaGraphs, ReplaysMatchGraphsOff) {
   EXPECT_EQ(on->cudaGraphCaptures(), 1);
   EXPECT_EQ(on->cudaGraphReplays(), kCalls - 1);
   EXPECT_EQ(on->plainLaunches(), 0);
+  // Every launch went through the device-side launcher (graph_launcher.h) unless the
+  // environment turned it off; the outputs above were read right after each call, so the
+  // engine's tail-launched graph finished in stream order.
+  const char* device_launch = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
+  if (!(device_launch && std::string(device_launch) == "0")) {
+    EXPECT_EQ(on->cudaGraphDeviceLaunches(), kCalls);
+  }
   EXPECT_EQ(off->cudaGraphCaptures(), 0);
   EXPECT_EQ(off->cudaGraphReplays(), 0);
   EXPECT_EQ(off->plainLaunches(), kCalls);
@@ -539,10 +547,13 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
     ASSERT_TRUE(ctx->setTensorAddress("y", dy.ptr).ok());
     host_us_per_enqueue(*ctx, s.s, 10);  // warm-up: workspace, the capture
     int64_t replays = ctx->cudaGraphReplays();
+    const int64_t device_launches = ctx->cudaGraphDeviceLaunches();
     us[graphs] = host_us_per_enqueue(*ctx, s.s, runs);
     if (graphs == 1) {
       EXPECT_TRUE(ctx->cudaGraphs());
       EXPECT_EQ(ctx->cudaGraphReplays() - replays, runs);
+      std::printf("device-side graph launches: %lld of %d replays\n",
+                  static_cast<long long>(ctx->cudaGraphDeviceLaunches() - device_launches), runs);
     } else {
       EXPECT_EQ(ctx->cudaGraphReplays(), 0);
     }
