@@ -171,8 +171,9 @@ class KILN_API ExecutionContext {
   // is read or written through a buffer of the context's own, so that the graph still replays.
   int64_t cudaGraphStagedCopies() const;
   // Graph launches (replays and first launches after a capture) that the device made: the host
-  // launched a one-node graph whose kernel launched the engine's graph (set
-  // KILN_DEVICE_GRAPH_LAUNCH=0 to launch every graph from the host).
+  // launched a one-node graph whose kernel launched the engine's graph. Opt-in with the
+  // environment variable KILN_DEVICE_GRAPH_LAUNCH=1 when the context captures; not usable under
+  // CUPTI tracing (torch.profiler, Nsight Systems' CUDA trace), where the device launch fails.
   int64_t cudaGraphDeviceLaunches() const;
   // CUDA engines: enqueues that launched the kernels one by one (graphs off, in the caller's capture, a
   // green-context stream, or addresses that keep moving), and why graphs went off for this

@@ -10,6 +10,9 @@
 // launcher's place in the stream (a tail launch inherits the launching graph's completion, so
 // work queued after it on the stream waits for the engine's graph).
 //
+// Opt-in (KILN_DEVICE_GRAPH_LAUNCH=1, cuda_graph_cache.cpp): under CUPTI tracing (torch.profiler)
+// the device-side launch fails, and the launcher then traps.
+//
 // Compiled with relocatable device code and linked with the device runtime (cudadevrt); a
 // separate target because the rest of the CUDA code is not relocatable.
 

@@ -17,12 +17,12 @@ void release(CudaGraphCache::Entry& e) {
   e.exec = nullptr;
 }
 
+// Opt-in (KILN_DEVICE_GRAPH_LAUNCH=1), read at each instantiation. Off by default: under
+// torch.profiler (CUPTI tracing) the device-side launch fails, and a launch that fails cannot be
+// recovered on the device (graph_launcher.cu then traps, so the failure is loud).
 bool device_launch_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return enabled;
+  const char* v = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
+  return v && std::strcmp(v, "1") == 0;
 }
 
 }  // namespace

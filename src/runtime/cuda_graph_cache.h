@@ -72,9 +72,9 @@ class CudaGraphCache {
   // `addresses`: updates the existing one in place when CUDA allows (cudaGraphExecUpdate), else
   // instantiates anew. False when instantiation failed; the entry is then a free slot and no
   // CUDA error is left pending. The caller still owns `graph`.
-  // Where CUDA allows it (and KILN_DEVICE_GRAPH_LAUNCH is not 0), the graph is instantiated for
+  // With KILN_DEVICE_GRAPH_LAUNCH=1 and where CUDA allows it, the graph is instantiated for
   // device launch and uploaded on `stream`, and the entry gets a launcher: launch() then costs
-  // the host one node, not one per kernel. Otherwise the host launches it.
+  // the host one node, not one per kernel. Otherwise (the default) the host launches it.
   bool install(Entry& entry, std::span<const uintptr_t> addresses, cudaGraph_t graph,
                cudaStream_t stream);
   // Queues the entry's graph on `stream` (through its launcher when it has one).

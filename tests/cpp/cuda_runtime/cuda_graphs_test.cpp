@@ -76,13 +76,7 @@ TEST(CudaGraphs, ReplaysMatchGraphsOff) {
   EXPECT_EQ(on->cudaGraphCaptures(), 1);
   EXPECT_EQ(on->cudaGraphReplays(), kCalls - 1);
   EXPECT_EQ(on->plainLaunches(), 0);
-  // Every launch went through the device-side launcher (graph_launcher.h) unless the
-  // environment turned it off; the outputs above were read right after each call, so the
-  // engine's tail-launched graph finished in stream order.
-  const char* device_launch = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
-  if (!(device_launch && std::string(device_launch) == "0")) {
-    EXPECT_EQ(on->cudaGraphDeviceLaunches(), kCalls);
-  }
+  EXPECT_EQ(on->cudaGraphDeviceLaunches(), 0) << "device-side launch is opt-in";
   EXPECT_EQ(off->cudaGraphCaptures(), 0);
   EXPECT_EQ(off->cudaGraphReplays(), 0);
   EXPECT_EQ(off->plainLaunches(), kCalls);
@@ -517,6 +511,35 @@ TEST(CudaGraphsStaging, ZeroSizeBindingsWithStaging) {
 }
 
 // Host time of `runs` enqueues with unchanged shapes and addresses, in microseconds each.
+// KILN_DEVICE_GRAPH_LAUNCH=1: every launch goes through the device-side launcher
+// (graph_launcher.h). The outputs are read right after each call, so the engine's tail-launched
+// graph finished in stream order; new shapes and new addresses still recapture.
+TEST(CudaGraphs, DeviceSideLaunchIsOptInAndMatches) {
+  REQUIRE_GPU();
+  ASSERT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0);
+  Network net = mlp(kDim, 4, kMaxBatch);
+  auto engine = build(net, "cuda:0");
+  ASSERT_TRUE(engine);
+  auto ctx = engine->createExecutionContext().value();
+  DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4), dy2(kMaxFloats * 4);
+  Stream s;
+  int calls = 0;
+  for (int64_t batch : {kMaxBatch, int64_t{3}, kMaxBatch}) {
+    for (void* out : {dy.ptr, dy2.ptr, dy.ptr}) {
+      SCOPED_TRACE(batch);
+      ASSERT_NO_FATAL_FAILURE(bind(*ctx, batch, dx.ptr, out));
+      std::vector<float> x = random_floats(batch * kDim, 70 + calls);
+      std::vector<float> y = run_once(*ctx, s.s, x, dx.ptr, out);
+      EXPECT_LT(max_rel_error(y, cpu_reference(net, x, batch, kDim)), 1e-3);
+      ++calls;
+    }
+  }
+  unsetenv("KILN_DEVICE_GRAPH_LAUNCH");
+  EXPECT_TRUE(ctx->cudaGraphs()) << "graphs went off: " << ctx->cudaGraphFailure();
+  EXPECT_EQ(ctx->plainLaunches(), 0);
+  EXPECT_EQ(ctx->cudaGraphDeviceLaunches(), calls);
+}
+
 double host_us_per_enqueue(ExecutionContext& ctx, cudaStream_t stream, int runs) {
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   auto t0 = std::chrono::steady_clock::now();
@@ -538,10 +561,11 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
   CUDA_OK(cudaMemset(dx.ptr, 0, kBatch * kSmallDim * 4));
   Stream s;
   const int runs = test_runs(500);
-  double us[2] = {0, 0};
-  for (int graphs = 0; graphs < 2; ++graphs) {
+  double us[3] = {0, 0, 0};  // plain, graph launched by the host, graph launched by the device
+  for (int graphs = 0; graphs < 3; ++graphs) {
+    if (graphs == 2) ASSERT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0);
     auto ctx = engine->createExecutionContext().value();
-    ctx->setCudaGraphs(graphs == 1);
+    ctx->setCudaGraphs(graphs >= 1);
     ASSERT_TRUE(ctx->setInputShape("x", std::vector<int64_t>{kBatch, kSmallDim}).ok());
     ASSERT_TRUE(ctx->setTensorAddress("x", dx.ptr).ok());
     ASSERT_TRUE(ctx->setTensorAddress("y", dy.ptr).ok());
@@ -549,16 +573,19 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
     int64_t replays = ctx->cudaGraphReplays();
     const int64_t device_launches = ctx->cudaGraphDeviceLaunches();
     us[graphs] = host_us_per_enqueue(*ctx, s.s, runs);
-    if (graphs == 1) {
+    if (graphs == 2) unsetenv("KILN_DEVICE_GRAPH_LAUNCH");
+    if (graphs >= 1) {
       EXPECT_TRUE(ctx->cudaGraphs());
       EXPECT_EQ(ctx->cudaGraphReplays() - replays, runs);
-      std::printf("device-side graph launches: %lld of %d replays\n",
-                  static_cast<long long>(ctx->cudaGraphDeviceLaunches() - device_launches), runs);
+      EXPECT_EQ(ctx->cudaGraphDeviceLaunches() - device_launches, graphs == 2 ? runs : 0);
     } else {
       EXPECT_EQ(ctx->cudaGraphReplays(), 0);
     }
   }
-  std::printf("host time per enqueue: plain %.2f us, graph replay %.2f us (%d runs)\n", us[0], us[1], runs);
+  std::printf(
+      "host time per enqueue: plain %.2f us, graph replay %.2f us, graph replay launched by the "
+      "device %.2f us (%d runs)\n",
+      us[0], us[1], us[2], runs);
 }
 
 }  // namespace
