@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "device_launch/graph_launcher.h"
+#include "backends/cuda/rdc/graph_launcher.h"
 
 namespace kiln {
 namespace {

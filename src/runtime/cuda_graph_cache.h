@@ -46,7 +46,7 @@ class CudaGraphCache {
     std::vector<int64_t> shape;
     std::vector<uintptr_t> addresses;
     cudaGraphExec_t exec = nullptr;  // null: a free slot
-    // A one-node graph that launches `exec` from the device (device_launch/graph_launcher.h),
+    // A one-node graph that launches `exec` from the device (backends/cuda/rdc/graph_launcher.h),
     // or null where `exec` is launched from the host. Lives and dies with `exec`.
     cudaGraphExec_t launcher = nullptr;
     uint64_t last_use = 0;

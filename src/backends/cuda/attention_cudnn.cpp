@@ -35,19 +35,31 @@ struct Dims4 {
   int64_t stride[4] = {0, 0, 0, 1};
 };
 
+// `v`'s dims right-aligned into four (missing leading dims are 1). A dim of size 1 or stride 0
+// (an expanded view) is 1 with stride 0.
+Dims4 right_aligned(const TensorView& v) {
+  Dims4 d;
+  const int lead = 4 - v.rank;
+  for (int i = 0; i < v.rank; ++i) {
+    const bool broadcast = v.strides[i] == 0 || v.shape[i] == 1;
+    d.dim[lead + i] = broadcast ? 1 : v.shape[i];
+    d.stride[lead + i] = broadcast ? 0 : v.strides[i];
+  }
+  return d;
+}
+
+// Gives dims of size 1 (every dim with `all`) the stride a packed tensor would have: cuDNN
+// ignores size-1 strides, but some of its checks still read them.
+void pack_strides(Dims4& d, bool all = false) {
+  for (int i = 3; i >= 0; --i)
+    if (d.dim[i] == 1 || all) d.stride[i] = i == 3 ? 1 : d.dim[i + 1] * d.stride[i + 1];
+}
+
 // `v` with its batch dims right-aligned to the op's `nb` (<= 2) batch dims.
 bool to_4d(const TensorView& v, int nb, Dims4& d) {
   if (v.rank < 2 || v.rank - 2 > nb) return false;
-  const int lead = 4 - v.rank;  // missing leading dims stay 1
-  for (int i = 0; i < v.rank; ++i) {
-    const bool broadcast = v.strides[i] == 0 && v.shape[i] != 1;
-    d.dim[lead + i] = broadcast ? 1 : v.shape[i];
-    d.stride[lead + i] = v.strides[i];
-  }
-  // Size-1 dims get the stride a packed tensor would have (cuDNN ignores them, but some of its
-  // checks still read them).
-  for (int i = 3; i >= 0; --i)
-    if (d.dim[i] == 1) d.stride[i] = i == 3 ? 1 : d.dim[i + 1] * d.stride[i + 1];
+  d = right_aligned(v);
+  pack_strides(d);
   return true;
 }
 
@@ -112,13 +124,7 @@ const char* describe(const KernelArgs& args, Geometry& g) {
     const TensorView& m = args.inputs[3];
     if (m.dtype != DType::kBool && !is_floating(m.dtype)) return "the mask is not bool or float";
     if (m.rank > 4 || m.rank > out.rank) return "mask rank exceeds the output's";
-    Dims4 bd;
-    const int lead = 4 - m.rank;
-    for (int i = 0; i < m.rank; ++i) {
-      const bool broadcast = m.strides[i] == 0 || m.shape[i] == 1;
-      bd.dim[lead + i] = broadcast ? 1 : m.shape[i];
-      bd.stride[lead + i] = broadcast ? 0 : m.strides[i];
-    }
+    Dims4 bd = right_aligned(m);
     if (bd.dim[3] != g.k.dim[2]) return "the mask broadcasts over the keys";
     if ((bd.dim[0] != 1 && bd.dim[0] != B) || (bd.dim[1] != 1 && bd.dim[1] != H) ||
         (bd.dim[2] != 1 && bd.dim[2] != g.q.dim[2]))
@@ -127,14 +133,9 @@ const char* describe(const KernelArgs& args, Geometry& g) {
     g.bias_from_bool = m.dtype == DType::kBool;
     g.bias_dtype = g.bias_from_bool ? g.io : m.dtype;
     for (int i = 0; i < 4; ++i) g.mask_strides[i] = bd.stride[i];
-    if (g.bias_from_bool) {
-      // cuDNN reads the converted copy: contiguous over the broadcast dims.
-      bd.stride[3] = 1;
-    } else if (bd.stride[3] != 1) {
-      return "the mask's key dim is not contiguous";
-    }
-    for (int i = 2; i >= 0; --i)
-      if (bd.dim[i] == 1 || g.bias_from_bool) bd.stride[i] = bd.dim[i + 1] * bd.stride[i + 1];
+    // A converted bool mask is a packed copy over the broadcast dims.
+    if (!g.bias_from_bool && bd.stride[3] != 1) return "the mask's key dim is not contiguous";
+    pack_strides(bd, g.bias_from_bool);
     g.bias = bd;
   }
   g.causal = args.attrs.getBool("causal", false);
@@ -215,8 +216,6 @@ std::shared_ptr<const Plan> find_plan(cudnnHandle_t h, const Geometry& geo) {
 
 std::atomic<int64_t> g_served{0};
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 // Bytes of the workspace's front that hold a bool mask converted to a bias (0: none).
 size_t converted_mask_bytes(const Geometry& g) {
   if (!g.bias_from_bool) return 0;
@@ -241,8 +240,8 @@ Status run_attention_cudnn(const KernelArgs& args, bool& served) {
   Geometry geo;
   if (!state || !state->cudnn || describe(args, geo) != nullptr) return Status::Ok();
   for (size_t i = 0; i < args.inputs.size(); ++i)
-    if (!aligned16(args.inputs[i].data)) return Status::Ok();
-  if (!aligned16(args.outputs[0].data)) return Status::Ok();
+    if (!aligned_to(args.inputs[i].data, 16)) return Status::Ok();
+  if (!aligned_to(args.outputs[0].data, 16)) return Status::Ok();
   std::shared_ptr<const Plan> plan = find_plan(state->cudnn, geo);
   if (!plan->graph) return Status::Ok();
   const size_t front = converted_mask_bytes(geo);

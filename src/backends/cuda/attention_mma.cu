@@ -311,11 +311,9 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
-
 // The operand's rows and batch entries start on 16-byte boundaries (8 elements of 2 bytes).
 bool rows_aligned(const void* data, int64_t row_stride, const BatchMap& m, int nb) {
-  if (!aligned16(data) || row_stride % 8 != 0) return false;
+  if (!aligned_to(data, 16) || row_stride % 8 != 0) return false;
   for (int d = 0; d < nb; ++d)
     if (m.stride[d] % 8 != 0) return false;
   return true;
@@ -346,7 +344,7 @@ const char* attention_mma_refusal(const KernelArgs& args, const AttnParams& p, D
   if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return "head dims are not 64 or 128";
   if (p.q_cs != 1 || p.k_cs != 1 || p.v_cs != 1) return "a head dim is not contiguous";
   if (!rows_aligned(p.q, p.q_rs, p.qm, p.nb) || !rows_aligned(p.k, p.k_rs, p.km, p.nb) ||
-      !rows_aligned(p.v, p.v_rs, p.vm, p.nb) || !aligned16(p.out))
+      !rows_aligned(p.v, p.v_rs, p.vm, p.nb) || !aligned_to(p.out, 16))
     return "rows are not 16-byte aligned";
   if (p.L > (int64_t{1} << 30) || p.S > (int64_t{1} << 30)) return "sequence too long";
   if ((p.L + kBlockM - 1) / kBlockM > 0x7fffffff) return "too many query tiles";

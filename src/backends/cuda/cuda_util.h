@@ -111,6 +111,9 @@ inline TensorView contiguous_view(void* data, DType dtype, const int64_t* shape,
 }
 
 inline size_t align_up(size_t n, size_t a = 256) { return (n + a - 1) / a * a; }
+inline bool aligned_to(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 // ---- launchers shared between families (defined in the .cu files named) ---------------------
 

@@ -21,10 +21,6 @@ struct alignas(sizeof(T) * N) VecOf {
   T v[N];
 };
 
-inline bool aligned_to(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 // Whether `ix` (make_index output) walks every operand contiguously: rank 0 (one element) or
 // rank 1 with every stride 1.
 template <int N>

@@ -118,7 +118,6 @@ Result<std::shared_ptr<const void>> prepare_pointwise(const char* op_name,
   return std::shared_ptr<const void>(prepared);
 }
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 Status run_pointwise(const KernelArgs& args) {
   const auto* prep = static_cast<const PreparedPointwise*>(args.prepared);
@@ -140,7 +139,7 @@ Status run_pointwise(const KernelArgs& args) {
     if (v.numel() != a.n || !v.isContiguous() || v.rank != out.rank)
       return kernel_error(args, "output ", o, " does not match output 0's shape");
     a.out[o] = v.data;
-    vec = vec && aligned(v.data, kPwVector * dtype_size(v.dtype));
+    vec = vec && aligned_to(v.data, kPwVector * dtype_size(v.dtype));
   }
   for (int k = 0; k < n_in; ++k) {
     const TensorView& in = args.inputs[static_cast<size_t>(k)];
@@ -174,11 +173,11 @@ Status run_pointwise(const KernelArgs& args) {
       a.mode[k] = kPwScalar;
     } else if (contiguous) {
       a.mode[k] = kPwContiguous;
-      vec = vec && aligned(in.data, kPwVector * esize);
+      vec = vec && aligned_to(in.data, kPwVector * esize);
     } else if (prefix_zero && row > 1) {
       a.mode[k] = kPwRow;
       a.row[k] = row;
-      vec = vec && row % kPwVector == 0 && aligned(in.data, kPwVector * esize);
+      vec = vec && row % kPwVector == 0 && aligned_to(in.data, kPwVector * esize);
     } else {
       a.mode[k] = kPwStrided;
       vec = false;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -510,19 +511,26 @@ TEST(CudaGraphsStaging, ZeroSizeBindingsWithStaging) {
   ASSERT_NO_FATAL_FAILURE(check_pair_calls({32, 32, 32, 32, 0, 0, 0, 32, 8, 0, 8, 8, 32}));
 }
 
-// Host time of `runs` enqueues with unchanged shapes and addresses, in microseconds each.
+// Sets KILN_DEVICE_GRAPH_LAUNCH=1 for its lifetime (read when a context instantiates a graph).
+struct DeviceGraphLaunchOn {
+  DeviceGraphLaunchOn() { EXPECT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0); }
+  ~DeviceGraphLaunchOn() { unsetenv("KILN_DEVICE_GRAPH_LAUNCH"); }
+  DeviceGraphLaunchOn(const DeviceGraphLaunchOn&) = delete;
+  DeviceGraphLaunchOn& operator=(const DeviceGraphLaunchOn&) = delete;
+};
+
 // KILN_DEVICE_GRAPH_LAUNCH=1: every launch goes through the device-side launcher
-// (graph_launcher.h). The outputs are read right after each call, so the engine's tail-launched
+// (backends/cuda/rdc/graph_launcher.h). The outputs are read right after each call, so the engine's tail-launched
 // graph finished in stream order; new shapes and new addresses still recapture.
 TEST(CudaGraphs, DeviceSideLaunchIsOptInAndMatches) {
   REQUIRE_GPU();
-  ASSERT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0);
   Network net = mlp(kDim, 4, kMaxBatch);
   auto engine = build(net, "cuda:0");
   ASSERT_TRUE(engine);
   auto ctx = engine->createExecutionContext().value();
   DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4), dy2(kMaxFloats * 4);
   Stream s;
+  DeviceGraphLaunchOn device_launch;
   int calls = 0;
   for (int64_t batch : {kMaxBatch, int64_t{3}, kMaxBatch}) {
     for (void* out : {dy.ptr, dy2.ptr, dy.ptr}) {
@@ -534,12 +542,12 @@ TEST(CudaGraphs, DeviceSideLaunchIsOptInAndMatches) {
       ++calls;
     }
   }
-  unsetenv("KILN_DEVICE_GRAPH_LAUNCH");
   EXPECT_TRUE(ctx->cudaGraphs()) << "graphs went off: " << ctx->cudaGraphFailure();
   EXPECT_EQ(ctx->plainLaunches(), 0);
   EXPECT_EQ(ctx->cudaGraphDeviceLaunches(), calls);
 }
 
+// Host time of `runs` enqueues with unchanged shapes and addresses, in microseconds each.
 double host_us_per_enqueue(ExecutionContext& ctx, cudaStream_t stream, int runs) {
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   auto t0 = std::chrono::steady_clock::now();
@@ -563,7 +571,8 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
   const int runs = test_runs(500);
   double us[3] = {0, 0, 0};  // plain, graph launched by the host, graph launched by the device
   for (int graphs = 0; graphs < 3; ++graphs) {
-    if (graphs == 2) ASSERT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0);
+    std::optional<DeviceGraphLaunchOn> device_launch;
+    if (graphs == 2) device_launch.emplace();
     auto ctx = engine->createExecutionContext().value();
     ctx->setCudaGraphs(graphs >= 1);
     ASSERT_TRUE(ctx->setInputShape("x", std::vector<int64_t>{kBatch, kSmallDim}).ok());
@@ -573,7 +582,6 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
     int64_t replays = ctx->cudaGraphReplays();
     const int64_t device_launches = ctx->cudaGraphDeviceLaunches();
     us[graphs] = host_us_per_enqueue(*ctx, s.s, runs);
-    if (graphs == 2) unsetenv("KILN_DEVICE_GRAPH_LAUNCH");
     if (graphs >= 1) {
       EXPECT_TRUE(ctx->cudaGraphs());
       EXPECT_EQ(ctx->cudaGraphReplays() - replays, runs);

@@ -1,4 +1,4 @@
-#include "device_launch/graph_launcher.h"
+#include "backends/cuda/rdc/graph_launcher.h"
 
 #include <cuda_runtime.h>
 
