@@ -104,8 +104,8 @@ if want sanitizer; then
 fi
 if want hostprof; then
   # Where the host time of an engine call goes (tools/host_profile.py), for two models at batch 1.
-  stage "host profile (bert, gpt2 at batch 1)" hostprof.log bash -c \
-    "python3 tools/host_profile.py bert 1 && python3 tools/host_profile.py gpt2 1"
+  stage "host profile (bert, gpt2, vit at batch 1)" hostprof.log bash -c \
+    "python3 tools/host_profile.py bert 1 && python3 tools/host_profile.py gpt2 1 && python3 tools/host_profile.py vit_b_16 1"
 fi
 if want bench && [ -f bench/run.py ]; then
   stage "benchmark" bench.log python3 bench/run.py --out "$OUT" ${BENCH_ARGS:-}

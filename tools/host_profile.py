@@ -2,8 +2,9 @@
 
 Builds one model with Kiln in fp16, then measures per call: the whole compiled module, the
 engine called directly, the same with the GPU kept busy (no back-pressure can reach the host),
-plain launches (KILN_CUDA_GRAPHS=0), a torch CUDA graph of as many tiny kernels for comparison,
-and the CUDA runtime calls torch.profiler sees inside one engine call.
+plain launches (KILN_CUDA_GRAPHS=0) and device-launched graphs, each split into the engine's
+own host-time stats and the rest, then a torch CUDA graph of tiny kernels for comparison. No
+torch.profiler: CUPTI's tracing inflates every CUDA call it sees (cudaGraphLaunch ~200 us).
 
     python3 tools/host_profile.py [bert|gpt2|vit_b_16|resnet50] [batch]
 """
@@ -34,53 +35,56 @@ def per_call_us(fn, calls: int, busy_ms: float = 0.0) -> float:
     return (t1 - t0) / calls * 1e6
 
 
-def main() -> None:
-    name = sys.argv[1] if len(sys.argv) > 1 else "bert"
-    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    model = models.build_model(name, "cuda")
-    inputs = models.make_inputs(name, batch, "cuda")
+def host_split(engine, fn, calls: int, busy_ms: float = 0.0) -> str:
+    """Per call: wall time, then what of it the engine's own stats account for (execute_engine's
+    C++ body, the runtime's enqueue, the graph launch inside it); the rest is Python, the
+    dispatcher and the FX module."""
+    before = dict(engine.runtime_stats())
+    wall = per_call_us(fn, calls, busy_ms)
+    after = dict(engine.runtime_stats())
+    d = {k: (after[k] - before[k]) / calls / 1e3 for k in ("execute_host_ns", "enqueue_host_ns",
+                                                          "graph_launch_host_ns")}
+    return (f"{wall:8.1f} us = execute_engine body {d['execute_host_ns']:6.1f} (enqueue "
+            f"{d['enqueue_host_ns']:6.1f}, graph launch {d['graph_launch_host_ns']:6.1f}) + "
+            f"Python/dispatch {wall - d['execute_host_ns']:6.1f}")
+
+
+def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
     compiled = kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0")
     with torch.no_grad():
         for _ in range(5):
             compiled(*inputs)
     found = list(kiln.runtime.engines(compiled))
-    print(f"{name} b{batch}: {len(found)} engine(s); FX nodes calling engines:",
-          sum(1 for n in compiled.graph.nodes if "execute_engine" in str(n.target)))
     _, engine = max(found, key=lambda e: len(e[1].input_names()))
-    direct_inputs = list(inputs) if len(engine.input_names()) == len(inputs) else None
+    stats = dict(engine.runtime_stats())
+    print(f"  [{label}] {len(found)} engine(s), graph nodes {stats['cuda_graph_nodes']}, "
+          f"device launches {stats['cuda_graph_device_launches']}, plain {stats['plain_launches']}")
     call = lambda: compiled(*inputs)  # noqa: E731
-    print(f"  module call:              {per_call_us(call, 50):8.1f} us")
-    print(f"  module call, GPU busy:    {per_call_us(call, 50, 200):8.1f} us")
-    if direct_inputs is not None:
+    print(f"    module call:              {host_split(engine, call, 50)}")
+    print(f"    module call, GPU busy:    {host_split(engine, call, 50, 200)}")
+    if len(engine.input_names()) == len(inputs):
         op = torch.ops.kiln.execute_engine.default
+        direct_inputs = list(inputs)
         direct = lambda: op(direct_inputs, engine)  # noqa: E731
         for _ in range(5):
             direct()
-        print(f"  execute_engine:           {per_call_us(direct, 50):8.1f} us")
-        print(f"  execute_engine, GPU busy: {per_call_us(direct, 50, 200):8.1f} us")
-        print("  stats:", dict(engine.runtime_stats()), repr(engine.cuda_graph_failure()))
-        from torch.profiler import ProfilerActivity, profile
+        print(f"    execute_engine:           {host_split(engine, direct, 50)}")
+        print(f"    execute_engine, GPU busy: {host_split(engine, direct, 50, 200)}")
 
-        torch.cuda.synchronize()
-        torch.cuda._sleep(int(100 * 1.7e6))
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(20):
-                direct()
-            torch.cuda.synchronize()
-        rows = [e for e in prof.key_averages() if e.key.startswith(("cuda", "cu", "kiln", "aten"))]
-        rows.sort(key=lambda e: -e.cpu_time_total)
-        print("  host calls in 20 execute_engine calls (count, total us, per call us):")
-        for e in rows[:14]:
-            print(f"    {e.key:40s} {e.count:5d} {e.cpu_time_total:9.1f} {e.cpu_time_total / 20:8.2f}")
-        # Plain launches, same engine: a fresh module so its context starts without graphs.
-        os.environ["KILN_CUDA_GRAPHS"] = "0"
-        plain = kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0")
-        _, pengine = max(kiln.runtime.engines(plain), key=lambda e: len(e[1].input_names()))
-        pdirect = lambda: op(direct_inputs, pengine)  # noqa: E731
-        for _ in range(5):
-            pdirect()
-        print(f"  execute_engine plain:     {per_call_us(pdirect, 50, 200):8.1f} us (GPU busy)")
-        del os.environ["KILN_CUDA_GRAPHS"]
+
+def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else "bert"
+    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    model = models.build_model(name, "cuda")
+    inputs = models.make_inputs(name, batch, "cuda")
+    print(f"{name} b{batch}:")
+    profile_engine("graphs", name, batch, model, inputs)
+    os.environ["KILN_DEVICE_GRAPH_LAUNCH"] = "1"
+    profile_engine("device-launched graphs", name, batch, model, inputs)
+    del os.environ["KILN_DEVICE_GRAPH_LAUNCH"]
+    os.environ["KILN_CUDA_GRAPHS"] = "0"
+    profile_engine("plain launches", name, batch, model, inputs)
+    del os.environ["KILN_CUDA_GRAPHS"]
     # A torch CUDA graph of tiny kernels: what one graph launch costs on this driver.
     x = torch.zeros(16, device="cuda")
     for nodes in (1, 50, 150, 400):

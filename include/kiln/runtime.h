@@ -180,6 +180,13 @@ class KILN_API ExecutionContext {
   // context when a capture, instantiation or launch failed ("" while they are on).
   int64_t plainLaunches() const;
   const std::string& cudaGraphFailure() const;
+  // Nodes of the graph captured last (0 before any capture): what a host graph launch costs
+  // grows with it.
+  int64_t cudaGraphNodes() const;
+  // Host time spent so far inside enqueue (on the CPU: the whole run), and inside the graph
+  // launches it made, in nanoseconds of the steady clock.
+  int64_t enqueueHostNanoseconds() const;
+  int64_t graphLaunchHostNanoseconds() const;
 
   // Convenience: bind inputs in the engine's input order (dims and host/device pointers),
   // outputs in output order, and run.

@@ -37,8 +37,10 @@ def _owned_flags(engine: Any) -> list[bool]:
 
 def stats(module: torch.nn.Module) -> dict[str, dict[str, Any]]:
     """What each engine of `module` did so far, by qualified name: calls, CUDA graph replays,
-    captures, staged copies, plain (kernel by kernel) launches, and ``cuda_graph_failure``, the
-    reason graphs went off for its context ("" while they are on)."""
+    captures, staged copies, plain (kernel by kernel) launches, the nodes of the graph captured
+    last, the host time (ns) spent in ``execute_engine``, in the runtime's enqueue and in graph
+    launches, and ``cuda_graph_failure``, the reason graphs went off for its context ("" while
+    they are on)."""
     out: dict[str, dict[str, Any]] = {}
     for name, engine in engines(module):
         entry: dict[str, Any] = dict(engine.runtime_stats())

@@ -137,6 +137,10 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"gelu recognition", builder::recognize_gelu},
       // Before the epilogue/pointwise fusions, which would take the scale and mask add apart.
       {"attention fusion", builder::fuse_attention},
+      // Before pointwise fusion, which merges the conversion into the mask's own kernel.
+      {"attention masks", device.kind == format::DeviceKind::kCuda ? builder::attention_masks_to_bias
+                                                                   : builder::keep_bool_attention_masks},
+      {"patch convolutions", builder::patch_conv_to_gemm},
       {"conv epilogue fusion", builder::fuse_conv_epilogues},
       // NHWC for half-precision convs on CUDA only (cuDNN's tensor-core layout).
       {"layout assignment", device.kind == format::DeviceKind::kCuda ? builder::assign_nhwc_layout

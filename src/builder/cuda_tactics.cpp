@@ -117,7 +117,7 @@ class CudaTacticProvider final : public TacticProvider {
     for (auto& c : cands) {
       const cuda::CudaKernel* k = cuda::find_kernel(op.kind, c.tactic);
       if (k && k->supports && !k->supports(op, dtypes).ok()) continue;
-      out.push_back({std::move(c.tactic), std::move(c.data)});
+      out.push_back({std::move(c.tactic), std::move(c.data), std::move(c.label)});
     }
     if (out.empty())
       return unsupported(op_kind_name(op.kind), " '", op.name, "': no CUDA kernel supports it",

@@ -129,7 +129,9 @@ std::string op_signature(const Network& network, const Op& op, const OpShapes& s
 }
 
 std::string candidate_key(const std::string& prefix, const TacticCandidate& c) {
-  return str(prefix, " | ", c.name, " ", fnv1a_hex(c.data.data(), c.data.size()));
+  std::string key = str(prefix, " | ", c.name, " ", fnv1a_hex(c.data.data(), c.data.size()));
+  if (!c.label.empty()) key += " " + c.label;
+  return key;
 }
 
 }  // namespace
@@ -219,7 +221,7 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
   std::vector<size_t> best(ops.size(), 0);
   if (!to_time.empty()) {
     TimingCache cache = TimingCache::load(config.timing_cache_path, log);
-    const size_t limit = config.optimization_level == 1 ? 4 : SIZE_MAX;
+    const size_t limit = config.optimization_level == 1 ? 8 : SIZE_MAX;
     const std::string prefix_base = str(device_key, " | kiln ", version(), " | ");
     int64_t failed = 0;
     const int64_t total = static_cast<int64_t>(to_time.size());

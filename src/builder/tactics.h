@@ -14,6 +14,7 @@ namespace kiln::builder {
 struct TacticCandidate {
   std::string name;           // "cpu.conv.im2col_gemm"
   std::vector<uint8_t> data;  // opaque backend data stored in the engine
+  std::string label;          // what the data means, for people ("tile 128x256, 4 stages"); may be empty
 };
 
 // One op's tensors at the profile's opt shapes, strided as the runtime will hand them to the
@@ -61,10 +62,11 @@ struct TacticSelection {
 };
 
 // One tactic per op: the first candidate at optimization level 0; above, for ops with more than
-// one candidate, the fastest by time() (level 1: the first 4 candidates; level 2+: all). Timings
+// one candidate, the fastest by time() (level 1: the first 8 candidates; level 2+: all). Timings
 // are read from and added to config.timing_cache_path under keys made of `device_key` (device
 // name and SM), the Kiln version, the op's signature (kind, attrs, shapes, dtypes, strides) and
-// the candidate (name, hash of its data). A timing-cache problem is a line in `log`, never an
+// the candidate (name, hash of its data, and its label, so the cache file reads as a table
+// of what was timed). A timing-cache problem is a line in `log`, never an
 // error.
 Result<TacticSelection> select_tactics(const Network& network, TacticProvider& provider,
                                        const BuilderConfig& config, const std::string& device_key,

@@ -42,6 +42,10 @@ struct ContextState {
   int64_t graph_staged_copies = 0;  // copies into and out of staging buffers (cuda_graph_cache.h)
   int64_t graph_device_launches = 0;  // graph launches made from the device (graph_launcher.h)
   int64_t plain_launches = 0;       // enqueues that launched the kernels one by one
+  int64_t graph_nodes = 0;          // nodes of the graph captured last (0 before any capture)
+  // Host time spent so far inside enqueue, and inside the graph launches it made (steady clock).
+  int64_t enqueue_host_ns = 0;
+  int64_t graph_launch_host_ns = 0;
   std::string graph_failure;        // why graphs went off for this context ("" while they are on)
   std::unique_ptr<CudaResources, void (*)(CudaResources*)> cuda{nullptr, destroy_cuda_resources};
 

@@ -2,6 +2,7 @@
 #include <cuda.h>  // CUcontext / CUgreenCtx only: driver calls come through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -276,7 +277,11 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
     }
     ++st.graph_staged_copies;
   }
-  if (cudaError_t err = CudaGraphCache::launch(entry, stream); err != cudaSuccess) {
+  const auto launch_start = std::chrono::steady_clock::now();
+  const cudaError_t launched = CudaGraphCache::launch(entry, stream);
+  st.graph_launch_host_ns +=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - launch_start).count();
+  if (cudaError_t err = launched; err != cudaSuccess) {
     give_up_graphs(st, r, str("cudaGraphLaunch: ", cudaGetErrorString(err)));
     return Status::Ok();  // not queued: the enqueue launches plain
   }
@@ -360,6 +365,8 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
   }
+  size_t nodes = 0;
+  if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) st.graph_nodes = static_cast<int64_t>(nodes);
   const bool installed = r.graphs.install(slot, r.address_key, graph, stream);
   cudaGraphDestroy(graph);
   if (!installed) {

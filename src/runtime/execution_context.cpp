@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "kiln/runtime.h"
@@ -305,6 +306,14 @@ Status ExecutionContext::setDeviceMemory(void* memory, size_t bytes) {
 }
 
 Status ExecutionContext::enqueue(cudaStream_t stream) {
+  const auto start = std::chrono::steady_clock::now();
+  struct AddElapsed {
+    std::chrono::steady_clock::time_point start;
+    int64_t& total;
+    ~AddElapsed() {
+      total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    }
+  } add_elapsed{start, state_->enqueue_host_ns};
 #ifdef KILN_HAS_CUDA
   if (state_->es->kind == format::DeviceKind::kCuda) return cuda_enqueue(*state_, stream);
 #endif
@@ -335,6 +344,9 @@ int64_t ExecutionContext::cudaGraphStagedCopies() const { return state_->graph_s
 int64_t ExecutionContext::cudaGraphDeviceLaunches() const { return state_->graph_device_launches; }
 int64_t ExecutionContext::plainLaunches() const { return state_->plain_launches; }
 const std::string& ExecutionContext::cudaGraphFailure() const { return state_->graph_failure; }
+int64_t ExecutionContext::cudaGraphNodes() const { return state_->graph_nodes; }
+int64_t ExecutionContext::enqueueHostNanoseconds() const { return state_->enqueue_host_ns; }
+int64_t ExecutionContext::graphLaunchHostNanoseconds() const { return state_->graph_launch_host_ns; }
 
 Status ExecutionContext::execute(std::span<const TensorRef> inputs, std::span<void* const> outputs) {
   const EngineState& es = *state_->es;

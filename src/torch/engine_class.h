@@ -83,6 +83,7 @@ class EngineHolder : public torch::CustomClassHolder {
   std::mutex mutex_;  // one execution at a time on context_
   std::unique_ptr<ExecutionContext> context_;
   int64_t calls_ = 0;  // enqueues made through execute
+  int64_t execute_host_ns_ = 0;  // host time inside execute, from its locking to its return
   bool preallocate_ = false;
   std::vector<bool> owned_;          // per output, with preallocate_
   std::vector<at::Tensor> kept_;     // per output: the reused buffer, or next call's tensor

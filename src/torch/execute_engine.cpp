@@ -5,6 +5,8 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <chrono>
+
 #include "dtype_map.h"
 #include "engine_class.h"
 #include "torch_status.h"
@@ -57,6 +59,7 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
   }
 
   std::lock_guard<std::mutex> lock(mutex_);
+  const auto start = std::chrono::steady_clock::now();
   if (!context_) context_ = value_or_throw(engine_->createExecutionContext(true));
   auto check = [&](const Status& status) {
     if (!status.ok()) throw_status(status.withContext("execute_engine '" + n + "'"));
@@ -95,6 +98,8 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
       kept_[i] = owned_[i] ? outputs[i] : at::empty_like(outputs[i]);
     kept_stream_ = stream;
   }
+  execute_host_ns_ +=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
   return outputs;
 }
 
@@ -107,7 +112,11 @@ std::vector<std::tuple<std::string, int64_t>> EngineHolder::runtimeStats() {
           {"cuda_graph_captures", get(&ExecutionContext::cudaGraphCaptures)},
           {"cuda_graph_staged_copies", get(&ExecutionContext::cudaGraphStagedCopies)},
           {"cuda_graph_device_launches", get(&ExecutionContext::cudaGraphDeviceLaunches)},
-          {"plain_launches", get(&ExecutionContext::plainLaunches)}};
+          {"plain_launches", get(&ExecutionContext::plainLaunches)},
+          {"cuda_graph_nodes", get(&ExecutionContext::cudaGraphNodes)},
+          {"execute_host_ns", execute_host_ns_},
+          {"enqueue_host_ns", get(&ExecutionContext::enqueueHostNanoseconds)},
+          {"graph_launch_host_ns", get(&ExecutionContext::graphLaunchHostNanoseconds)}};
 }
 
 std::string EngineHolder::cudaGraphFailure() {

@@ -173,6 +173,9 @@ def test_runtime_stats_count_calls_cpu() -> None:
         assert entry["calls"] == 3
         assert entry["cuda_graph_replays"] == 0 and entry["plain_launches"] == 0
         assert entry["cuda_graph_failure"] == ""
+        assert entry["cuda_graph_nodes"] == 0 and entry["graph_launch_host_ns"] == 0
+        # The runtime's enqueue (here the whole CPU run) is part of the execute_engine call.
+        assert 0 < entry["enqueue_host_ns"] <= entry["execute_host_ns"], entry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,6 +202,9 @@ def test_compiled_graph_replays_cuda_graphs(pre_allocated: bool) -> None:
         assert entry["calls"] == 10, (name, entry)
         assert entry["cuda_graph_replays"] >= 7, (name, entry)
         assert entry["plain_launches"] <= 2, (name, entry)
+        assert entry["cuda_graph_nodes"] > 0, (name, entry)
+        assert 0 < entry["graph_launch_host_ns"] < entry["enqueue_host_ns"], (name, entry)
+        assert entry["enqueue_host_ns"] < entry["execute_host_ns"], (name, entry)
 
 
 @pytest.mark.gpu

@@ -31,6 +31,18 @@ Result<Network> simplify(const Network& network, std::vector<std::string>& log);
 // (attention_fusion.cpp). Intermediates must have no other use and not be outputs.
 Result<Network> fuse_attention(const Network& network, std::vector<std::string>& log);
 
+// Bool attention masks become additive, where(mask, 0, -inf) in the query's dtype, once per mask
+// tensor for every attention reading it (attention_masks.cpp); an expanded mask is converted
+// before its expand. The builder's entries: attention_masks_to_bias for CUDA targets (cuDNN's
+// attention takes additive masks only), keep_bool_attention_masks (nothing) for the CPU.
+Result<Network> attention_masks_to_bias(const Network& network, std::vector<std::string>& log);
+Result<Network> keep_bool_attention_masks(const Network& network, std::vector<std::string>& log);
+
+// A 2-D conv whose kernel equals its stride (no padding, dilation 1, one group, plain conv +
+// bias; ViT's patch embedding) becomes gather-patches (one copy) + linear + a view back to NCHW
+// (patch_conv.cpp). Runs before conv epilogue fusion and layout assignment.
+Result<Network> patch_conv_to_gemm(const Network& network, std::vector<std::string>& log);
+
 // The tanh GELU written out op by op (0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))),
 // GPT-2's gelu_new) becomes one unary gelu_tanh (gelu_recognition.cpp). Runs before gemm
 // epilogue fusion, which folds it into the linear before it.

@@ -31,8 +31,12 @@ class FakeProvider final : public kiln::builder::TacticProvider {
                                                         const kiln::builder::OpShapes& shapes) override {
     if (op.kind != OpKind::kLinear) return std::vector<TacticCandidate>{{"fake.only", {}}};
     EXPECT_EQ(shapes.inputs.size(), op.inputs.size());
-    return std::vector<TacticCandidate>{{"fake.slow", {1, 2, 3}}, {"fake.fast", {4, 5}}};
+    std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""}, {"fake.fast", {4, 5}, "tile 4x5"}};
+    for (int i = 0; i < extra; ++i)
+      out.push_back({kiln::str("fake.extra", i), {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i)});
+    return out;
   }
+  int extra = 0;  // candidates fake.extra0.. after the two above
   bool can_time() const override { return true; }
   kiln::Result<double> time(const Network&, const kiln::Op& op, const kiln::builder::OpShapes&,
                             const TacticCandidate& c) override {
@@ -123,6 +127,37 @@ TEST_F(TimingCacheTest, ColdBuildTimesEveryCandidateWarmBuildTimesNone) {
   EXPECT_EQ(second.cache_hits, 6);
   EXPECT_EQ(linear_choices(second), kAllFast);
   EXPECT_TRUE(log_has("loaded 6 timings")) << ::testing::PrintToString(log_);
+}
+
+TEST_F(TimingCacheTest, CacheFileNamesEachCandidateByItsLabel) {
+  FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  select(p);
+  std::ifstream in(config_.timing_cache_path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t labelled = 0;
+  for (size_t pos = 0; (pos = text.find("fake.fast", pos)) != std::string::npos; ++pos) {
+    const size_t eol = text.find('\n', pos);
+    if (text.substr(pos, eol - pos).find("tile 4x5") != std::string::npos) ++labelled;
+  }
+  EXPECT_EQ(labelled, 3u) << text;  // one line per linear op signature
+}
+
+TEST_F(TimingCacheTest, LevelOneTimesEightCandidatesLevelTwoAll) {
+  // Ten candidates per linear op; the fastest is the last, which only level 2 reaches.
+  std::map<std::string, double> ms{{"fake.slow", 2.0}, {"fake.fast", 1.0}};
+  for (int i = 0; i < 8; ++i) ms[kiln::str("fake.extra", i)] = i == 7 ? 0.1 : 3.0;
+  FakeProvider one(ms);
+  one.extra = 8;
+  auto level1 = select(one);
+  EXPECT_EQ(one.calls, 3 * 8);
+  EXPECT_EQ(linear_choices(level1), kAllFast);
+
+  config_.optimization_level = 2;
+  FakeProvider two(ms);
+  two.extra = 8;
+  auto level2 = select(two);
+  EXPECT_EQ(two.calls, 3 * 2);  // the first eight of each op come from the cache
+  EXPECT_EQ(linear_choices(level2), std::vector<std::string>(3, "fake.extra7"));
 }
 
 TEST_F(TimingCacheTest, OtherDeviceKeyMissesTheCache) {
