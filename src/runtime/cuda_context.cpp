@@ -251,6 +251,15 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   return graph;
 }
 
+// Debugging aid: with KILN_CUDA_GRAPH_DOT=<folder>, every captured graph is written there as
+// Graphviz (cudaGraphDebugDotPrint, verbose: node kinds, launch parameters and attributes).
+void dump_graph(const ContextState& st, cudaGraph_t graph) {
+  const char* folder = std::getenv("KILN_CUDA_GRAPH_DOT");
+  if (!folder || !*folder) return;
+  const std::string path = str(folder, "/", st.plan().name, "_capture", st.graph_captures, ".dot");
+  if (cudaGraphDebugDotPrint(graph, path.c_str(), cudaGraphDebugDotFlagsVerbose) != cudaSuccess) (void)cudaGetLastError();
+}
+
 // Turns graphs off for this context after a failure (`why`, kept for cudaGraphFailure) and
 // drops what is cached.
 void give_up_graphs(ContextState& st, CudaResources& r, std::string why) {
@@ -367,6 +376,7 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
   }
   size_t nodes = 0;
   if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) st.graph_nodes = static_cast<int64_t>(nodes);
+  dump_graph(st, graph);
   const bool installed = r.graphs.install(slot, r.address_key, graph, stream);
   cudaGraphDestroy(graph);
   if (!installed) {
