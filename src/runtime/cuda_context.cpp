@@ -2,7 +2,6 @@
 #include <cuda.h>  // CUcontext / CUgreenCtx only: driver calls come through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -10,6 +9,7 @@
 #include "runtime/cuda_device_guard.h"
 #include "runtime/cuda_graph_cache.h"
 #include "runtime/cuda_runtime.h"
+#include "runtime/host_clock.h"
 
 namespace kiln {
 
@@ -286,10 +286,11 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
     }
     ++st.graph_staged_copies;
   }
-  const auto launch_start = std::chrono::steady_clock::now();
-  const cudaError_t launched = CudaGraphCache::launch(entry, stream);
-  st.graph_launch_host_ns +=
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - launch_start).count();
+  cudaError_t launched;
+  {
+    AddHostNanoseconds timed(st.graph_launch_host_ns);
+    launched = CudaGraphCache::launch(entry, stream);
+  }
   if (cudaError_t err = launched; err != cudaSuccess) {
     give_up_graphs(st, r, str("cudaGraphLaunch: ", cudaGetErrorString(err)));
     return Status::Ok();  // not queued: the enqueue launches plain

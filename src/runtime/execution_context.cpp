@@ -1,10 +1,10 @@
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
 #include "kiln/runtime.h"
 #include "runtime/context_state.h"
 #include "runtime/cuda_runtime.h"
+#include "runtime/host_clock.h"
 
 namespace kiln {
 
@@ -306,14 +306,7 @@ Status ExecutionContext::setDeviceMemory(void* memory, size_t bytes) {
 }
 
 Status ExecutionContext::enqueue(cudaStream_t stream) {
-  const auto start = std::chrono::steady_clock::now();
-  struct AddElapsed {
-    std::chrono::steady_clock::time_point start;
-    int64_t& total;
-    ~AddElapsed() {
-      total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
-    }
-  } add_elapsed{start, state_->enqueue_host_ns};
+  AddHostNanoseconds timed(state_->enqueue_host_ns);
 #ifdef KILN_HAS_CUDA
   if (state_->es->kind == format::DeviceKind::kCuda) return cuda_enqueue(*state_, stream);
 #endif

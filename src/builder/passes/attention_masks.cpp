@@ -24,11 +24,6 @@ namespace kiln::builder {
 
 Result<Network> attention_masks_to_bias(const Network& network, std::vector<std::string>& log) {
   const auto& ops = network.ops();
-  // Producer of each tensor, to look through an expand.
-  std::vector<int32_t> producer(network.tensors().size(), -1);
-  for (size_t i = 0; i < ops.size(); ++i)
-    for (Tensor t : ops[i].outputs) producer[static_cast<size_t>(t.id)] = static_cast<int32_t>(i);
-
   Rewriter rw(network);
   // (mask tensor id, dtype) -> the additive mask made for it in the target network.
   std::map<std::pair<int32_t, DType>, Tensor> made;
@@ -47,7 +42,7 @@ Result<Network> attention_masks_to_bias(const Network& network, std::vector<std:
       // Look through one expand of a bool tensor: convert the small tensor, expand the result.
       Tensor source = mask;
       const Op* expand = nullptr;
-      if (int32_t p = producer[static_cast<size_t>(mask.id)]; p >= 0 && ops[static_cast<size_t>(p)].kind == OpKind::kExpand) {
+      if (int32_t p = network.tensor(mask).producer; p >= 0 && ops[static_cast<size_t>(p)].kind == OpKind::kExpand) {
         expand = &ops[static_cast<size_t>(p)];
         source = expand->inputs[0];
       }
