@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backends/cuda/cuda_kernels.h"
+#include "backends/cuda/graph_memset.h"
 #include "runtime/cuda_device_guard.h"
 #include "runtime/cuda_graph_cache.h"
 #include "runtime/cuda_runtime.h"
@@ -375,6 +376,13 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
   }
+  int replaced = 0;
+  if (cudaError_t err = cuda::replace_memset_nodes(graph, &replaced); err != cudaSuccess) {
+    cudaGraphDestroy(graph);
+    give_up_graphs(st, r, str("replacing the graph's memset nodes: ", cudaGetErrorString(err)));
+    return Status::Ok();
+  }
+  st.graph_memset_nodes_replaced += replaced;
   size_t nodes = 0;
   if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) st.graph_nodes = static_cast<int64_t>(nodes);
   dump_graph(st, graph);

@@ -2,7 +2,8 @@
 // and copy. Elements move as raw bits. The walk is first coalesced (make_index), then:
 // - when the innermost dim is contiguous in both operands (a permute that keeps the last dim
 //   last, a concat slab), runs of it are moved as wider units, up to 16 bytes;
-// - a walk contiguous in both operands is a cudaMemcpyAsync;
+// - a walk contiguous in both operands is the same widened kernel, not a cudaMemcpyAsync: a
+//   memcpy node in a captured graph makes cudaGraphLaunch block the host (graph_memset.cu);
 // - when the destination's innermost dim is another dim than the source's (a transpose), a
 //   tiled shared-memory transpose reads and writes along the contiguous dims;
 // - anything else takes an element-per-thread kernel: with 32-bit index math (multiply-shift
@@ -214,13 +215,6 @@ Status launch_copy(const KernelArgs& args, const TensorView& src, const TensorVi
   cudaStream_t stream = stream_of(args);
   const int64_t* strides[2] = {src.strides, dst.strides};
   StridedIndex<2> ix = make_index<2>(src.shape, src.rank, strides);
-  if (is_flat(ix)) {
-    KILN_CUDA_CHECK(args,
-                    cudaMemcpyAsync(dst.data, src.data, static_cast<size_t>(n) * es,
-                                    cudaMemcpyDeviceToDevice, stream),
-                    "cudaMemcpyAsync");
-    return Status::Ok();
-  }
   const size_t unit = widen(ix, es, src.data, dst.data);
   const int64_t units = n * static_cast<int64_t>(es) / static_cast<int64_t>(unit);
   TransposeGeom tg;

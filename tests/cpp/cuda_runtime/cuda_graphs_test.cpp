@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/graph_memset.h"
 #include "cuda_test_util.h"
 
 namespace kiln {
@@ -594,6 +595,75 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
       "host time per enqueue: plain %.2f us, graph replay %.2f us, graph replay launched by the "
       "device %.2f us (%d runs)\n",
       us[0], us[1], us[2], runs);
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// Memset nodes (cuDNN SDPA and cuBLASLt stream-K clear counters with them) become fill kernels that write what the
+// memsets wrote, in the same order: a later fill over an earlier one still wins.
+TEST(CudaGraphs, MemsetNodesBecomeFillKernelsInTheSameOrder) {
+  constexpr size_t kBytes = 4096;
+  void* buf = nullptr;
+  ASSERT_EQ(cudaMalloc(&buf, kBytes), cudaSuccess);
+  std::unique_ptr<void, decltype(&cudaFree)> guard(buf, &cudaFree);
+  char* base = static_cast<char*>(buf);
+  cudaGraph_t g = nullptr;
+  ASSERT_EQ(cudaGraphCreate(&g, 0), cudaSuccess);
+  auto add = [&](void* dst, unsigned value, unsigned element, size_t width, size_t height, size_t pitch,
+                 cudaGraphNode_t* after) {
+    cudaMemsetParams p{};
+    p.dst = dst;
+    p.value = value;
+    p.elementSize = element;
+    p.width = width;
+    p.height = height;
+    p.pitch = pitch;
+    cudaGraphNode_t n = nullptr;
+    EXPECT_EQ(cudaGraphAddMemsetNode(&n, g, after, after ? 1 : 0, &p), cudaSuccess);
+    return n;
+  };
+  cudaGraphNode_t a = add(base, 0xAB, 1, 100, 1, 0, nullptr);
+  cudaGraphNode_t b = add(base + 256, 0x1234, 2, 10, 3, 64, &a);  // 3 rows of 10, pitch 64 bytes
+  cudaGraphNode_t c = add(base + 1024, 0xDEADBEEF, 4, 50, 1, 0, &b);
+  add(base, 0x11, 1, 10, 1, 0, &c);  // overwrites the start of the first fill
+  int replaced = 0;
+  ASSERT_EQ(cuda::replace_memset_nodes(g, &replaced), cudaSuccess);
+  EXPECT_EQ(replaced, 4);
+  size_t count = 0;
+  ASSERT_EQ(cudaGraphGetNodes(g, nullptr, &count), cudaSuccess);
+  std::vector<cudaGraphNode_t> nodes(count);
+  ASSERT_EQ(cudaGraphGetNodes(g, nodes.data(), &count), cudaSuccess);
+  EXPECT_EQ(count, 4u);
+  for (cudaGraphNode_t n : nodes) {
+    cudaGraphNodeType type;
+    ASSERT_EQ(cudaGraphNodeGetType(n, &type), cudaSuccess);
+    EXPECT_EQ(type, cudaGraphNodeTypeKernel);
+  }
+  ASSERT_EQ(cudaMemset(buf, 0, kBytes), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint8_t> host(kBytes);
+  ASSERT_EQ(cudaMemcpy(host.data(), buf, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(g);
+  std::vector<uint8_t> want(kBytes, 0);
+  for (size_t i = 0; i < 100; ++i) want[i] = i < 10 ? 0x11 : 0xAB;
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t i = 0; i < 10; ++i) {
+      want[256 + r * 64 + 2 * i] = 0x34;
+      want[256 + r * 64 + 2 * i + 1] = 0x12;
+    }
+  for (size_t i = 0; i < 50; ++i) {
+    const uint8_t word[4] = {0xEF, 0xBE, 0xAD, 0xDE};
+    for (size_t k = 0; k < 4; ++k) want[1024 + 4 * i + k] = word[k];
+  }
+  for (size_t i = 0; i < kBytes; ++i) ASSERT_EQ(host[i], want[i]) << "byte " << i;
 }
 
 }  // namespace
