@@ -50,7 +50,8 @@ def host_split(engine, fn, calls: int, busy_ms: float = 0.0) -> str:
 
 
 def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
-    compiled = kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0")
+    compiled = kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0",
+                            timing_cache_path=os.environ.get("HOST_PROFILE_TIMING_CACHE", ""))
     with torch.no_grad():
         for _ in range(5):
             compiled(*inputs)

@@ -1,7 +1,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <optional>
 #include <random>
 
@@ -11,6 +13,21 @@
 
 namespace kiln::builder {
 namespace {
+
+// KILN_EXCLUDE_TACTICS=name[,name...]: a debugging aid that keeps the named registered kernels
+// (for example cuda.attention.cudnn) out of the candidates, where another kernel can serve.
+bool excluded_by_environment(const std::string& tactic) {
+  const char* v = std::getenv("KILN_EXCLUDE_TACTICS");
+  if (!v || !*v) return false;
+  std::string_view list(v);
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    if (list.substr(0, comma) == tactic) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
 
 Status cuda_status(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::Ok();
@@ -117,6 +134,7 @@ class CudaTacticProvider final : public TacticProvider {
     for (auto& c : cands) {
       const cuda::CudaKernel* k = cuda::find_kernel(op.kind, c.tactic);
       if (k && k->supports && !k->supports(op, dtypes).ok()) continue;
+      if (excluded_by_environment(c.tactic)) continue;
       out.push_back({std::move(c.tactic), std::move(c.data), std::move(c.label)});
     }
     if (out.empty())

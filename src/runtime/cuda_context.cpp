@@ -2,8 +2,10 @@
 #include <cuda.h>  // CUcontext / CUgreenCtx only: driver calls come through cudaGetDriverEntryPoint
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/graph_memset.h"
@@ -252,13 +254,96 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   return graph;
 }
 
+// Per kernel node of `graph`: name, launch shape and what the function asks of the driver
+// (registers, local memory, shared memory, parameter bytes, cluster), one line each.
+void write_kernel_table(cudaGraph_t graph, const std::string& path) {
+  using GetParams = CUresult (*)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS*);
+  using GetAttr = CUresult (*)(int*, CUfunction_attribute, CUfunction);
+  using GetName = CUresult (*)(const char**, CUfunction);
+  using GetParamInfo = CUresult (*)(CUfunction, size_t, size_t*, size_t*);
+  auto entry = [](const char* name, int version) -> void* {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      return nullptr;
+    return fn;
+  };
+  auto get_params = reinterpret_cast<GetParams>(entry("cuGraphKernelNodeGetParams", 12000));
+  auto get_attr = reinterpret_cast<GetAttr>(entry("cuFuncGetAttribute", 12000));
+  auto get_name = reinterpret_cast<GetName>(entry("cuFuncGetName", 12030));
+  auto param_info = reinterpret_cast<GetParamInfo>(entry("cuFuncGetParamInfo", 12040));
+  (void)cudaGetLastError();
+  size_t count = 0;
+  if (!get_params || !get_attr || cudaGraphGetNodes(graph, nullptr, &count) != cudaSuccess) return;
+  std::vector<cudaGraphNode_t> nodes(count);
+  if (cudaGraphGetNodes(graph, nodes.data(), &count) != cudaSuccess) return;
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return;
+  std::fprintf(f, "name\tgrid\tblock\tdyn_smem\tregs\tlocal_bytes\tstatic_smem\tmax_dyn_smem\tparam_bytes\tcluster\tattrs\n");
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType type{};
+    if (cudaGraphNodeGetType(node, &type) != cudaSuccess || type != cudaGraphNodeTypeKernel) continue;
+    CUDA_KERNEL_NODE_PARAMS kp{};
+    if (get_params(reinterpret_cast<CUgraphNode>(node), &kp) != CUDA_SUCCESS || !kp.func) continue;
+    const char* name = "?";
+    if (get_name) get_name(&name, kp.func);
+    int regs = -1, local = -1, smem = -1, max_dyn = -1;
+    get_attr(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, kp.func);
+    get_attr(&local, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, kp.func);
+    get_attr(&smem, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, kp.func);
+    get_attr(&max_dyn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, kp.func);
+    size_t param_bytes = 0;
+    for (size_t i = 0, offset = 0, size = 0; param_info && param_info(kp.func, i, &offset, &size) == CUDA_SUCCESS; ++i)
+      param_bytes = offset + size;
+    cudaLaunchAttributeValue cluster{};
+    const bool has_cluster =
+        cudaGraphKernelNodeGetAttribute(node, cudaLaunchAttributeClusterDimension, &cluster) == cudaSuccess;
+    std::string attrs;
+    const std::pair<cudaLaunchAttributeID, const char*> ids[] = {
+        {cudaLaunchAttributeProgrammaticStreamSerialization, "pss"},
+        {cudaLaunchAttributeMemSyncDomain, "syncdomain"},
+        {cudaLaunchAttributePriority, "prio"},
+        {cudaLaunchAttributeClusterSchedulingPolicyPreference, "clusterpolicy"},
+        {cudaLaunchAttributeDeviceUpdatableKernelNode, "devupdatable"},
+        {cudaLaunchAttributePreferredSharedMemoryCarveout, "carveout"},
+        {cudaLaunchAttributeCooperative, "coop"}};
+    for (const auto& [id, label] : ids) {
+      cudaLaunchAttributeValue v{};
+      if (cudaGraphKernelNodeGetAttribute(node, id, &v) != cudaSuccess) {
+        (void)cudaGetLastError();
+        attrs += str(label, "=err ");
+        continue;
+      }
+      unsigned raw = 0;
+      std::memcpy(&raw, &v, sizeof(raw));
+      if (raw) attrs += str(label, "=", raw, " ");
+    }
+    int cache_mode = -1, carve = -1;
+    get_attr(&cache_mode, CU_FUNC_ATTRIBUTE_CACHE_MODE_CA, kp.func);
+    get_attr(&carve, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, kp.func);
+    attrs += str("fn_ca=", cache_mode, " fn_carveout=", carve);
+    std::fprintf(f, "%s\t%ux%ux%u\t%ux%ux%u\t%u\t%d\t%d\t%d\t%d\t%zu\t%s\t%s\n", name, kp.gridDimX, kp.gridDimY,
+                 kp.gridDimZ, kp.blockDimX, kp.blockDimY, kp.blockDimZ, kp.sharedMemBytes, regs, local, smem,
+                 max_dyn, param_bytes,
+                 has_cluster ? str(cluster.clusterDim.x, "x", cluster.clusterDim.y, "x", cluster.clusterDim.z).c_str()
+                             : "-",
+                 attrs.c_str());
+  }
+  (void)cudaGetLastError();
+  std::fclose(f);
+}
+
 // Debugging aid: with KILN_CUDA_GRAPH_DOT=<folder>, every captured graph is written there as
-// Graphviz (cudaGraphDebugDotPrint, verbose: node kinds, launch parameters and attributes).
+// Graphviz (cudaGraphDebugDotPrint, verbose: node kinds, launch parameters and attributes), with
+// a table of its kernels' resource needs beside it (.kernels.tsv).
 void dump_graph(const ContextState& st, cudaGraph_t graph) {
   const char* folder = std::getenv("KILN_CUDA_GRAPH_DOT");
   if (!folder || !*folder) return;
-  const std::string path = str(folder, "/", st.plan().name, "_capture", st.graph_captures, ".dot");
-  if (cudaGraphDebugDotPrint(graph, path.c_str(), cudaGraphDebugDotFlagsVerbose) != cudaSuccess) (void)cudaGetLastError();
+  const std::string stem = str(folder, "/", st.plan().name, "_capture", st.graph_captures);
+  if (cudaGraphDebugDotPrint(graph, (stem + ".dot").c_str(), cudaGraphDebugDotFlagsVerbose) != cudaSuccess)
+    (void)cudaGetLastError();
+  write_kernel_table(graph, stem + ".kernels.tsv");
 }
 
 // Turns graphs off for this context after a failure (`why`, kept for cudaGraphFailure) and

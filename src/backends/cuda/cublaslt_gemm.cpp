@@ -3,6 +3,8 @@
 #include "backends/cuda/cublaslt_gemm.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace kiln::cuda {
@@ -159,6 +161,15 @@ bool deserialize(std::span<const uint8_t> data, cublasLtMatmulAlgo_t& algo) {
   return true;
 }
 
+// KILN_TACTIC_DEBUG=1: report on stderr every GEMM that runs another algorithm than its tactic.
+bool tactic_debug() {
+  static const bool on = [] {
+    const char* v = std::getenv("KILN_TACTIC_DEBUG");
+    return v && v[0] == '1';
+  }();
+  return on;
+}
+
 }  // namespace
 
 Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProblem& p,
@@ -176,12 +187,29 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
   KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_bytes, d));
   cublasLtMatmulAlgo_t algo;
   bool have = false;
-  if (!tactic.empty() && all_aligned(p) && deserialize(tactic, algo)) {
+  const char* refused = nullptr;  // why the built tactic was not used
+  cublasStatus_t check_status = CUBLAS_STATUS_SUCCESS;
+  if (tactic.empty()) {
+    refused = "no tactic";
+  } else if (!all_aligned(p)) {
+    refused = "operands not 256-byte aligned";
+  } else if (!deserialize(tactic, algo)) {
+    refused = "tactic data is not a cuBLASLt algorithm";
+  } else {
     cublasLtMatmulHeuristicResult_t check{};
-    have = cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) ==
-               CUBLAS_STATUS_SUCCESS &&
-           check.workspaceSize <= workspace_bytes;
+    check_status = cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check);
+    have = check_status == CUBLAS_STATUS_SUCCESS && check.workspaceSize <= workspace_bytes;
+    if (!have)
+      refused = check_status != CUBLAS_STATUS_SUCCESS ? "cublasLtMatmulAlgoCheck refused it"
+                                                      : "it needs more workspace";
   }
+  if (refused && tactic_debug())
+    std::fprintf(stderr,
+                 "kiln: cuBLASLt GEMM m=%llu n=%llu k=%llu batches=%lld: tactic not used (%s, "
+                 "%s); asking the heuristic\n",
+                 static_cast<unsigned long long>(p.m), static_cast<unsigned long long>(p.n),
+                 static_cast<unsigned long long>(p.k), static_cast<long long>(p.batches), refused,
+                 cublasLtGetStatusName(check_status));
   if (!have) {
     KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> algos, heuristic(state, p, d, 1));
     if (algos.empty() && with_epilogue) {  // no algorithm with the epilogue: the caller adds it
