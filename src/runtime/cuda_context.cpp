@@ -80,19 +80,22 @@ struct DriverCalls {
   CUresult (*ctx_get_current)(CUcontext*) = nullptr;
 };
 
+// A driver entry point through the runtime (libkiln does not link libcuda); null where missing.
+void* driver_entry(const char* name, int version) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess)
+    fn = nullptr;
+  (void)cudaGetLastError();
+  return fn;
+}
+
 const DriverCalls& driver_calls() {
   static const DriverCalls calls = [] {
     DriverCalls c;
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuStreamGetCtx", &fn, 12050, cudaEnableDefault, &found) == cudaSuccess &&
-        found == cudaDriverEntryPointSuccess)
-      c.stream_get_ctx = reinterpret_cast<decltype(c.stream_get_ctx)>(fn);
-    fn = nullptr;
-    if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &fn, 12050, cudaEnableDefault, &found) == cudaSuccess &&
-        found == cudaDriverEntryPointSuccess)
-      c.ctx_get_current = reinterpret_cast<decltype(c.ctx_get_current)>(fn);
-    (void)cudaGetLastError();
+    c.stream_get_ctx = reinterpret_cast<decltype(c.stream_get_ctx)>(driver_entry("cuStreamGetCtx", 12050));
+    c.ctx_get_current = reinterpret_cast<decltype(c.ctx_get_current)>(driver_entry("cuCtxGetCurrent", 12050));
     return c;
   }();
   return calls;
@@ -261,19 +264,10 @@ void write_kernel_table(cudaGraph_t graph, const std::string& path) {
   using GetAttr = CUresult (*)(int*, CUfunction_attribute, CUfunction);
   using GetName = CUresult (*)(const char**, CUfunction);
   using GetParamInfo = CUresult (*)(CUfunction, size_t, size_t*, size_t*);
-  auto entry = [](const char* name, int version) -> void* {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion(name, &fn, version, cudaEnableDefault, &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess)
-      return nullptr;
-    return fn;
-  };
-  auto get_params = reinterpret_cast<GetParams>(entry("cuGraphKernelNodeGetParams", 12000));
-  auto get_attr = reinterpret_cast<GetAttr>(entry("cuFuncGetAttribute", 12000));
-  auto get_name = reinterpret_cast<GetName>(entry("cuFuncGetName", 12030));
-  auto param_info = reinterpret_cast<GetParamInfo>(entry("cuFuncGetParamInfo", 12040));
-  (void)cudaGetLastError();
+  auto get_params = reinterpret_cast<GetParams>(driver_entry("cuGraphKernelNodeGetParams", 12000));
+  auto get_attr = reinterpret_cast<GetAttr>(driver_entry("cuFuncGetAttribute", 12000));
+  auto get_name = reinterpret_cast<GetName>(driver_entry("cuFuncGetName", 12030));
+  auto param_info = reinterpret_cast<GetParamInfo>(driver_entry("cuFuncGetParamInfo", 12040));
   size_t count = 0;
   if (!get_params || !get_attr || cudaGraphGetNodes(graph, nullptr, &count) != cudaSuccess) return;
   std::vector<cudaGraphNode_t> nodes(count);

@@ -12,6 +12,8 @@
 
 #include "backends/cuda/pointwise_codegen.h"
 
+#include "backends/common/float_pow.h"
+
 namespace kiln::cuda {
 namespace {
 
@@ -155,17 +157,8 @@ __device__ __forceinline__ float kiln_floor_divide(float a, float b) {
   if (div - fl > 0.5f) fl += 1.0f;
   return fl;
 }
-// backends/common/float_pow.h, which NVRTC cannot include.
-__device__ __forceinline__ float kiln_pow(float a, float b) {
-  if (b == 2.0f) return a * a;
-  if (b == 3.0f) return a * a * a;
-  if (b == 0.5f) return sqrtf(a);
-  if (b == -0.5f) return 1.0f / sqrtf(a);
-  if (b == -1.0f) return 1.0f / a;
-  if (b == -2.0f) return 1.0f / (a * a);
-  return powf(a, b);
-}
-__device__ __forceinline__ float kiln_remainder(float a, float b) {
+)"
+    KILN_FLOAT_POW_SOURCE(__device__ __forceinline__, kiln_pow) "\n" R"(__device__ __forceinline__ float kiln_remainder(float a, float b) {
   float m = fmodf(a, b);
   if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) m += b;
   return m;
