@@ -183,7 +183,8 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
   const std::string device_key =
       device.kind == format::DeviceKind::kCpu
           ? str("cpu ", target.device_name, " ", target.platform)
-          : str("cuda ", target.device_name, " sm_", target.sm_major, target.sm_minor);
+          : str("cuda ", target.device_name, " sm_", target.sm_major, target.sm_minor, " ",
+                provider->timing_method());
   KILN_ASSIGN_OR_RETURN(builder::TacticSelection selection,
                         builder::select_tactics(network, *provider, config, device_key, log));
   const std::vector<builder::TacticCandidate>& tactics = selection.tactics;

@@ -46,6 +46,8 @@ class TacticProvider {
                               const TacticCandidate& tactic) {
     return unsupported("timing");
   }
+  // How time() measures, when that changes its figures (part of the timing cache's key).
+  virtual std::string timing_method() const { return {}; }
 };
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();

@@ -136,7 +136,12 @@ void check_input_device(const std::string& engine_name, const std::string& bindi
 
 void* current_stream(const EngineDevice& device) {
 #ifdef KILN_HAS_CUDA
-  if (device.device.is_cuda()) return c10::cuda::getCurrentCUDAStream(device.device.index()).stream();
+  if (device.device.is_cuda()) {
+    // torch's default stream is the legacy default stream, whose handle is null; the runtime
+    // reads a null stream as "no stream given" (the per-thread stream), so name it explicitly.
+    cudaStream_t s = c10::cuda::getCurrentCUDAStream(device.device.index()).stream();
+    return s ? s : cudaStreamLegacy;
+  }
 #endif
   return nullptr;
 }

@@ -1,4 +1,4 @@
-"""The runtime side of compiled graphs: the stream ops every compiled graph carries, pre-allocated
+"""The runtime side of compiled graphs: the stream ops graphs with several engines carry, pre-allocated
 outputs (CPU and CUDA), and on the GPU: the caller's stream, no host synchronization between
 engines separated by graph breaks, and the same results on the default and a user stream."""
 
@@ -77,6 +77,35 @@ def test_compiled_graph_enters_and_exits_the_compute_stream_once() -> None:
     exit_node = nodes[-1]
     output = next(n for n in compiled.graph.nodes if n.op == "output")
     assert set(exit_node.args[0]) == set(output.all_input_nodes)
+
+
+class OneEngine(nn.Module):
+    """Linear -> GELU -> Linear, all of it one engine."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+def _compile_one(device: str, width: int = 64) -> tuple:
+    model = OneEngine(width).eval().to(device)
+    compiled = kiln.compile(model, inputs=[kiln.Input(shape=(8, width))], device=device)
+    assert len(engines_of(compiled)) == 1
+    return model, compiled
+
+
+def test_one_engine_graph_has_no_stream_ops() -> None:
+    """A graph that is one engine call has nothing to order: no enter / exit pair."""
+    model, compiled = _compile_one("cpu")
+    targets = [n.target for n in compiled.graph.nodes if n.op == "call_function"]
+    assert ENTER not in targets and EXIT not in targets
+    assert targets.count(EXECUTE_ENGINE) == 1
+    x = torch.randn(8, 64)
+    with torch.no_grad():
+        assert_close(compiled(x), model(x), 1e-5, 1e-5)
 
 
 def test_stream_ops_survive_save_and_load(tmp_path: Any) -> None:
@@ -284,3 +313,25 @@ def test_exit_makes_the_default_stream_wait() -> None:
             out = compiled(x)
             host = out.sum().item()  # .item() syncs the default stream only
             assert abs(host - ref.sum().item()) < 1e-2 * max(1.0, abs(host))
+
+
+@pytest.mark.gpu
+def test_one_engine_runs_on_the_default_stream() -> None:
+    """With no stream ops, a one-engine graph called on the default stream queues its work on
+    that stream: a result read there right after the call (.item() waits for the default stream
+    only) is complete, and the host did not wait for the device."""
+    model, compiled = _compile_one("cuda:0", width=1024)
+    x = torch.randn(8, 1024, device="cuda")
+    with torch.no_grad():
+        ref = model(x).sum().item()
+        compiled(x)  # warm up: contexts, workspaces, graph capture
+        torch.cuda.synchronize()
+        for _ in range(3):
+            torch.cuda._sleep(50_000_000)  # ~25 ms on an H100
+            t0 = time.perf_counter()
+            out = compiled(x)
+            elapsed = time.perf_counter() - t0
+            assert not torch.cuda.default_stream().query()
+            assert elapsed < 0.01, f"the call took {elapsed * 1e3:.1f} ms on the host"
+            got = out.sum().item()
+            assert abs(got - ref) < 1e-2 * max(1.0, abs(ref)), (got, ref)
