@@ -20,6 +20,7 @@ struct CudaResources {
   int device = 0;
   cudaEvent_t done = nullptr;  // recorded after the last kernel of each enqueue
   bool recorded = false;
+  cudaStream_t done_stream = nullptr;  // where `done` was last recorded (null: unknown)
   void* owned_arena = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
@@ -519,7 +520,8 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
   // The previous enqueue may still be using the arena on another stream: wait on the device.
   // The wait and the record below stay outside our graphs; inside the caller's capture they
   // become event nodes of the caller's graph (waits and records when that graph runs).
-  if (r.recorded)
+  // On the stream of the last enqueue the order is already the stream's own: no wait.
+  if (r.recorded && (in_callers_capture || stream != r.done_stream))
     KILN_RETURN_IF_ERROR(cuda_status(
         cudaStreamWaitEvent(stream, r.done, in_callers_capture ? cudaEventWaitExternal : cudaEventWaitDefault),
         "cudaStreamWaitEvent"));
@@ -538,8 +540,10 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
                                        : cudaEventRecord(r.done, stream);
   if (in_callers_capture) {
     r.recorded = r.recorded || err == cudaSuccess;  // else the last real record still stands
+    r.done_stream = nullptr;  // recorded when the caller's graph runs, on a stream unknown here
   } else {
     r.recorded = err == cudaSuccess;
+    r.done_stream = stream;
   }
   KILN_RETURN_IF_ERROR(status);
   return cuda_status(err, "cudaEventRecord");

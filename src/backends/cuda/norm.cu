@@ -193,6 +193,21 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
     int64_t in_off[2];
     rix.offsets(row, in_off);
     const Vec* xr = reinterpret_cast<const Vec*>(x + in_off[0]);
+    // The typed weight and bias are loaded now, with x, so their latency hides behind x's and
+    // the reductions instead of following them (vectors only: the scalar variants have no
+    // registers to spare at 512 threads).
+    constexpr bool kPrefetch = VW > 1;
+    Vec wv[kPrefetch ? kChunks : 1], bv[kPrefetch ? kChunks : 1];
+    if (kPrefetch && typed) {
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const int vi = c * lanes + lane;
+        if (vi < nvec) {
+          if (wt) wv[c] = reinterpret_cast<const Vec*>(wt)[vi];
+          if (bt) bv[c] = reinterpret_cast<const Vec*>(bt)[vi];
+        }
+      }
+    }
     float v[kChunks][VW];
     float s = 0.0f;
 #pragma unroll
@@ -239,14 +254,19 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
       if (vi < nvec) {
         Vec o;
         if (typed) {
-          Vec wv, bv;
-          if (wt) wv = reinterpret_cast<const Vec*>(wt)[vi];
-          if (bt) bv = reinterpret_cast<const Vec*>(bt)[vi];
+          Vec w1, b1;
+          if constexpr (kPrefetch) {
+            w1 = wv[c];
+            b1 = bv[c];
+          } else {
+            if (wt) w1 = reinterpret_cast<const Vec*>(wt)[vi];
+            if (bt) b1 = reinterpret_cast<const Vec*>(bt)[vi];
+          }
 #pragma unroll
           for (int k = 0; k < VW; ++k) {
             float t = (v[c][k] - mean) * r;
-            if (wt) t *= to_float(wv.v[k]);
-            if (bt) t += to_float(bv.v[k]);
+            if (wt) t *= to_float(w1.v[k]);
+            if (bt) t += to_float(b1.v[k]);
             o.v[k] = from_float<T>(t);
           }
           reinterpret_cast<Vec*>(y + base)[vi] = o;
