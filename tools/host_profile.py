@@ -79,7 +79,12 @@ def main() -> None:
     model = models.build_model(name, "cuda")
     inputs = models.make_inputs(name, batch, "cuda")
     print(f"{name} b{batch}:")
+    # How fast this host runs torch's own dispatch, for scale.
+    t = torch.zeros(16, device="cuda")
+    print(f"  torch.ops.aten.relu.default, one CUDA tensor: {per_call_us(lambda: torch.ops.aten.relu.default(t), 200):.1f} us")
     profile_engine("graphs", name, batch, model, inputs)
+    if os.environ.get("HOST_PROFILE_QUICK"):
+        return
     os.environ["KILN_DEVICE_GRAPH_LAUNCH"] = "1"
     profile_engine("device-launched graphs", name, batch, model, inputs)
     del os.environ["KILN_DEVICE_GRAPH_LAUNCH"]

@@ -10,6 +10,7 @@ from typing import Any
 from torch.export import Dim
 
 import torch
+from kiln._codegen import lean_codegen
 from kiln._decompositions import decomposition_table
 from kiln._input import Input, as_inputs
 from kiln._pipeline import compile_graph
@@ -183,4 +184,5 @@ def compile(
         print(report)
         return report
     gm.kiln_report = report
+    lean_codegen(gm)
     return gm

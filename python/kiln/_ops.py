@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from kiln._codegen import skip_torch_function_lookup
 
 
 def _load_native() -> ModuleType:
@@ -32,6 +33,7 @@ def _load_native() -> ModuleType:
 
 
 _C = _load_native()
+skip_torch_function_lookup()
 
 _DTYPES = {
     "float32": torch.float32,

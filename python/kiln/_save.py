@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from kiln._codegen import lean_codegen
 from kiln._compile import compile, export_with_ranges
 from kiln._input import as_inputs
 from kiln._ops import engine_bytes
@@ -58,7 +59,9 @@ def load(path: Pathish) -> Any:
     """Loads what kiln.save wrote; runs without recompiling (engines deserialize as-is)."""
     path = os.fspath(path)
     try:
-        return torch.export.load(path).module()
+        module = torch.export.load(path).module()
+        lean_codegen(module)
+        return module
     except Exception as export_error:  # noqa: BLE001 - maybe a TorchScript file
         try:
             return torch.jit.load(path)

@@ -335,3 +335,82 @@ def test_one_engine_runs_on_the_default_stream() -> None:
             assert elapsed < 0.01, f"the call took {elapsed * 1e3:.1f} ms on the host"
             got = out.sum().item()
             assert abs(got - ref) < 1e-2 * max(1.0, abs(ref)), (got, ref)
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.fc(x))
+        return h + y, h * 2
+
+
+class DictOutput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, *, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": torch.relu(self.fc(x)) * scale}
+
+
+def test_compiled_forward_binds_plain_arguments_without_pytree() -> None:
+    """Positional tensor inputs and a flat tuple result: forward binds and returns them directly
+    (no tree_flatten_spec / tree_unflatten per call) and matches PyTorch, by position and by
+    keyword; a single result is returned bare."""
+    model = TwoOutputs().eval()
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    compiled = kiln.compile(model, inputs=[x, y], device="cpu", min_block_size=1)
+    assert "tree_flatten_spec" not in compiled.code and "tree_unflatten" not in compiled.code
+    with torch.no_grad():
+        want = model(x, y)
+        for got in (compiled(x, y), compiled(x, y=y), compiled(y=y, x=x)):
+            assert isinstance(got, tuple) and len(got) == 2
+            for g, w in zip(got, want):
+                assert_close(g, w, 1e-5, 1e-5)
+    single = kiln.compile(ThreeEngines(8).eval(), inputs=[x], device="cpu", min_block_size=1)
+    assert "tree_unflatten" not in single.code
+    with torch.no_grad():
+        assert isinstance(single(x), torch.Tensor)
+
+
+def test_compiled_forward_keeps_pytree_for_keywords_and_dicts() -> None:
+    """Keyword-only inputs and dict results keep torch's pytree code, and still match."""
+    model = DictOutput().eval()
+    x, scale = torch.randn(4, 8), torch.randn(1, 8)
+    ep = torch.export.export(model, (x,), {"scale": scale})
+    compiled = kiln.compile(ep, device="cpu", min_block_size=1)
+    assert "tree_flatten_spec" in compiled.code and "tree_unflatten" in compiled.code
+    with torch.no_grad():
+        got = compiled(x, scale=scale)
+        assert set(got) == {"out"}
+        assert_close(got["out"], model(x, scale=scale)["out"], 1e-5, 1e-5)
+
+
+def test_engine_argument_does_not_hide_torch_function_modes() -> None:
+    """kiln gives torch.ScriptObject the 'no override' __torch_function__ (a lookup through its
+    __getattr__ raised and caught an exception on every execute_engine call); a
+    TorchFunctionMode still sees every execute_engine call, and results are unchanged."""
+    from torch.overrides import TorchFunctionMode
+
+    assert torch._C.ScriptObject.__torch_function__ is torch._C._disabled_torch_function_impl
+
+    class Seen(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            self.calls += func is EXECUTE_ENGINE
+            return func(*args, **(kwargs or {}))
+
+    model, compiled = _compile_three("cpu")
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        want = model(x)
+        with Seen() as mode:
+            got = compiled(x)
+    assert mode.calls == 3
+    assert_close(got, want, 1e-5, 1e-5)

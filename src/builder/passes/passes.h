@@ -48,6 +48,10 @@ Result<Network> patch_conv_to_gemm(const Network& network, std::vector<std::stri
 // epilogue fusion, which folds it into the linear before it.
 Result<Network> recognize_gelu(const Network& network, std::vector<std::string>& log);
 
+// linear(permute(x)) with the permute keeping the last dim becomes permute(linear(x)): one GEMM
+// over x's rows instead of strided batches over the permuted view (linear_permute.cpp).
+Result<Network> move_permutes_after_linear(const Network& network, std::vector<std::string>& log);
+
 // linear/matmul followed by a bias add along the last dim and/or relu/gelu/gelu_tanh becomes one
 // linear/matmul with the bias folded into linear's bias and attr `activation` (gemm_fusion.cpp).
 // Intermediates must have no other use and not be outputs.

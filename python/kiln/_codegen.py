@@ -1,0 +1,79 @@
+"""Host overhead of a compiled module's call, on the Python side.
+
+- ``lean_codegen(gm)``: ``ep.module()`` generates a forward that flattens its arguments with
+  ``fx_pytree.tree_flatten_spec`` and rebuilds the outputs with ``pytree.tree_unflatten`` on every
+  call, a few microseconds of Python. Where the input spec is plain positional leaves and the
+  output spec one leaf or a flat tuple/list of leaves, the same forward is generated without
+  them: the same signature, the same result, less Python. Other specs (keyword arguments,
+  nested inputs, HF ModelOutput results) keep torch's code.
+- ``skip_torch_function_lookup()``: before dispatching an op, torch asks every argument that is
+  not a tensor for ``__torch_function__``. A ``torch.ScriptObject`` (the engine argument of
+  ``kiln::execute_engine``) answers through its ``__getattr__``, which raises a C++ exception that
+  becomes an AttributeError: about 8 us of a 12 us call (measured on this project's CI-class CPU).
+  Giving the type the attribute torch itself uses to mean "no override"
+  (``torch._C._disabled_torch_function_impl``) answers the same, without the exception. A
+  ScriptObject cannot define ``__torch_function__`` (TorchScript classes have no such hook), so
+  no ScriptObject's behaviour changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.fx.graph import _PyTreeCodeGen
+
+
+def skip_torch_function_lookup() -> None:
+    script_object = torch._C.ScriptObject
+    if "__torch_function__" not in script_object.__dict__:
+        script_object.__torch_function__ = torch._C._disabled_torch_function_impl
+
+
+def _flat_leaves(spec: Any) -> bool:
+    return spec.type in (tuple, list) and all(spec.child(i).is_leaf() for i in range(spec.num_children))
+
+
+def _positional_only(in_spec: Any) -> int | None:
+    """The argument count when in_spec is (args, {}) with args a tuple of leaves, else None."""
+    if not (in_spec.type is tuple and in_spec.num_children == 2):
+        return None
+    args, kwargs = in_spec.child(0), in_spec.child(1)
+    if args.type is not tuple or kwargs.type is not dict or kwargs.num_children != 0:
+        return None
+    return args.num_children if _flat_leaves(args) else None
+
+
+class LeanPyTreeCodeGen(_PyTreeCodeGen):
+    """_PyTreeCodeGen that binds plain positional leaves and returns flat results directly."""
+
+    def gen_var_bindings(self, fn_args: list[str], free_vars: list[str], expanded_def: bool) -> str:
+        count = _positional_only(self.pytree_info.in_spec)
+        if "self" in fn_args:
+            return super().gen_var_bindings(fn_args, free_vars, expanded_def)
+        names = [v.split(":")[0].split("#")[0].strip() for v in free_vars]
+        args = [a for a in fn_args if a != "self"]
+        if count is None or count != len(names) or count != len(args) or any(":" in v for v in free_vars):
+            return super().gen_var_bindings(fn_args, free_vars, expanded_def)
+        if names == args:
+            return ""
+        return f"\n    {', '.join(names)}, = {', '.join(args)},"
+
+    def generate_output(self, output_args: Any, *, descs: Any | None = None) -> str:
+        spec = self.pytree_info.out_spec if self.pytree_info else None
+        if spec is not None and isinstance(output_args, (list, tuple)):
+            if spec.is_leaf() and len(output_args) == 1:
+                return f"return {output_args[0]!r}"
+            if _flat_leaves(spec) and spec.num_children == len(output_args):
+                items = "".join(f"{a!r}, " for a in output_args)
+                return f"return ({items})" if spec.type is tuple else f"return [{items}]"
+        return super().generate_output(output_args, descs=descs)
+
+
+def lean_codegen(gm: torch.fx.GraphModule) -> None:
+    """Switches gm to LeanPyTreeCodeGen (in place) where its code is torch's pytree codegen."""
+    codegen = gm.graph._codegen
+    if type(codegen) is not _PyTreeCodeGen or codegen.pytree_info is None:
+        return
+    gm.graph._codegen = LeanPyTreeCodeGen(codegen.pytree_info)
+    gm.recompile()
