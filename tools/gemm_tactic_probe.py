@@ -17,18 +17,8 @@ import torch
 
 import kiln
 
-
-def per_call_us(fn, reps: int = 200) -> float:
-    for _ in range(10):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / reps * 1e3
+sys.path.insert(0, os.path.dirname(__file__))
+from gemm_probe import time_us as per_call_us  # noqa: E402
 
 
 def kernels(fn) -> list[str]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU machine diagnostic round (session 9): GEMM timed-vs-run time, back-to-back graph launch
-# with several executable graphs per capture, and the kernel table of gpt2 b1.
+# GPU machine diagnostic round (session 9): GEMM timed-vs-run time, back-to-back graph launch,
+# and the kernel table of gpt2 b1.
 set -u
 export OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -11,7 +11,5 @@ echo "=== gemm tactic probe (flat 6304 rows) ==="; timeout 90 python3 tools/gemm
 p() { timeout 90 python3 tools/launch_probe.py "$@" 2>&1 | grep "graph launch"; }
 for m in "gpt2 1" "bert 1"; do
   PROBE_LABEL=default p $m
-  PROBE_LABEL=copies2 KILN_GRAPH_EXEC_COPIES=2 p $m
-  PROBE_LABEL=copies3 KILN_GRAPH_EXEC_COPIES=3 p $m
 done
 echo "=== kernel table gpt2 b1 ==="; timeout 90 python3 tools/kernel_table_probe.py gpt2 2>&1 | grep -v Warning | head -40
