@@ -35,6 +35,13 @@ struct DTensor {
   std::vector<double> v;
 };
 
+// How many ops of `kind` the network holds.
+inline int count_ops(const kiln::Network& net, kiln::OpKind kind) {
+  int n = 0;
+  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
+  return n;
+}
+
 inline int64_t numel(const std::vector<int64_t>& dims) {
   int64_t n = 1;
   for (int64_t d : dims) n *= d;

@@ -324,12 +324,13 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, const Strid
                          int64_t rows, int len, bool rms, Param w, Param b, const T* wt,
                          const T* bt, float eps, cudaStream_t stream) {
   const bool typed = (!w.data || wt) && (!b.data || bt);
+  const int64_t sms = sm_count();
   if constexpr (VW > 1) {
     // Few rows (a transformer at batch 1: 128-197 rows of 768): a warp per row leaves about one
     // warp per SM, each lane with 24 elements in series; a block per row with one vector per
     // thread has all of a row's loads in flight at once.
     const int row_threads = (len / VW + 31) / 32 * 32;
-    if (len <= 1024 && rows > 0 && rows <= 2 * static_cast<int64_t>(sm_count()) && row_threads >= 64 &&
+    if (len <= 1024 && rows > 0 && rows <= 2 * sms && row_threads >= 64 &&
         row_threads <= 512) {
       fast_row_norm_kernel<T, VW, 1, true><<<static_cast<unsigned>(rows), row_threads, 0, stream>>>(
           x, res, y, sum_out, rix, rows, len, rms, w, b, wt, bt, eps);
@@ -338,10 +339,9 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, const Strid
   }
   if (len <= 1024) {
     constexpr int kChunks = 32 / VW;  // 32 elements per lane
-    const int warps = rows >= 4 * static_cast<int64_t>(sm_count()) ? 4 : 1;
+    const int warps = rows >= 4 * sms ? 4 : 1;
     const int64_t want = (rows + warps - 1) / warps;
-    const unsigned blocks =
-        static_cast<unsigned>(std::min<int64_t>(want, int64_t{sm_count()} * 16));
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(want, sms * 16));
     const size_t smem =
         typed ? 0 : static_cast<size_t>((w.data ? len : 0) + (b.data ? len : 0)) * 4;
     fast_row_norm_kernel<T, VW, kChunks, false><<<blocks, warps * 32, smem, stream>>>(

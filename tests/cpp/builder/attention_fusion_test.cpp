@@ -20,11 +20,6 @@ using kiln::Tensor;
 
 constexpr int64_t kL = 6, kH = 2, kE = 4;
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
-  return n;
-}
 int count_steps(const kiln::EngineInfo& info, const std::string& op) {
   int n = 0;
   for (const kiln::StepInfo& s : info.steps) n += s.op == op;

@@ -15,12 +15,6 @@ using kiln::Network;
 using kiln::OpKind;
 using kiln::Tensor;
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind ? 1 : 0;
-  return n;
-}
-
 const kiln::Op* find_op(const Network& net, OpKind kind) {
   for (const kiln::Op& op : net.ops())
     if (op.kind == kind) return &op;

@@ -28,12 +28,6 @@ kiln::Result<Network> fused_nhwc(const Network& net, std::vector<std::string>& l
   return assign_layout(n, log, LayoutOptions{all_float});
 }
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
-  return n;
-}
-
 bool is_nhwc(const kiln::Op& op) { return op.attrs.getString("layout", "nchw") == "nhwc"; }
 
 TEST(LayoutAssignment, ResnetBlockRunsInNhwcWithPermutesOnlyAtTheEdges) {

@@ -32,12 +32,6 @@ Network permuted_linear(std::vector<int64_t> perm, bool view_is_output = false, 
   return net;
 }
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
-  return n;
-}
-
 // y[s, b, n] = bias[n] + sum_e x[b, s, e] w[n, e]: the linear over x transposed to [S, B, E].
 DTensor reference(const HostTensor& x) {
   const std::vector<float> w = random_tensor({kN * kE}, 3).data;

@@ -37,12 +37,6 @@ Network conv_net(const PatchConv& p) {
   return net;
 }
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
-  return n;
-}
-
 // Direct convolution with stride = kernel, no padding, one group, in double precision.
 // The weights are conv_net's (same seeds).
 DTensor reference(const PatchConv& p, const HostTensor& x) {

@@ -19,12 +19,6 @@ using kiln::OpKind;
 using kiln::Shape;
 using kiln::Tensor;
 
-int count_ops(const Network& net, OpKind kind) {
-  int n = 0;
-  for (const kiln::Op& op : net.ops()) n += op.kind == kind;
-  return n;
-}
-
 std::vector<float> random_values(size_t n, uint64_t seed, float lo = -3, float hi = 3) {
   kiln_examples::Rng rng(seed * 131 + 7);
   std::vector<float> v(n);
