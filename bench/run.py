@@ -22,9 +22,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from models import MODEL_FLOPS, build_model, make_inputs
-
 import torch
+from models import MODEL_FLOPS, build_model, make_inputs
 
 PEAK_FLOPS = 790e12
 

@@ -19,7 +19,7 @@ fi
 
 PY=${PYTHON:-python3}
 pip_packages=(torch==2.11.0 torchvision==0.26.0 "transformers>=4.45" numpy pytest
-              "scikit-build-core>=0.10" ruff matplotlib)
+              "scikit-build-core>=0.10" ruff==0.17.6 matplotlib)
 if ! $PY -c "import torch, torchvision, transformers, numpy, pytest, scikit_build_core; assert torch.__version__.startswith('2.11.0')" 2>/dev/null ||
    ! command -v ruff >/dev/null; then
   echo "setup: pip install ${pip_packages[*]}"

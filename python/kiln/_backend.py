@@ -15,10 +15,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch._dynamo.backends.common import aot_autograd
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 
-import torch
 from kiln._decompositions import dynamo_decompositions
 from kiln._pipeline import compile_graph
 from kiln._settings import CompilationSettings

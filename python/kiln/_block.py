@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import sympy
-
 import torch
+
 from kiln import _dtypes
 from kiln._lowering import is_getitem
 from kiln._ops import _C

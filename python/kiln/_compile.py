@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch.export import Dim
 
-import torch
 from kiln._codegen import lean_codegen
 from kiln._decompositions import decomposition_table
 from kiln._input import Input, as_inputs

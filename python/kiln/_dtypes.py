@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from kiln._ops import _C
 
 _TO_KILN: dict[torch.dtype, Any] = {

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+
 from kiln._codegen import skip_torch_function_lookup
 
 

@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 
-import torch
 from kiln import _dtypes
 from kiln._lowering import is_getitem
 from kiln._settings import CompilationSettings

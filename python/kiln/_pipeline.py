@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import torch
+
 from kiln._block import ConvertedBlock, NodeConversionError, build_engine, convert_block
 from kiln._lowering import lower
 from kiln._partition import SupportChecker, partition

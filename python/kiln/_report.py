@@ -6,6 +6,7 @@ import collections
 import dataclasses
 
 import torch
+
 from kiln._lowering import is_getitem
 from kiln._partition import Block, SupportChecker, op_name
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from kiln._codegen import lean_codegen
 from kiln._compile import compile, export_with_ranges
 from kiln._input import as_inputs

@@ -7,9 +7,9 @@ import warnings
 from typing import Any
 
 import sympy
+import torch
 from torch.fx.passes.tools_common import stable_topological_sort
 
-import torch
 from kiln._block import ConvertedBlock
 from kiln._symbols import SymbolTable, expr_of
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import operator
 
-from torch.utils._pytree import tree_leaves
-
 import torch
+from torch.utils._pytree import tree_leaves
 
 EXECUTE = torch.ops.kiln.execute_engine.default
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sympy
+import torch
 import torch.utils._sympy.functions as symfn
 
-import torch
 from kiln._ops import _C
 
 # A symbol whose upper bound passes this is unbounded for Kiln: engines plan memory at max.

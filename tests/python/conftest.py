@@ -6,7 +6,6 @@ import os
 import sys
 
 import pytest
-
 import torch
 
 # kiln_testing.py (the shared helpers) sits beside this file.

@@ -9,9 +9,9 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import kiln
-
 import torch
+
+import kiln
 
 EXECUTE_ENGINE = torch.ops.kiln.execute_engine.default
 # Nodes that may stay in PyTorch in a fully converted graph: shape arithmetic and glue.

@@ -3,13 +3,13 @@ dim range marked dynamic."""
 
 from __future__ import annotations
 
+import pytest
+import torch
+from kiln_testing import assert_close
+from torch import nn
+
 import kiln
 import kiln._backend
-import pytest
-from kiln_testing import assert_close
-
-import torch
-from torch import nn
 
 
 class Net(nn.Module):

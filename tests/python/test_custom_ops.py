@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import kiln
-from kiln_testing import assert_close, engines_of
-
 import torch
+from kiln_testing import assert_close, engines_of
 from torch import nn
+
+import kiln
 
 
 @torch.library.custom_op("kiln_test::scaled_tanh", mutates_args=())

@@ -7,12 +7,12 @@ import copy
 import io
 import json
 
-import kiln
 import pytest
-import torch.nn.functional as F
-from kiln import _C
-
 import torch
+import torch.nn.functional as F
+
+import kiln
+from kiln import _C
 
 DType, Network = _C.DType, _C.Network
 

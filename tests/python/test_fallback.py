@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import logging
 
-import kiln
 import pytest
-from kiln_testing import assert_close, engines_of, torch_ops_of
-
 import torch
+from kiln_testing import assert_close, engines_of, torch_ops_of
 from torch import nn
+
+import kiln
 
 
 @torch.library.custom_op("kiln_test::mystery", mutates_args=())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import kiln  # noqa: F401  (loads kiln._C and the torch ops)
 import numpy as np
 import pytest
-from kiln import _C
-
 import torch
+
+import kiln  # noqa: F401  (loads kiln._C and the torch ops)
+from kiln import _C
 
 DType, Network, SymExpr = _C.DType, _C.Network, _C.SymExpr
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import kiln
 import pytest
-from kiln_testing import EXECUTE_ENGINE, assert_close, engines_of
-
 import torch
+from kiln_testing import EXECUTE_ENGINE, assert_close, engines_of
 from torch import nn
+
+import kiln
 
 ENTER = torch.ops.kiln.enter_compute_stream.default
 EXIT = torch.ops.kiln.exit_compute_stream.default

@@ -9,12 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import kiln
 import pytest
-from kiln_testing import engines_of
-
 import torch
+from kiln_testing import engines_of
 from torch import nn
+
+import kiln
 
 
 class Net(nn.Module):

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sympy
+import torch
 from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, elementwise_dtypes
 
-import torch
 from kiln import _dtypes
 from kiln._ops import _C
 from kiln._symbols import SymbolTable, expr_of, to_sym_expr

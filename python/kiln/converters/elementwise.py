@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from kiln import _dtypes
 from kiln.converters._args import Args, dtype_of, is_tensor, only_first_output_used, val
 from kiln.converters._context import ConversionContext

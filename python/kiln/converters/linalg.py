@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from kiln import _dtypes
 from kiln.converters._args import Args, dtype_of, rank_of
 from kiln.converters._context import ConversionContext

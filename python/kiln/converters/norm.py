@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from kiln import _dtypes
 from kiln.converters._args import Args, dtype_of, is_static, unused_outputs_ok, val
 from kiln.converters._context import ConversionContext

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from kiln import _dtypes
 from kiln.converters._args import Args, dtype_of, rank_of, unused_outputs_ok
 from kiln.converters._context import ConversionContext

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from kiln.converters._args import Args, is_static, rank_of, val
 from kiln.converters._context import ConversionContext
 from kiln.converters._registry import converter, op

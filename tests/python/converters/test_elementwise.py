@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kiln_testing import Case, check_case
-
 import torch
+from kiln_testing import Case, check_case
 
 aten = torch.ops.aten
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn.functional as F
 from kiln_testing import Case, check_case
-
-import torch
 from torch import nn
 
 aten = torch.ops.aten

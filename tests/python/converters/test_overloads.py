@@ -3,13 +3,13 @@ custom code, other tracers and torch.compile), each converted and compared with 
 
 from __future__ import annotations
 
-import kiln
-import kiln._backend
 import pytest
+import torch
 import torch.nn.functional as F
 from kiln_testing import Case, Fn, assert_close, check_case
 
-import torch
+import kiln
+import kiln._backend
 
 aten = torch.ops.aten
 

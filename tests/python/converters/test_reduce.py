@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import kiln
 import pytest
+import torch
 from kiln_testing import Case, Fn, assert_close, check_case
 
-import torch
+import kiln
 
 aten = torch.ops.aten
 

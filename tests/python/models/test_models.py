@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import kiln
 import pytest
+import torch
 from kiln_testing import cosine, engines_of, torch_ops_of
 from models import randomize
 
-import torch
+import kiln
 
 pytestmark = pytest.mark.slow
 

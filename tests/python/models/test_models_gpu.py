@@ -4,12 +4,12 @@ batch 1 and 32: cosine similarity > 0.999 and no NaN."""
 
 from __future__ import annotations
 
-import kiln
 import pytest
+import torch
 from kiln_testing import cosine, engines_of, torch_ops_of
 from models import MODELS, build_model, kiln_inputs, make_inputs
 
-import torch
+import kiln
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
