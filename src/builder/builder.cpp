@@ -146,6 +146,7 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"layout assignment", device.kind == format::DeviceKind::kCuda ? builder::assign_nhwc_layout
                                                                      : builder::skip_layout},
       // Fusions. Conv/gemm epilogue passes go here, before these two; pointwise fusion stays last.
+      {"view chains", builder::fold_view_chains},
       {"linear permutes", builder::move_permutes_after_linear},
       {"gemm epilogue fusion", builder::fuse_gemm_epilogues},
       {"residual norm fusion", builder::fuse_residual_norm},

@@ -48,6 +48,11 @@ Result<Network> patch_conv_to_gemm(const Network& network, std::vector<std::stri
 // epilogue fusion, which folds it into the linear before it.
 Result<Network> recognize_gelu(const Network& network, std::vector<std::string>& log);
 
+// Chains of reshape/squeeze/unsqueeze/permute become split-reshape + permute (+ a reshape that
+// inserts size-1 dims) when that is shorter and leaves no merge: a merge of dims a later reshape
+// splits again is a copy the folded chain does not make (view_chains.cpp; MultiheadAttention's
+// head split). Runs after layout assignment, before linear permutes.
+Result<Network> fold_view_chains(const Network& network, std::vector<std::string>& log);
 // linear(permute(x)) with the permute keeping the last dim becomes permute(linear(x)): one GEMM
 // over x's rows instead of strided batches over the permuted view (linear_permute.cpp).
 Result<Network> move_permutes_after_linear(const Network& network, std::vector<std::string>& log);

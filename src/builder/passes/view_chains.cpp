@@ -1,0 +1,255 @@
+// View-chain folding (DESIGN.md 3): a chain of reshapes, squeezes, unsqueezes and permutes
+// becomes at most three ops: a reshape that only splits dims (a view of any layout), one permute,
+// and a reshape that only inserts size-1 dims.
+//
+// Each op of the chain is a view on its own, except a reshape that merges dims its input laid out
+// apart, which the plan runs as a copy. nn.MultiheadAttention's head split is such a chain:
+// q [L, N, E] -> view [L, N*H, D] -> transpose -> view [N, H, L, D] merges N with H only to split
+// them again, and the merge alone costs a copy of q, k and v in every layer (ViT at batch 32:
+// 36 copies). Followed dim by dim, the chain is a split of E into H, D and one permute: no copy.
+//
+// The pass tracks "atoms", the pieces of the chain input's dims that every op of the chain keeps
+// whole. A reshape groups consecutive atoms (splitting a constant atom where a dim ends inside
+// it), a permute reorders the groups. The chain is rewritten only when every dim at its end is at
+// most one atom (no merge is left to do) and the result has fewer ops.
+
+#include <algorithm>
+#include <optional>
+
+#include "builder/passes/passes.h"
+#include "builder/rewrite.h"
+
+namespace kiln::builder {
+namespace {
+
+bool is_chain_op(OpKind kind) {
+  return kind == OpKind::kReshape || kind == OpKind::kSqueeze || kind == OpKind::kUnsqueeze ||
+         kind == OpKind::kPermute;
+}
+
+bool is_one(const SymExpr& e) { return e.isConstant() && e.constant() == 1; }
+
+// dim / product when that is the same integer for every value of the symbols (shapes are
+// products of symbols and constants: checked at two sets of distinct symbol values).
+std::optional<int64_t> constant_ratio(const SymExpr& dim, const SymExpr& product) {
+  std::vector<int32_t> ids;
+  dim.collectSymbols(ids);
+  product.collectSymbols(ids);
+  const int32_t n = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end()) + 1;
+  std::optional<int64_t> ratio;
+  for (int64_t base : {7, 101}) {
+    std::vector<int64_t> values(static_cast<size_t>(n));
+    for (int32_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = base + 6 * i;
+    Result<int64_t> d = dim.evaluate(values), p = product.evaluate(values);
+    if (!d.ok() || !p.ok() || *p <= 0 || *d % *p != 0) return std::nullopt;
+    if (ratio && *ratio != *d / *p) return std::nullopt;
+    ratio = *d / *p;
+  }
+  return ratio;
+}
+
+// The chain's input split into atoms, and the current dims as groups of atoms.
+class AtomTracker {
+ public:
+  explicit AtomTracker(const Shape& input) {
+    for (const SymExpr& d : input) {
+      groups_.emplace_back();
+      if (is_one(d)) continue;
+      groups_.back().push_back(newAtom(d));
+      order_.push_back(groups_.back().back());
+    }
+  }
+
+  // A reshape (or squeeze/unsqueeze) to `shape`; false when it does not group whole atoms.
+  bool reshape(const Shape& shape) {
+    std::vector<int> flat;
+    for (const auto& g : groups_) flat.insert(flat.end(), g.begin(), g.end());
+    std::vector<std::vector<int>> next;
+    size_t i = 0;
+    for (const SymExpr& dim : shape) {
+      next.emplace_back();
+      if (is_one(dim)) continue;
+      SymExpr product = 1;  // of the atoms taken so far
+      while (true) {
+        const std::optional<int64_t> rest = constant_ratio(dim, product);
+        if (rest == 1) break;  // the atoms taken make the dim
+        if (i == flat.size() || next.back().size() > 8) return false;
+        const int atom = flat[i];
+        const SymExpr& size = sizes_[static_cast<size_t>(atom)];
+        if (rest) {
+          // What is left of the dim is a constant: constant atoms fill it, the last one maybe
+          // split where the dim ends inside it.
+          if (!size.isConstant()) return false;
+          const int64_t s = size.constant(), r = *rest;
+          if (r <= 0) return false;
+          if (s == r || (s < r && r % s == 0)) {
+            next.back().push_back(atom);
+            ++i;
+            product = product * size;
+            continue;
+          }
+          if (s % r != 0) return false;
+          auto [outer, inner] = split(atom, r, s / r);
+          flat[i] = inner;
+          next.back().push_back(outer);
+          break;
+        }
+        next.back().push_back(atom);  // a symbolic part of the dim: take the atom whole
+        ++i;
+        product = product * size;
+      }
+    }
+    if (i != flat.size()) return false;
+    groups_ = std::move(next);
+    return true;
+  }
+
+  bool permute(const std::vector<int64_t>& perm) {
+    if (perm.size() != groups_.size()) return false;
+    std::vector<std::vector<int>> next;
+    for (int64_t p : perm) {
+      if (p < 0 || p >= static_cast<int64_t>(groups_.size())) return false;
+      next.push_back(groups_[static_cast<size_t>(p)]);
+    }
+    groups_ = std::move(next);
+    return true;
+  }
+
+  const std::vector<std::vector<int>>& groups() const { return groups_; }
+  const std::vector<int>& order() const { return order_; }  // every atom, in input order
+  const SymExpr& size(int atom) const { return sizes_[static_cast<size_t>(atom)]; }
+
+ private:
+  int newAtom(const SymExpr& size) {
+    sizes_.push_back(size);
+    return static_cast<int>(sizes_.size()) - 1;
+  }
+
+  // Replaces `atom` by (outer, inner) in the input order; the caller fixes the current dims.
+  std::pair<int, int> split(int atom, int64_t outer, int64_t inner) {
+    const int o = newAtom(outer), in = newAtom(inner);
+    auto it = std::find(order_.begin(), order_.end(), atom);
+    *it = in;
+    order_.insert(it, o);
+    return {o, in};
+  }
+
+  std::vector<SymExpr> sizes_;
+  std::vector<int> order_;
+  std::vector<std::vector<int>> groups_;
+};
+
+struct Canonical {
+  std::optional<Shape> split;                  // reshape of the input into its atoms
+  std::optional<std::vector<int64_t>> perm;    // then this permute
+  std::optional<Shape> ones;                   // then a reshape that inserts size-1 dims
+  int ops() const { return split.has_value() + perm.has_value() + ones.has_value(); }
+};
+
+// The split/permute/unsqueeze form of `chain` (ops of `net`, in order), or nullopt when the chain
+// ends in a merge of atoms or does not keep atoms whole.
+std::optional<Canonical> canonical_form(const Network& net, const std::vector<const Op*>& chain) {
+  const Shape& in_shape = net.tensor(chain.front()->inputs[0]).shape;
+  AtomTracker atoms(in_shape);
+  for (const Op* op : chain) {
+    const bool ok = op->kind == OpKind::kPermute ? atoms.permute(op->attrs.getInts("perm", {}))
+                                                 : atoms.reshape(net.tensor(op->outputs[0]).shape);
+    if (!ok) return std::nullopt;
+  }
+  const Shape& out_shape = net.tensor(chain.back()->outputs[0]).shape;
+  std::vector<int> final_order;
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    const std::vector<int>& g = atoms.groups()[d];
+    if (g.size() > 1) return std::nullopt;  // a merge: left as it is
+    // A one-atom dim must read as the atom itself, so the last reshape is plainly a view.
+    if (g.size() == 1 && !atoms.size(g[0]).equals(out_shape[d])) return std::nullopt;
+    if (g.size() == 1) final_order.push_back(g[0]);
+  }
+  Canonical c;
+  Shape atom_shape;
+  for (int a : atoms.order()) atom_shape.push_back(atoms.size(a));
+  if (!shapes_equal(atom_shape, in_shape)) c.split = atom_shape;
+  std::vector<int64_t> perm;
+  Shape permuted;
+  for (int a : final_order) {
+    perm.push_back(std::find(atoms.order().begin(), atoms.order().end(), a) - atoms.order().begin());
+    permuted.push_back(atoms.size(a));
+  }
+  for (size_t d = 0; d < perm.size(); ++d)
+    if (perm[d] != static_cast<int64_t>(d)) {
+      c.perm = perm;
+      break;
+    }
+  if (!shapes_equal(permuted, out_shape)) c.ones = out_shape;
+  return c;
+}
+
+}  // namespace
+
+Result<Network> fold_view_chains(const Network& network, std::vector<std::string>& log) {
+  const Consumers consumers(network);
+  const auto& ops = network.ops();
+  // The op that continues the chain `ops[i]` is in, if any: a chain op reading its sole output.
+  auto next_in_chain = [&](size_t i) -> std::optional<size_t> {
+    std::optional<size_t> c = consumers.sole(ops[i].outputs[0]);
+    if (c && is_chain_op(ops[*c].kind)) return c;
+    return std::nullopt;
+  };
+  std::vector<bool> dropped(ops.size(), false);
+  std::vector<std::optional<Canonical>> rewrite_at(ops.size());
+  std::vector<std::vector<const Op*>> chain_at(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    // Chains start at a chain op whose input is not the sole output of another chain op.
+    if (!is_chain_op(ops[i].kind)) continue;
+    const int32_t p = network.tensor(ops[i].inputs[0]).producer;
+    if (p >= 0 && is_chain_op(ops[static_cast<size_t>(p)].kind) && next_in_chain(static_cast<size_t>(p)) == i)
+      continue;
+    std::vector<const Op*> chain{&ops[i]};
+    std::vector<size_t> ids{i};
+    for (auto n = next_in_chain(i); n; n = next_in_chain(*n)) {
+      chain.push_back(&ops[*n]);
+      ids.push_back(*n);
+    }
+    if (chain.size() < 2) continue;
+    std::optional<Canonical> c = canonical_form(network, chain);
+    if (!c || c->ops() >= static_cast<int>(chain.size())) continue;
+    for (size_t k = 0; k + 1 < ids.size(); ++k) dropped[ids[k]] = true;
+    rewrite_at[ids.back()] = std::move(c);
+    chain_at[ids.back()] = std::move(chain);
+  }
+
+  Rewriter rw(network);
+  int64_t folded = 0, removed = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (dropped[i]) continue;
+    if (!rewrite_at[i]) {
+      KILN_RETURN_IF_ERROR(rw.keep(ops[i]));
+      continue;
+    }
+    const Canonical& c = *rewrite_at[i];
+    const std::vector<const Op*>& chain = chain_at[i];
+    const std::string& name = ops[i].name;
+    Network& t = rw.target();
+    KILN_ASSIGN_OR_RETURN(Tensor x, rw.map(chain.front()->inputs[0]));
+    if (c.split) {
+      KILN_ASSIGN_OR_RETURN(x, t.add(OpKind::kReshape, {x}, {{"shape", *c.split}}, name + ".split"));
+    }
+    if (c.perm) {
+      KILN_ASSIGN_OR_RETURN(x, t.add(OpKind::kPermute, {x}, {{"perm", *c.perm}}, name + ".permute"));
+    }
+    if (c.ones) {
+      KILN_ASSIGN_OR_RETURN(x, t.add(OpKind::kReshape, {x}, {{"shape", *c.ones}}, name + ".unsqueeze"));
+    }
+    // An identity chain leaves its input standing for its output; otherwise the last op made
+    // here takes the output's name.
+    if (c.ops() > 0) t.renameTensor(x, network.tensor(ops[i].outputs[0]).name);
+    rw.setMapping(ops[i].outputs[0], x);
+    ++folded;
+    removed += static_cast<int64_t>(chain.size()) - c.ops();
+  }
+  log.push_back(str("view chains: ", folded, " chain", folded == 1 ? "" : "s", " of views folded into split + permute (",
+                    removed, " op", removed == 1 ? "" : "s", " fewer)"));
+  return rw.finish();
+}
+
+}  // namespace kiln::builder
