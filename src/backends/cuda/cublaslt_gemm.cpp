@@ -3,6 +3,7 @@
 #include "backends/cuda/cublaslt_gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -144,6 +145,37 @@ Result<std::vector<LtAlgo>> heuristic(CudaBackendState& state, const GemmProblem
   return out;
 }
 
+// Split-K policy (lt_split_k_variants).
+constexpr float kSplitKMaxWaves = 0.75f;  // the best algorithm leaves a quarter of the SMs idle
+constexpr uint64_t kSplitKMinK = 128;     // of K per split: shorter slices are mostly overhead
+constexpr float kSplitKWaveCap = 2.0f;    // past ~2 waves more splits only add partial sums
+constexpr size_t kSplitKBases = 3;        // distinct heuristic algorithms to split
+constexpr int32_t kSplitKCounts[] = {2, 3, 4, 6, 8, 12, 16};
+
+bool same_algo(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
+  return std::memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+Status set_split_k(cublasLtMatmulAlgo_t& a, int32_t splits, uint32_t scheme) {
+  KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                                     sizeof(splits)),
+                "setting the split-K count");
+  KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                     &scheme, sizeof(scheme)),
+                "setting the reduction scheme");
+  return Status::Ok();
+}
+
+const char* reduction_name(uint32_t scheme) {
+  switch (scheme) {
+    case CUBLASLT_REDUCTION_SCHEME_NONE: return "none";
+    case CUBLASLT_REDUCTION_SCHEME_INPLACE: return "inplace";
+    case CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: return "compute-type";
+    case CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE: return "output-type";
+    default: return "?";
+  }
+}
+
 bool all_aligned(const GemmProblem& p) {
   return alignment(p.a, p.a_batch_stride, p.elem_size, false) == 256 &&
          alignment(p.b, p.b_batch_stride, p.elem_size, false) == 256 &&
@@ -177,6 +209,92 @@ Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProb
   LtDescs d;
   KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_limit, d));
   return heuristic(state, p, d, max);
+}
+
+Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const GemmProblem& p,
+                                                size_t workspace_limit,
+                                                const std::vector<LtAlgo>& base, int max_added) {
+  std::vector<LtAlgo> out;
+  // Strided batches already multiply the CTAs; waves 0 means the heuristic did not say.
+  if (base.empty() || max_added <= 0 || p.batches != 1 || p.k < 2 * kSplitKMinK) return out;
+  if (!(base[0].waves > 0.0f && base[0].waves < kSplitKMaxWaves)) return out;
+  LtDescs d;
+  KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_limit, d));
+
+  // The first distinct algorithms that can split K (told apart with their own split-K setting
+  // cleared, since the heuristic may return split-K configurations of one kernel), each with the
+  // split counts K allows, those that come closest to one full wave first.
+  struct Base {
+    cublasLtMatmulAlgo_t algo;
+    uint32_t schemes = 0;
+    std::vector<int32_t> splits;
+  };
+  std::vector<Base> bases;
+  for (const LtAlgo& b : base) {
+    if (bases.size() == kSplitKBases) break;
+    int32_t support = 0;
+    uint32_t schemes = 0;
+    size_t written = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(&b.algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support,
+                                          sizeof(support), &written) != CUBLAS_STATUS_SUCCESS ||
+        !support)
+      continue;
+    if (cublasLtMatmulAlgoCapGetAttribute(&b.algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK,
+                                          &schemes, sizeof(schemes),
+                                          &written) != CUBLAS_STATUS_SUCCESS ||
+        !(schemes & CUBLASLT_REDUCTION_SCHEME_MASK))
+      continue;
+    Base nb{b.algo, schemes, {}};
+    KILN_RETURN_IF_ERROR(set_split_k(nb.algo, 1, CUBLASLT_REDUCTION_SCHEME_NONE));
+    if (std::any_of(bases.begin(), bases.end(),
+                    [&](const Base& x) { return same_algo(x.algo, nb.algo); }))
+      continue;
+    const float waves = b.waves > 0.0f ? b.waves : base[0].waves;
+    for (int32_t s : kSplitKCounts)
+      if (p.k / static_cast<uint64_t>(s) >= kSplitKMinK && waves * s <= kSplitKWaveCap)
+        nb.splits.push_back(s);
+    std::stable_sort(nb.splits.begin(), nb.splits.end(), [&](int32_t x, int32_t y) {
+      return std::abs(std::log(waves * x)) < std::abs(std::log(waves * y));
+    });
+    if (!nb.splits.empty()) bases.push_back(std::move(nb));
+  }
+
+  // Whether cuBLASLt accepts `algo` for this problem (epilogue included) within the workspace;
+  // adds it unless an identical algorithm is already a candidate.
+  auto offer = [&](const cublasLtMatmulAlgo_t& algo) {
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit)
+      return false;
+    const auto same = [&](const LtAlgo& x) { return same_algo(x.algo, algo); };
+    if (std::none_of(base.begin(), base.end(), same) && std::none_of(out.begin(), out.end(), same))
+      out.push_back({algo, check.workspaceSize, check.wavesCount});
+    return true;
+  };
+
+  // Round-robin over the bases so the cap keeps the best split counts of each. In-place (one
+  // kernel) and compute-type (float partials, a separate reduction) both, as timing decides;
+  // output-type partials lose precision, so only when neither of the others passes.
+  size_t rounds = 0;
+  for (const Base& b : bases) rounds = std::max(rounds, b.splits.size());
+  for (size_t r = 0; r < rounds; ++r) {
+    for (const Base& b : bases) {
+      if (r >= b.splits.size()) continue;
+      bool passed = false;
+      for (uint32_t scheme : {CUBLASLT_REDUCTION_SCHEME_INPLACE,
+                              CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE,
+                              CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE}) {
+        if (out.size() >= static_cast<size_t>(max_added)) return out;
+        if (!(b.schemes & scheme)) continue;
+        if (scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE && passed) continue;
+        cublasLtMatmulAlgo_t algo = b.algo;
+        KILN_RETURN_IF_ERROR(set_split_k(algo, b.splits[r], scheme));
+        passed = offer(algo) || passed;
+      }
+    }
+  }
+  return out;
 }
 
 Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
@@ -252,7 +370,16 @@ std::string describe_lt_algo(const LtAlgo& a) {
   cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &written);
   cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile),
                                        &written);
-  return str("cublaslt algo ", id, " tile ", tile, " ws ", a.workspace, " waves ", a.waves);
+  int32_t splits = 1;
+  uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+  cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                       sizeof(splits), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                       sizeof(scheme), &written);
+  std::string out =
+      str("cublaslt algo ", id, " tile ", tile, " ws ", a.workspace, " waves ", a.waves);
+  if (splits > 1) out += str(" splitk ", splits, " ", reduction_name(scheme));
+  return out;
 }
 
 }  // namespace kiln::cuda

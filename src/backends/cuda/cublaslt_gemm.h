@@ -55,6 +55,17 @@ struct LtAlgo {
 Result<std::vector<LtAlgo>> lt_heuristic(CudaBackendState& state, const GemmProblem& p,
                                          size_t workspace_limit, int max);
 
+// Split-K copies of the heuristic's first algorithms (`base`, best first, as lt_heuristic returns
+// them), for problems that leave most SMs idle: small M (batch-1 transformer layers) launches
+// far fewer CTAs than there are SMs and the GEMM runs weight-bandwidth bound. Empty unless
+// base[0].waves < 0.75, p.batches == 1 and K keeps >= 128 per split. Each variant passed
+// cublasLtMatmulAlgoCheck for p (with its epilogue), needs <= workspace_limit bytes, differs
+// from every algorithm in `base`, and carries the check's workspace and waves. At most
+// `max_added`; the caller times them with the rest.
+Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const GemmProblem& p,
+                                                size_t workspace_limit,
+                                                const std::vector<LtAlgo>& base, int max_added);
+
 // Runs the problem on `stream`: with the algorithm in `tactic` when it is valid for this problem
 // (and the pointers are 256-byte aligned, as the build assumed), else the heuristic's first.
 // When no algorithm serves the epilogue (bias and/or activation), runs without one and sets
@@ -66,7 +77,8 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
 std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a);
 // Whether `tactic` is a serialized cuBLASLt algorithm (serialize_lt_algo's form).
 bool is_lt_tactic(std::span<const uint8_t> tactic);
-std::string describe_lt_algo(const LtAlgo& a);  // "cublaslt algo 21 tile 7 ws 1048576 waves 0.8"
+// "cublaslt algo 21 tile 7 ws 1048576 waves 0.8", plus " splitk 4 inplace" for split-K algorithms.
+std::string describe_lt_algo(const LtAlgo& a);
 
 // Tactic candidates of a matmul (linear = false) or linear with these concrete args (linalg.cpp).
 Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const KernelArgs& args,

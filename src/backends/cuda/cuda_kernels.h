@@ -98,8 +98,9 @@ struct TacticCandidate {
 // Tactic candidates for ops with several implementations: cuBLASLt heuristic algorithms for
 // matmul/linear (each serialized into `data`), cuDNN algorithms for conv. `inputs` / `outputs`
 // carry the concrete shapes to tune for (the profile's opt shapes; data pointers may be null,
-// which means "assume 256-byte alignment"). At most `max_candidates`, best first by the
-// library's heuristic; none need more than `workspace_limit` bytes of library workspace. Ops
+// which means "assume 256-byte alignment"). At most `max_candidates` from the library's
+// heuristic, best first; small-M GEMMs add up to 12 split-K variants after them
+// (lt_split_k_variants). None need more than `workspace_limit` bytes of library workspace. Ops
 // with one implementation get one candidate per registered kernel with empty data. A kernel
 // given empty tactic_data picks an algorithm itself at run time (host-side heuristic, no sync).
 Result<std::vector<TacticCandidate>> tactic_candidates(CudaBackendState& state, const Op& op,

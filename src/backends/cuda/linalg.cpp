@@ -390,9 +390,16 @@ Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const
   prob.assume_aligned = true;
   prob.bias = p.bias ? reinterpret_cast<const void*>(uintptr_t{256}) : nullptr;
   prob.activation = p.lt_activation;  // candidates must serve the epilogue the run will ask for
+  const size_t library_workspace = std::min(workspace_limit, kGemmLibraryWorkspace);
+  KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> algos,
+                        lt_heuristic(state, prob, library_workspace, max_candidates));
+  // Small-M problems (batch-1 transformer layers) leave most SMs idle with the heuristic's
+  // algorithms: split-K copies of the best few join the timed candidates (none otherwise).
+  constexpr int kMaxSplitKVariants = 12;  // each one is timed at build time
   KILN_ASSIGN_OR_RETURN(
-      std::vector<LtAlgo> algos,
-      lt_heuristic(state, prob, std::min(workspace_limit, kGemmLibraryWorkspace), max_candidates));
+      std::vector<LtAlgo> split_k,
+      lt_split_k_variants(state, prob, library_workspace, algos, kMaxSplitKVariants));
+  algos.insert(algos.end(), split_k.begin(), split_k.end());
   for (const LtAlgo& a : algos) out.push_back({tactic, serialize_lt_algo(a), describe_lt_algo(a)});
   if (out.empty()) out.push_back({tactic, {}, "cublaslt heuristic at run time"});
   return out;

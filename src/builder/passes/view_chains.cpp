@@ -18,6 +18,7 @@
 
 #include "builder/passes/passes.h"
 #include "builder/rewrite.h"
+#include "ir/op_def.h"
 
 namespace kiln::builder {
 namespace {
@@ -146,34 +147,63 @@ struct Canonical {
   int ops() const { return split.has_value() + perm.has_value() + ones.has_value(); }
 };
 
+// Whether the plan lays `t` out contiguously: made by an op that is not a view.
+bool made_contiguous(const Network& net, Tensor t) {
+  const int32_t p = net.tensor(t).producer;
+  return p >= 0 && op_def(net.ops()[static_cast<size_t>(p)].kind).view == nullptr;
+}
+
 // The split/permute/unsqueeze form of `chain` (ops of `net`, in order), or nullopt when the chain
-// ends in a merge of atoms or does not keep atoms whole.
+// does not keep atoms whole or ends in a merge that needs a copy. A dim at the end may merge
+// atoms only when they are constant and adjacent, in order, in a contiguous input: the first
+// reshape then merges them too, and stays a view (HF attention's [N, L, H, D] -> [N, L, H*D]).
 std::optional<Canonical> canonical_form(const Network& net, const std::vector<const Op*>& chain) {
-  const Shape& in_shape = net.tensor(chain.front()->inputs[0]).shape;
+  const Tensor input = chain.front()->inputs[0];
+  const Shape& in_shape = net.tensor(input).shape;
   AtomTracker atoms(in_shape);
   for (const Op* op : chain) {
     const bool ok = op->kind == OpKind::kPermute ? atoms.permute(op->attrs.getInts("perm", {}))
                                                  : atoms.reshape(net.tensor(op->outputs[0]).shape);
     if (!ok) return std::nullopt;
   }
+  const std::vector<int>& order = atoms.order();
+  auto position = [&](int atom) { return std::find(order.begin(), order.end(), atom) - order.begin(); };
+  // run_of[i]: the run (a dim of the reshaped input) that the i-th atom of the input belongs to.
+  std::vector<int64_t> run_of(order.size());
+  for (size_t i = 0; i < order.size(); ++i) run_of[i] = static_cast<int64_t>(i);
   const Shape& out_shape = net.tensor(chain.back()->outputs[0]).shape;
-  std::vector<int> final_order;
   for (size_t d = 0; d < out_shape.size(); ++d) {
     const std::vector<int>& g = atoms.groups()[d];
-    if (g.size() > 1) return std::nullopt;  // a merge: left as it is
-    // A one-atom dim must read as the atom itself, so the last reshape is plainly a view.
     if (g.size() == 1 && !atoms.size(g[0]).equals(out_shape[d])) return std::nullopt;
-    if (g.size() == 1) final_order.push_back(g[0]);
+    if (g.size() <= 1) continue;
+    if (!made_contiguous(net, input)) return std::nullopt;
+    for (size_t j = 0; j < g.size(); ++j) {
+      if (!atoms.size(g[j]).isConstant()) return std::nullopt;
+      if (j > 0 && position(g[j]) != position(g[j - 1]) + 1) return std::nullopt;
+      run_of[static_cast<size_t>(position(g[j]))] = position(g[0]);
+    }
+  }
+  // The reshaped input: one dim per run. Then the permute that orders the runs as the output
+  // dims do, and a reshape for the output's size-1 dims.
+  std::vector<int64_t> run_dim(order.size(), -1);
+  Shape split_shape;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (run_of[i] != static_cast<int64_t>(i)) {  // merged into the run before it
+      split_shape.back() = split_shape.back() * atoms.size(order[i]);
+      continue;
+    }
+    run_dim[i] = static_cast<int64_t>(split_shape.size());
+    split_shape.push_back(atoms.size(order[i]));
   }
   Canonical c;
-  Shape atom_shape;
-  for (int a : atoms.order()) atom_shape.push_back(atoms.size(a));
-  if (!shapes_equal(atom_shape, in_shape)) c.split = atom_shape;
+  if (!shapes_equal(split_shape, in_shape)) c.split = split_shape;
   std::vector<int64_t> perm;
   Shape permuted;
-  for (int a : final_order) {
-    perm.push_back(std::find(atoms.order().begin(), atoms.order().end(), a) - atoms.order().begin());
-    permuted.push_back(atoms.size(a));
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    const std::vector<int>& g = atoms.groups()[d];
+    if (g.empty()) continue;
+    perm.push_back(run_dim[static_cast<size_t>(position(g[0]))]);
+    permuted.push_back(split_shape[static_cast<size_t>(perm.back())]);
   }
   for (size_t d = 0; d < perm.size(); ++d)
     if (perm[d] != static_cast<int64_t>(d)) {

@@ -89,6 +89,50 @@ TEST(ViewChains, ChainsEndingInAMergeStay) {
   EXPECT_EQ(count_ops(out, OpKind::kReshape), 1);
 }
 
+// [N, L, H, D] made by an op (contiguous) -> transpose(1, 2) -> transpose(1, 2) -> reshape
+// [N, L, H*D]: what HF attention's output path becomes once attention writes sequence-major.
+// H and D are adjacent in the contiguous input, so the merge is one reshape of it: a view.
+Network transposed_back_and_merged(bool from_input) {
+  Network net("merge_heads");
+  kiln::SymExpr b = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", DType::kFloat32, {b, kL, kH, kD});
+  Tensor a = from_input ? x : *net.add(OpKind::kUnary, {x}, {{"fn", std::string("neg")}}, "attention");
+  std::vector<int64_t> swap{0, 2, 1, 3};
+  Tensor t1 = *net.add(OpKind::kPermute, {a}, {{"perm", swap}}, "to_heads");
+  Tensor t2 = *net.add(OpKind::kPermute, {t1}, {{"perm", swap}}, "transpose");
+  Tensor r = *net.add(OpKind::kReshape, {t2}, {{"shape", kiln::Shape{b, kL, kE}}}, "merge_heads");
+  Tensor y = *net.add(OpKind::kUnary, {r}, {{"fn", std::string("neg")}}, "neg");
+  EXPECT_TRUE(net.markOutput(y, "y").ok());
+  return net;
+}
+
+TEST(ViewChains, AdjacentDimsOfAContiguousTensorMergeInTheFirstReshape) {
+  Network net = transposed_back_and_merged(false);
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::fold_view_chains(net, log));
+  EXPECT_EQ(log.back(), "view chains: 1 chain of views folded into split + permute (2 ops fewer)");
+  EXPECT_EQ(count_ops(out, OpKind::kReshape), 1) << out.toString();
+  EXPECT_EQ(count_ops(out, OpKind::kPermute), 0) << out.toString();
+
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  for (const kiln::StepInfo& s : engine->info().steps)
+    if (s.op == "reshape" || s.op == "permute") EXPECT_EQ(s.tactic, "view") << s.name << " is not a view";
+  for (int64_t batch : {1, 3}) {
+    HostTensor x = random_tensor({batch, kL, kH, kD}, 40 + batch);
+    KILN_ASSERT_OK_AND_ASSIGN(auto y, run_engine(*engine, {x}));
+    DTensor want{{batch, kL, kE}, std::vector<double>(x.data.begin(), x.data.end())};  // neg twice
+    EXPECT_TRUE(all_close(y[0], want, 0, 0)) << "batch " << batch;
+  }
+}
+
+TEST(ViewChains, MergesOfAnInputStay) {
+  // An engine input may be laid out any way the caller's tensor is: the merge is not folded.
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::fold_view_chains(transposed_back_and_merged(true), log));
+  EXPECT_EQ(log.back(), "view chains: 0 chains of views folded into split + permute (0 ops fewer)");
+  EXPECT_EQ(count_ops(out, OpKind::kPermute), 2) << out.toString();
+}
+
 TEST(ViewChains, PermutesAndUnsqueezesCollapseAndMatch) {
   // x [2, 6, batch] -> unsqueeze -> [2, 1, 6, batch] -> permute(3, 1, 0, 2) -> [batch, 1, 2, 6]
   // -> reshape [batch, 1, 2, 2, 3] -> permute(0, 1, 2, 4, 3) -> [batch, 1, 2, 3, 2]: two permutes
