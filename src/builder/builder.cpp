@@ -146,8 +146,9 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"layout assignment", device.kind == format::DeviceKind::kCuda ? builder::assign_nhwc_layout
                                                                      : builder::skip_layout},
       // Fusions. Conv/gemm epilogue passes go here, before these two; pointwise fusion stays last.
-      {"view chains", builder::fold_view_chains},
+      // Linears over views first: the views they leave after the GEMM fold in view chains.
       {"linear permutes", builder::move_permutes_after_linear},
+      {"view chains", builder::fold_view_chains},
       {"gemm epilogue fusion", builder::fuse_gemm_epilogues},
       {"residual norm fusion", builder::fuse_residual_norm},
       {"pointwise fusion", builder::fuse_pointwise},

@@ -51,10 +51,11 @@ Result<Network> recognize_gelu(const Network& network, std::vector<std::string>&
 // Chains of reshape/squeeze/unsqueeze/permute become split-reshape + permute (+ a reshape that
 // inserts size-1 dims) when that is shorter and leaves no merge: a merge of dims a later reshape
 // splits again is a copy the folded chain does not make (view_chains.cpp; MultiheadAttention's
-// head split). Runs after layout assignment, before linear permutes.
+// head split). Runs after linear permutes, whose views it folds with the ones after them.
 Result<Network> fold_view_chains(const Network& network, std::vector<std::string>& log);
-// linear(permute(x)) with the permute keeping the last dim becomes permute(linear(x)): one GEMM
-// over x's rows instead of strided batches over the permuted view (linear_permute.cpp).
+// linear(V(x)), V a chain of reshapes/permutes that reorders rows and keeps each row made of x's
+// last dims in order, becomes V'(linear(x)): one GEMM over x's rows instead of strided batches
+// or a copy of the view (linear_permute.cpp). The chain stays for other readers.
 Result<Network> move_permutes_after_linear(const Network& network, std::vector<std::string>& log);
 
 // linear/matmul followed by a bias add along the last dim and/or relu/gelu/gelu_tanh becomes one

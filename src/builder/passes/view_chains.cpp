@@ -8,137 +8,19 @@
 // them again, and the merge alone costs a copy of q, k and v in every layer (ViT at batch 32:
 // 36 copies). Followed dim by dim, the chain is a split of E into H, D and one permute: no copy.
 //
-// The pass tracks "atoms", the pieces of the chain input's dims that every op of the chain keeps
-// whole. A reshape groups consecutive atoms (splitting a constant atom where a dim ends inside
-// it), a permute reorders the groups. The chain is rewritten only when every dim at its end is at
-// most one atom (no merge is left to do) and the result has fewer ops.
+// The pass follows the chain's "atoms" (view_atoms.h). The chain is rewritten only when the
+// result has fewer ops and leaves no merge that would copy: every dim at its end is one atom, or
+// adjacent constant atoms of a contiguous input.
 
 #include <algorithm>
 #include <optional>
 
 #include "builder/passes/passes.h"
+#include "builder/passes/view_atoms.h"
 #include "builder/rewrite.h"
-#include "ir/op_def.h"
 
 namespace kiln::builder {
 namespace {
-
-bool is_chain_op(OpKind kind) {
-  return kind == OpKind::kReshape || kind == OpKind::kSqueeze || kind == OpKind::kUnsqueeze ||
-         kind == OpKind::kPermute;
-}
-
-bool is_one(const SymExpr& e) { return e.isConstant() && e.constant() == 1; }
-
-// dim / product when that is the same integer for every value of the symbols (shapes are
-// products of symbols and constants: checked at two sets of distinct symbol values).
-std::optional<int64_t> constant_ratio(const SymExpr& dim, const SymExpr& product) {
-  std::vector<int32_t> ids;
-  dim.collectSymbols(ids);
-  product.collectSymbols(ids);
-  const int32_t n = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end()) + 1;
-  std::optional<int64_t> ratio;
-  for (int64_t base : {7, 101}) {
-    std::vector<int64_t> values(static_cast<size_t>(n));
-    for (int32_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = base + 6 * i;
-    Result<int64_t> d = dim.evaluate(values), p = product.evaluate(values);
-    if (!d.ok() || !p.ok() || *p <= 0 || *d % *p != 0) return std::nullopt;
-    if (ratio && *ratio != *d / *p) return std::nullopt;
-    ratio = *d / *p;
-  }
-  return ratio;
-}
-
-// The chain's input split into atoms, and the current dims as groups of atoms.
-class AtomTracker {
- public:
-  explicit AtomTracker(const Shape& input) {
-    for (const SymExpr& d : input) {
-      groups_.emplace_back();
-      if (is_one(d)) continue;
-      groups_.back().push_back(newAtom(d));
-      order_.push_back(groups_.back().back());
-    }
-  }
-
-  // A reshape (or squeeze/unsqueeze) to `shape`; false when it does not group whole atoms.
-  bool reshape(const Shape& shape) {
-    std::vector<int> flat;
-    for (const auto& g : groups_) flat.insert(flat.end(), g.begin(), g.end());
-    std::vector<std::vector<int>> next;
-    size_t i = 0;
-    for (const SymExpr& dim : shape) {
-      next.emplace_back();
-      if (is_one(dim)) continue;
-      SymExpr product = 1;  // of the atoms taken so far
-      while (true) {
-        const std::optional<int64_t> rest = constant_ratio(dim, product);
-        if (rest == 1) break;  // the atoms taken make the dim
-        if (i == flat.size() || next.back().size() > 8) return false;
-        const int atom = flat[i];
-        const SymExpr& size = sizes_[static_cast<size_t>(atom)];
-        if (rest) {
-          // What is left of the dim is a constant: constant atoms fill it, the last one maybe
-          // split where the dim ends inside it.
-          if (!size.isConstant()) return false;
-          const int64_t s = size.constant(), r = *rest;
-          if (r <= 0) return false;
-          if (s == r || (s < r && r % s == 0)) {
-            next.back().push_back(atom);
-            ++i;
-            product = product * size;
-            continue;
-          }
-          if (s % r != 0) return false;
-          auto [outer, inner] = split(atom, r, s / r);
-          flat[i] = inner;
-          next.back().push_back(outer);
-          break;
-        }
-        next.back().push_back(atom);  // a symbolic part of the dim: take the atom whole
-        ++i;
-        product = product * size;
-      }
-    }
-    if (i != flat.size()) return false;
-    groups_ = std::move(next);
-    return true;
-  }
-
-  bool permute(const std::vector<int64_t>& perm) {
-    if (perm.size() != groups_.size()) return false;
-    std::vector<std::vector<int>> next;
-    for (int64_t p : perm) {
-      if (p < 0 || p >= static_cast<int64_t>(groups_.size())) return false;
-      next.push_back(groups_[static_cast<size_t>(p)]);
-    }
-    groups_ = std::move(next);
-    return true;
-  }
-
-  const std::vector<std::vector<int>>& groups() const { return groups_; }
-  const std::vector<int>& order() const { return order_; }  // every atom, in input order
-  const SymExpr& size(int atom) const { return sizes_[static_cast<size_t>(atom)]; }
-
- private:
-  int newAtom(const SymExpr& size) {
-    sizes_.push_back(size);
-    return static_cast<int>(sizes_.size()) - 1;
-  }
-
-  // Replaces `atom` by (outer, inner) in the input order; the caller fixes the current dims.
-  std::pair<int, int> split(int atom, int64_t outer, int64_t inner) {
-    const int o = newAtom(outer), in = newAtom(inner);
-    auto it = std::find(order_.begin(), order_.end(), atom);
-    *it = in;
-    order_.insert(it, o);
-    return {o, in};
-  }
-
-  std::vector<SymExpr> sizes_;
-  std::vector<int> order_;
-  std::vector<std::vector<int>> groups_;
-};
 
 struct Canonical {
   std::optional<Shape> split;                  // reshape of the input into its atoms
@@ -146,12 +28,6 @@ struct Canonical {
   std::optional<Shape> ones;                   // then a reshape that inserts size-1 dims
   int ops() const { return split.has_value() + perm.has_value() + ones.has_value(); }
 };
-
-// Whether the plan lays `t` out contiguously: made by an op that is not a view.
-bool made_contiguous(const Network& net, Tensor t) {
-  const int32_t p = net.tensor(t).producer;
-  return p >= 0 && op_def(net.ops()[static_cast<size_t>(p)].kind).view == nullptr;
-}
 
 // The split/permute/unsqueeze form of `chain` (ops of `net`, in order), or nullopt when the chain
 // does not keep atoms whole or ends in a merge that needs a copy. A dim at the end may merge
@@ -161,13 +37,10 @@ std::optional<Canonical> canonical_form(const Network& net, const std::vector<co
   const Tensor input = chain.front()->inputs[0];
   const Shape& in_shape = net.tensor(input).shape;
   AtomTracker atoms(in_shape);
-  for (const Op* op : chain) {
-    const bool ok = op->kind == OpKind::kPermute ? atoms.permute(op->attrs.getInts("perm", {}))
-                                                 : atoms.reshape(net.tensor(op->outputs[0]).shape);
-    if (!ok) return std::nullopt;
-  }
+  for (const Op* op : chain)
+    if (!atoms.apply(*op, net.tensor(op->outputs[0]).shape)) return std::nullopt;
   const std::vector<int>& order = atoms.order();
-  auto position = [&](int atom) { return std::find(order.begin(), order.end(), atom) - order.begin(); };
+  auto position = [&](int atom) { return atoms.position(atom); };
   // run_of[i]: the run (a dim of the reshaped input) that the i-th atom of the input belongs to.
   std::vector<int64_t> run_of(order.size());
   for (size_t i = 0; i < order.size(); ++i) run_of[i] = static_cast<int64_t>(i);
@@ -222,7 +95,7 @@ Result<Network> fold_view_chains(const Network& network, std::vector<std::string
   // The op that continues the chain `ops[i]` is in, if any: a chain op reading its sole output.
   auto next_in_chain = [&](size_t i) -> std::optional<size_t> {
     std::optional<size_t> c = consumers.sole(ops[i].outputs[0]);
-    if (c && is_chain_op(ops[*c].kind)) return c;
+    if (c && is_view_chain_op(ops[*c].kind)) return c;
     return std::nullopt;
   };
   std::vector<bool> dropped(ops.size(), false);
@@ -230,9 +103,9 @@ Result<Network> fold_view_chains(const Network& network, std::vector<std::string
   std::vector<std::vector<const Op*>> chain_at(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     // Chains start at a chain op whose input is not the sole output of another chain op.
-    if (!is_chain_op(ops[i].kind)) continue;
+    if (!is_view_chain_op(ops[i].kind)) continue;
     const int32_t p = network.tensor(ops[i].inputs[0]).producer;
-    if (p >= 0 && is_chain_op(ops[static_cast<size_t>(p)].kind) && next_in_chain(static_cast<size_t>(p)) == i)
+    if (p >= 0 && is_view_chain_op(ops[static_cast<size_t>(p)].kind) && next_in_chain(static_cast<size_t>(p)) == i)
       continue;
     std::vector<const Op*> chain{&ops[i]};
     std::vector<size_t> ids{i};

@@ -56,7 +56,7 @@ TEST(LinearPermute, TransposedRowsBecomeOneGemmThenAPermuteThatMatchesTheLinear)
     Network net = permuted_linear({1, 0, 2}, view_is_output);
     std::vector<std::string> log;
     KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::move_permutes_after_linear(net, log));
-    EXPECT_EQ(log.back(), "linear permutes: 1 linear now read the unpermuted rows (the permute follows)");
+    EXPECT_EQ(log.back(), "linear permutes: 1 linear now read the unpermuted rows (the views follow)");
     ASSERT_EQ(count_ops(out, OpKind::kLinear), 1) << out.toString();
     for (const kiln::Op& op : out.ops())
       if (op.kind == OpKind::kLinear) EXPECT_EQ(op.inputs[0], out.inputs()[0]) << out.toString();
@@ -70,12 +70,59 @@ TEST(LinearPermute, TransposedRowsBecomeOneGemmThenAPermuteThatMatchesTheLinear)
   }
 }
 
+// ViT's out-projection once attention writes [N, L, H, D]: a [N, H, L, D] view of it, permuted
+// to [L, N, H, D] and merged to rows [L*N, E], then the linear's rows viewed back as [L, N, E]
+// and transposed to [N, L, E]. The linear reads the attention output's own rows, and nothing
+// on the way copies.
+TEST(LinearPermute, OutProjectionOverMergedHeadsRunsOnTheRowsAndCopiesNothing) {
+  constexpr int64_t L = 5, H = 2, D = 3, E = H * D;
+  Network net("out_projection");
+  kiln::SymExpr b = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", DType::kFloat32, {b, L, H, D});
+  Tensor a = *net.add(OpKind::kUnary, {x}, {{"fn", std::string("neg")}}, "attention");
+  Tensor heads = *net.add(OpKind::kPermute, {a}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}, "heads");
+  Tensor seq = *net.add(OpKind::kPermute, {heads}, {{"perm", std::vector<int64_t>{2, 0, 1, 3}}}, "seq_first");
+  Tensor rows = *net.add(OpKind::kReshape, {seq}, {{"shape", kiln::Shape{L * b, E}}}, "rows");
+  Tensor w = *add_constant(net, "w", {E, E}, random_tensor({E * E}, 5).data);
+  Tensor bias = *add_constant(net, "b", {E}, random_tensor({E}, 6).data);
+  Tensor o = *net.add(OpKind::kLinear, {rows, w, bias}, {}, "out_proj");
+  Tensor o3 = *net.add(OpKind::kReshape, {o}, {{"shape", kiln::Shape{L, b, E}}}, "unflatten");
+  Tensor ot = *net.add(OpKind::kPermute, {o3}, {{"perm", std::vector<int64_t>{1, 0, 2}}}, "batch_first");
+  Tensor y = *net.add(OpKind::kUnary, {ot}, {{"fn", std::string("neg")}}, "neg");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::move_permutes_after_linear(net, log));
+  EXPECT_EQ(log.back(), "linear permutes: 1 linear now read the unpermuted rows (the views follow)");
+
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  for (const kiln::StepInfo& s : engine->info().steps)
+    if (s.op == "reshape" || s.op == "permute") EXPECT_EQ(s.tactic, "view") << s.name << " copies";
+  const std::vector<float> wv = random_tensor({E * E}, 5).data, bv = random_tensor({E}, 6).data;
+  for (int64_t batch : {1, 3}) {
+    HostTensor in = random_tensor({batch, L, H, D}, 50 + batch);
+    KILN_ASSERT_OK_AND_ASSIGN(auto got, run_engine(*engine, {in}));
+    // y[n, l, j] = -(b[j] + sum_e w[j, e] * -x[n, l, e])
+    DTensor want{{batch, L, E}, std::vector<double>(static_cast<size_t>(batch * L * E))};
+    for (int64_t n = 0; n < batch; ++n)
+      for (int64_t l = 0; l < L; ++l)
+        for (int64_t j = 0; j < E; ++j) {
+          double acc = bv[static_cast<size_t>(j)];
+          for (int64_t e = 0; e < E; ++e)
+            acc -= static_cast<double>(wv[static_cast<size_t>(j * E + e)]) *
+                   in.data[static_cast<size_t>((n * L + l) * E + e)];
+          want.v[static_cast<size_t>((n * L + l) * E + j)] = -acc;
+        }
+    EXPECT_TRUE(all_close(got[0], want, 1e-5, 1e-5)) << "batch " << batch;
+  }
+}
+
 TEST(LinearPermute, PermutesThatMoveTheLastDimStay) {
   std::vector<std::string> log;
   // x [batch, E, E] transposed in its last two dims: the rows themselves change.
   KILN_ASSERT_OK_AND_ASSIGN(Network out,
                             kiln::builder::move_permutes_after_linear(permuted_linear({0, 2, 1}, false, kE), log));
-  EXPECT_EQ(log.back(), "linear permutes: 0 linears now read the unpermuted rows (the permute follows)");
+  EXPECT_EQ(log.back(), "linear permutes: 0 linears now read the unpermuted rows (the views follow)");
   for (const kiln::Op& op : out.ops())
     if (op.kind == OpKind::kLinear) EXPECT_NE(op.inputs[0], out.inputs()[0]) << out.toString();
 }
