@@ -2,13 +2,15 @@
 // scores = scale * Q K^T (sgemm), + float mask or -inf where a bool mask is false or causal
 // (top-left aligned: keep j <= i) hides a key, float32 softmax, then P V (sgemm).
 // A row whose keys are all masked yields zeros, as torch's math backend does since it softmaxes
-// with _safe_softmax (torch 2.5 and later; NaN before).
+// with _safe_softmax (torch 2.5 and later; NaN before). With seq_major_out the results go
+// through the output's strided [..., H, L, Ev] view (backends/common/attention_layout.h).
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "backends/common/attention_layout.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/cpu_util.h"
 
@@ -85,7 +87,7 @@ Status run_attention(const KernelArgs& args) {
   const TensorView& q = args.inputs[0];
   const TensorView& k = args.inputs[1];
   const TensorView& v = args.inputs[2];
-  const TensorView& out = args.outputs[0];
+  KILN_ASSIGN_OR_RETURN(const TensorView out, attention_output_view(args));
   const bool has_mask = args.inputs.size() > 3;
   if (q.rank < 2 || k.rank < 2 || v.rank < 2 || out.rank < 2) {
     return kernel_error(args, "q, k, v need rank >= 2");
@@ -124,10 +126,21 @@ Status run_attention(const KernelArgs& args) {
   const float scale = static_cast<float>(
       args.attrs.getDouble("scale", 1.0 / std::sqrt(static_cast<double>(E))));
   const bool causal = args.attrs.getBool("causal", false);
-  float* o = out.dtype == DType::kFloat32 ? out.as<float>() : nullptr;
-  if (!o) {
+  // float32 rows are written in place (row stride o_rs: H * Ev when sequence-major); other
+  // dtypes go through a contiguous float copy, stored at the end.
+  const bool direct = out.dtype == DType::kFloat32 && (Ev == 1 || out.strides[r - 1] == 1);
+  TensorView ov = out;  // where the rows go: the output, or the float copy
+  if (!direct) {
     o_store.resize(static_cast<size_t>(out.numel()));
-    o = o_store.data();
+    ov.data = o_store.data();
+    set_contiguous_strides(ov);
+  }
+  float* o = static_cast<float*>(ov.data);
+  const int64_t o_rs = L == 1 ? Ev : ov.strides[r - 2];  // one row: any stride, BLAS wants >= Ev
+  BatchMap mo;
+  for (int d = 0; d < nb; ++d) {
+    mo.div[d] = 1;
+    mo.stride[d] = ov.strides[d];
   }
   std::vector<float> scores(static_cast<size_t>(L * S));
   const float* pq = fq.as<const float>();
@@ -163,13 +176,13 @@ Status run_attention(const KernelArgs& args) {
     softmax_rows(scores.data(), L, S);
     // out[L, Ev] = P[L, S] x V[S, Ev]
     sgemm_strided(L, Ev, S, 1.0f, scores.data(), S, 1, pv + mv.offset(idx, nb), v_rs, v_cs, 0.0f,
-                  o + b * L * Ev, Ev);
+                  o + mo.offset(idx, nb), o_rs);
     for (int d = nb - 1; d >= 0; --d) {  // odometer over the batch dims
       if (++idx[d] < out.shape[d]) break;
       idx[d] = 0;
     }
   }
-  if (out.dtype != DType::kFloat32) store_from_float(o, out);
+  if (!direct) store_from_float(o, out);
   return Status::Ok();
 }
 

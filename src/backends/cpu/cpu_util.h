@@ -383,12 +383,18 @@ inline void load_as_float(const TensorView& in, std::vector<float>& out) {
   });
 }
 
-// Stores n = out.numel() floats into contiguous `out` of any dtype (rounding per from_float).
+// Stores n = out.numel() floats (in row-major logical order) into `out` of any dtype and
+// strides (rounding per from_float).
 inline void store_from_float(const float* src, const TensorView& out) {
   dispatch_all(out.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* dst = out.as<T>();
-    for (int64_t i = 0, n = out.numel(); i < n; ++i) dst[i] = from_float<T>(src[i]);
+    if (out.isContiguous()) {
+      for (int64_t i = 0, n = out.numel(); i < n; ++i) dst[i] = from_float<T>(src[i]);
+    } else {
+      int64_t i = 0;
+      for_each_offset(out, [&](int64_t o) { dst[o] = from_float<T>(src[i++]); });
+    }
   });
 }
 

@@ -13,11 +13,13 @@
 // (attention_mma.cu) where it applies (fp16/bf16, head dims 64 and 128, rows contiguous and
 // 16-byte aligned) and this kernel otherwise; "cuda.attention.flash_simt" always runs this one;
 // "cuda.attention.cudnn" runs cuDNN's SDPA graph (attention_cudnn.cpp) where cuDNN serves the
-// args and falls back as flash_mma does otherwise.
+// args and falls back as flash_mma does otherwise. All three write the output through its
+// [..., H, L, Ev] view (attention_output_view), strided when the op has seq_major_out.
 
 #include <algorithm>
 #include <cmath>
 
+#include "backends/common/attention_layout.h"
 #include "backends/cuda/attention_common.cuh"
 #include "backends/cuda/attention_cudnn.h"
 
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const T* qb = q + batch_offset(p.qm, idx, p.nb);
     const T* kb = k + batch_offset(p.km, idx, p.nb);
     const T* vb = v + batch_offset(p.vm, idx, p.nb);
+    T* ob = out + batch_offset(p.om, idx, p.nb);
     const int64_t mask_base = p.has_mask ? batch_offset(p.mm, idx, p.nb) : 0;
 
     __syncthreads();  // the previous work item is done with the shared buffers
@@ -136,7 +139,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int64_t r = t / Ev, e = t - r * Ev, i = i0 + r;
       if (i >= L) continue;
       // l == 0: every key masked; zeros, as torch's math backend (_safe_softmax).
-      out[(b * L + i) * Ev + e] = from_float<T>(ls[r] > 0.0f ? os[t] / ls[r] : 0.0f);
+      ob[i * p.o_rs + e * p.o_cs] = from_float<T>(ls[r] > 0.0f ? os[t] / ls[r] : 0.0f);
     }
   }
 }
@@ -170,7 +173,7 @@ Status prepare_attention(const KernelArgs& args, AttnParams& p, int64_t& batches
   const TensorView& q = args.inputs[0];
   const TensorView& k = args.inputs[1];
   const TensorView& v = args.inputs[2];
-  const TensorView& out = args.outputs[0];
+  KILN_ASSIGN_OR_RETURN(const TensorView out, attention_output_view(args));
   const bool has_mask = args.inputs.size() > 3;
   if (q.rank < 2 || k.rank < 2 || v.rank < 2 || out.rank < 2)
     return kernel_error(args, "q, k, v need rank >= 2");
@@ -205,6 +208,12 @@ Status prepare_attention(const KernelArgs& args, AttnParams& p, int64_t& batches
   p.k_cs = k.strides[k.rank - 1];
   p.v_rs = v.strides[v.rank - 2];
   p.v_cs = v.strides[v.rank - 1];
+  for (int d = 0; d < kMaxRank; ++d) {
+    p.om.div[d] = 1;
+    p.om.stride[d] = d < nb ? out.strides[d] : 0;
+  }
+  p.o_rs = out.strides[r - 2];
+  p.o_cs = out.strides[r - 1];
   if (has_mask) {
     const TensorView& mask = args.inputs[3];
     if (mask.dtype != DType::kBool && !is_floating(mask.dtype))

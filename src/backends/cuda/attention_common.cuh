@@ -33,8 +33,10 @@ struct AttnParams {
   int nb;
   int64_t batch_shape[kMaxRank];
   BatchMap qm, km, vm, mm;
+  BatchMap om;  // the output's batch strides (div 1): its [..., H, L, Ev] view may be strided
   // Row and column strides (elements) of the matrices; the mask's are 0 where it broadcasts.
-  int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs;
+  // The output's row stride is Ev when contiguous, H * Ev when sequence-major (seq_major_out).
+  int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs, o_rs, o_cs;
 };
 
 __device__ __forceinline__ int64_t batch_offset(const BatchMap& m, const int64_t* idx, int nb) {

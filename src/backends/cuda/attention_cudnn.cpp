@@ -3,7 +3,9 @@
 // The op's operands are [..., L, E] with up to two batch dims; cuDNN wants [B, H, rows, cols]
 // with explicit strides. Batch dims are right-aligned into (B, H); a dim of stride 0 (an
 // expanded view) counts as size 1, which cuDNN reads as broadcast for the mask and as
-// grouped-query heads for k and v.
+// grouped-query heads for k and v. The output is its [..., H, L, Ev] view
+// (attention_output_view): with seq_major_out its strides are those of [B, L, H, Ev] memory,
+// a layout cuDNN's SDPA writes as readily as the packed one.
 
 #include "backends/cuda/attention_cudnn.h"
 
@@ -20,6 +22,7 @@
 
 #include <cudnn_frontend.h>
 
+#include "backends/common/attention_layout.h"
 #include "backends/cuda/cuda_util.h"
 
 namespace kiln::cuda {
@@ -100,7 +103,9 @@ fe::DataType_t fe_dtype(DType d) {
 const char* describe(const KernelArgs& args, Geometry& g) {
   if (args.inputs.size() < 3 || args.outputs.size() != 1) return "needs q, k, v and one output";
   const TensorView &q = args.inputs[0], &k = args.inputs[1], &v = args.inputs[2];
-  const TensorView& out = args.outputs[0];
+  const Result<TensorView> out_view = attention_output_view(args);
+  if (!out_view.ok()) return "the output has no [..., H, L, Ev] view";
+  const TensorView& out = *out_view;
   if (q.dtype != DType::kFloat16 && q.dtype != DType::kBFloat16) return "q is not fp16/bf16";
   if (k.dtype != q.dtype || v.dtype != q.dtype || out.dtype != q.dtype) return "mixed dtypes";
   const int nb = out.rank - 2;

@@ -299,11 +299,12 @@ __global__ void __launch_bounds__(kThreads)
           pack2<T>(o[dt][2] * inv[1], o[dt][3] * inv[1]);
     }
     __syncwarp();
-    T* ob = static_cast<T*>(p.out) + b * static_cast<int64_t>(L) * D;
+    // Rows are o_rs apart: D when contiguous, H * D when sequence-major (seq_major_out).
+    T* ob = static_cast<T*>(p.out) + batch_offset(p.om, idx, p.nb);
     for (int c = lane; c < 16 * kChunks; c += 32) {
       const int r = row0 + c / kChunks, cc = c % kChunks, i = i0 + r;
       if (i < L)
-        *reinterpret_cast<uint4*>(ob + static_cast<int64_t>(i) * D + cc * 8) =
+        *reinterpret_cast<uint4*>(ob + static_cast<int64_t>(i) * p.o_rs + cc * 8) =
             *reinterpret_cast<const uint4*>(qs + r * LD + cc * 8);
     }
     __syncthreads();  // the staging reads are done before the next batch entry's Q lands
@@ -342,9 +343,10 @@ Status launch(const KernelArgs& args, const AttnParams& p, int64_t batches) {
 const char* attention_mma_refusal(const KernelArgs& args, const AttnParams& p, DType dtype) {
   if (dtype != DType::kFloat16 && dtype != DType::kBFloat16) return "dtype is not fp16/bf16";
   if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return "head dims are not 64 or 128";
-  if (p.q_cs != 1 || p.k_cs != 1 || p.v_cs != 1) return "a head dim is not contiguous";
+  if (p.q_cs != 1 || p.k_cs != 1 || p.v_cs != 1 || p.o_cs != 1)
+    return "a head dim is not contiguous";
   if (!rows_aligned(p.q, p.q_rs, p.qm, p.nb) || !rows_aligned(p.k, p.k_rs, p.km, p.nb) ||
-      !rows_aligned(p.v, p.v_rs, p.vm, p.nb) || !aligned_to(p.out, 16))
+      !rows_aligned(p.v, p.v_rs, p.vm, p.nb) || !rows_aligned(p.out, p.o_rs, p.om, p.nb))
     return "rows are not 16-byte aligned";
   if (p.L > (int64_t{1} << 30) || p.S > (int64_t{1} << 30)) return "sequence too long";
   if ((p.L + kBlockM - 1) / kBlockM > 0x7fffffff) return "too many query tiles";

@@ -1,5 +1,6 @@
 // matmul, linear, attention (conv and pooling live in conv.cpp).
 #include <cmath>
+#include <utility>
 
 #include "ir/ops/infer_util.h"
 
@@ -156,6 +157,20 @@ Status infer_attention(InferContext& ctx) {
   Shape out = batch;
   out.push_back(q[q.size() - 2]);
   out.push_back(v.back());
+  // Sequence-major output: [..., L, H, Ev] in memory, so that the heads' merge after it
+  // (transpose(1, 2).reshape) is a view. Read only when present, so that networks without it
+  // print and serialize as before.
+  bool seq_major = false;
+  if (ctx.attrs.has("seq_major_out")) {
+    KILN_ASSIGN_OR_RETURN(seq_major, attr_bool(ctx, "seq_major_out", false));
+  }
+  if (seq_major) {
+    if (out.size() < 3) {
+      return ctx.error("seq_major_out needs an output of rank >= 3 (a heads dim), got ",
+                       shape_str(out));
+    }
+    std::swap(out[out.size() - 3], out[out.size() - 2]);
+  }
   ctx.outputs.push_back({ctx.inputs[0]->dtype, std::move(out)});
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "backends/op_runner.h"
@@ -103,6 +104,67 @@ std::vector<double> ref_attention(const AttnCase& c, const std::vector<double>& 
     }
   }
   return out;
+}
+
+// `ref` ([..., H, L, Ev] row-major, as ref_attention gives it) reordered as [..., L, H, Ev].
+std::vector<double> seq_major_order(const std::vector<double>& ref, const Shape64& out) {
+  const size_t r = out.size();
+  const int64_t H = out[r - 3], L = out[r - 2], Ev = out[r - 1];
+  const int64_t outer = numel(out) / (H * L * Ev);
+  std::vector<double> t(ref.size());
+  for (int64_t b = 0; b < outer; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t e = 0; e < Ev; ++e)
+          t[((b * L + i) * H + h) * Ev + e] = ref[((b * H + h) * L + i) * Ev + e];
+  return t;
+}
+
+// With seq_major_out the output is [..., L, H, Ev]: the reference transposed. Every tactic the
+// backend offers (CUDA: tensor cores, CUDA cores, cuDNN) runs the case.
+void check_seq_major(const AttnCase& c, DType dtype, Layout layout = Layout::kContiguous,
+                     uint32_t seed = 43) {
+  SCOPED_TRACE(str("seq_major_out ", dtype_name(dtype), " ", layout_name(layout), " causal ",
+                   c.causal, c.mask.empty() ? "" : " mask"));
+  std::vector<double> qv = round_all(dtype, random_values(numel(c.q), seed));
+  std::vector<double> kv = round_all(dtype, random_values(numel(c.k), seed + 1));
+  std::vector<double> vv = round_all(dtype, random_values(numel(c.v), seed + 2));
+  std::vector<double> mv;
+  if (!c.mask.empty()) {
+    mv = c.mask_dtype == DType::kBool ? random_ints(numel(c.mask), seed + 3, 0, 1)
+                                      : round_all(c.mask_dtype, random_values(numel(c.mask), 9));
+  }
+  const Shape64 logical = out_shape(c);
+  const std::vector<double> ref = seq_major_order(ref_attention(c, qv, kv, vv, mv), logical);
+  Shape64 shape = logical;
+  std::swap(shape[shape.size() - 3], shape[shape.size() - 2]);
+  TestTensor q = make_tensor(dtype, c.q, qv, layout);
+  TestTensor k = make_tensor(dtype, c.k, kv, layout);
+  TestTensor v = make_tensor(dtype, c.v, vv, layout);
+  std::vector<const TestTensor*> inputs = {&q, &k, &v};
+  TestTensor mask;
+  if (!c.mask.empty()) {
+    mask = make_tensor(c.mask_dtype, c.mask, mv);
+    inputs.push_back(&mask);
+  }
+  Attrs attrs;
+  attrs.set("causal", c.causal);
+  attrs.set("seq_major_out", true);
+  if (c.scale) attrs.set("scale", *c.scale);
+  TestTensor probe = make_output(dtype, shape);
+  auto cands = op_runner().tactics(OpKind::kAttention, attrs, inputs, {&probe});
+  ASSERT_TRUE(cands.ok()) << cands.status().toString();
+  ASSERT_FALSE(cands->empty());
+  for (const TacticChoice& t : *cands) {
+    SCOPED_TRACE(t.label);
+    TestTensor out = make_output(dtype, shape);
+    RunOptions o;
+    o.tactic = t.tactic.c_str();
+    o.tactic_data = t.data;
+    Status s = run_kernel(OpKind::kAttention, attrs, inputs, {&out}, o);
+    ASSERT_TRUE(s.ok()) << s.toString();
+    EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
+  }
 }
 
 void check_attention(const AttnCase& c, DType dtype, Layout layout = Layout::kContiguous,
@@ -212,6 +274,50 @@ TEST_P(Attention, AcceptsPermutedAndSlicedInputs) {
       check_attention({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt, l);
       check_attention({{2, 4, 5, 8}, {2, 2, 7, 8}, {2, 2, 7, 6}, {}, DType::kBool, true}, dt, l);
     }
+}
+
+TEST_P(Attention, SeqMajorOutIsTheTransposedResult) {
+  for (DType dt : {DType::kFloat32, DType::kFloat16}) {
+    check_seq_major({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}}, dt);
+    check_seq_major({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {2, 1, 5, 7}}, dt);
+    check_seq_major({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {1, 3, 1, 7}, dt}, dt);
+    check_seq_major({{2, 2, 7, 4}, {2, 2, 5, 4}, {2, 2, 5, 3}, {}, DType::kBool, true}, dt);
+    check_seq_major({{2, 4, 5, 8}, {2, 2, 7, 8}, {2, 2, 7, 6}}, dt);  // grouped-query heads
+    check_seq_major({{3, 5, 4}, {3, 9, 4}, {3, 9, 5}}, dt);  // rank 3: [H, L, Ev] -> [L, H, Ev]
+    check_seq_major({{2, 3, 1, 8}, {2, 3, 7, 8}, {2, 3, 7, 8}}, dt);                   // one query
+    check_seq_major({{2, 3, 2, 5, 8}, {2, 3, 2, 7, 8}, {2, 3, 2, 7, 8}, {5, 7}}, dt);  // rank 5
+    for (Layout l : kAllLayouts)
+      check_seq_major({{2, 3, 5, 8}, {2, 3, 7, 8}, {2, 3, 7, 6}, {5, 7}}, dt, l);
+  }
+}
+
+// BERT/GPT-2 sizes, where the CUDA backend's tensor-core kernel and cuDNN serve fp16 (row stride
+// H * D = 256 elements, 16-byte aligned).
+TEST_P(Attention, SeqMajorOutAtModelShapes) {
+  const Shape64 s = {2, 4, 128, 64};
+  for (DType dt : {DType::kFloat32, DType::kFloat16}) {
+    check_seq_major({s, s, s}, dt);
+    check_seq_major({s, s, s, {}, DType::kBool, true}, dt);
+    check_seq_major({s, s, s, {2, 1, 1, 128}, dt}, dt);              // BERT's padding mask
+    check_seq_major({s, s, s, {2, 1, 128, 128}, DType::kBool}, dt);  // GPT-2's bool mask
+  }
+  // Odd sizes: ragged tiles, head dims no fast kernel takes.
+  check_seq_major({{1, 3, 77, 24}, {1, 3, 130, 24}, {1, 3, 130, 40}, {77, 130}}, DType::kFloat16);
+  check_seq_major({{2, 5, 33, 64}, {2, 5, 40, 64}, {2, 5, 40, 64}, {}, DType::kBool, true},
+                  DType::kFloat16);
+}
+
+TEST_P(Attention, SeqMajorOutNeedsAHeadsDim) {
+  TestTensor q = make_tensor(DType::kFloat32, {3, 4}, random_values(12, 1));
+  TestTensor out = make_output(DType::kFloat32, {3, 4});
+  Attrs attrs;
+  attrs.set("seq_major_out", true);
+  RunOptions o;
+  o.op_name = "attn";
+  Status s = run_kernel(OpKind::kAttention, attrs, {&q, &q, &q}, {&out}, o);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("attn"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("seq_major_out"), std::string::npos) << s.message();
 }
 
 TEST_P(Attention, RejectsIntegerInputs) {

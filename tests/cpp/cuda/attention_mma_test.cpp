@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <limits>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/attention_cudnn.h"
@@ -41,6 +42,7 @@ struct Case {
   bool causal;
   std::optional<double> scale;
   bool permuted = false;  // q, k, v are [B, H, L, E] views of [B, L, H, E] memory (rank 4)
+  bool seq_major = false;   // attr seq_major_out: the output is [..., L, H, Ev]
   int64_t masked_row = -1;  // >= 0: this row of a 2-D [L, S] mask is all masked
 };
 
@@ -164,12 +166,13 @@ enum class Path { kTensorCores, kCudaCores, kCudnn };
 void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uint32_t seed = 5) {
   SCOPED_TRACE(str(dtype_name(dtype), " q ", dims_str(c.q), " k ", dims_str(c.k),
                    c.causal ? " causal" : "", c.mask.empty() ? "" : " mask ",
-                   c.mask.empty() ? "" : dims_str(c.mask), c.permuted ? " permuted" : ""));
+                   c.mask.empty() ? "" : dims_str(c.mask), c.permuted ? " permuted" : "",
+                   c.seq_major ? " seq_major_out" : ""));
   std::vector<double> qv = round_all(dtype, random_values(numel(c.q), seed));
   std::vector<double> kv = round_all(dtype, random_values(numel(c.k), seed + 1));
   std::vector<double> vv = round_all(dtype, random_values(numel(c.v), seed + 2));
   std::vector<double> mv = c.mask.empty() ? std::vector<double>{} : mask_values(c, seed + 3);
-  const std::vector<double> ref = reference(c, qv, kv, vv, mv);
+  std::vector<double> ref = reference(c, qv, kv, vv, mv);
   auto make = [&](const Shape64& s, const std::vector<double>& v) {
     return c.permuted ? permuted_heads(dtype, s, v) : make_tensor(dtype, s, v);
   };
@@ -177,6 +180,19 @@ void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uin
   Shape64 out_shape = batch_of(c);
   out_shape.push_back(c.q[c.q.size() - 2]);
   out_shape.push_back(c.v.back());
+  if (c.seq_major) {
+    // The reference [..., H, L, Ev] reordered as [..., L, H, Ev].
+    const size_t r = out_shape.size();
+    const int64_t H = out_shape[r - 3], L = out_shape[r - 2], Ev = out_shape[r - 1];
+    std::vector<double> t(ref.size());
+    for (int64_t b = 0; b < numel(out_shape) / (H * L * Ev); ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < L; ++i)
+          for (int64_t e = 0; e < Ev; ++e)
+            t[((b * L + i) * H + h) * Ev + e] = ref[((b * H + h) * L + i) * Ev + e];
+    ref = std::move(t);
+    std::swap(out_shape[r - 3], out_shape[r - 2]);
+  }
   TestTensor out = make_output(dtype, out_shape);
   std::vector<const TestTensor*> inputs = {&q, &k, &v};
   TestTensor mask;
@@ -186,6 +202,7 @@ void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uin
   }
   Attrs attrs;
   attrs.set("causal", c.causal);
+  if (c.seq_major) attrs.set("seq_major_out", true);
   if (c.scale) attrs.set("scale", *c.scale);
   const int64_t mma_before = cuda::attention_mma_launch_count();
   const int64_t dnn_before = cuda::attention_cudnn_run_count();
@@ -286,6 +303,38 @@ TEST(CudaAttentionMma, PermutedHeadViewsOfTokenMajorMemory) {
       g.permuted = true;
       check(g, dt);
     }
+}
+
+// seq_major_out: rows H * E apart. The tensor-core kernel and cuDNN still serve it (rows stay
+// 16-byte aligned); other head dims run on CUDA cores.
+TEST(CudaAttentionMma, SeqMajorOutputOnEveryPath) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kHalfDTypes)
+    for (int64_t E : {64, 128}) {
+      const Shape64 s128 = {2, 4, 128, E}, s197 = {2, 3, 197, E};
+      std::vector<Case> cases = {Case{s128, s128, s128},
+                                 Case{s128, s128, s128, {}, DType::kBool, true},
+                                 Case{s197, s197, s197, {2, 1, 1, 197}, dt},
+                                 Case{{2, 4, 65, E}, {2, 2, 90, E}, {2, 2, 90, E}},
+                                 Case{{3, 64, E}, {3, 64, E}, {3, 64, E}}};
+      for (Case& c : cases) {
+        c.seq_major = true;
+        check(c, dt);
+        check_tactic("cuda.attention.flash_simt", c, dt, Path::kCudaCores);
+        check_cudnn(c, dt);
+      }
+      Case p{s197, s197, s197, {2, 1, 1, 197}, dt};  // HF's permuted inputs too
+      p.permuted = true;
+      p.seq_major = true;
+      check(p, dt);
+      check_cudnn(p, dt);
+    }
+  Case odd{{2, 3, 33, 96}, {2, 3, 40, 96}, {2, 3, 40, 96}};  // head dim 96: CUDA cores
+  odd.seq_major = true;
+  check(odd, DType::kFloat16, false);
+  Case f32{{2, 3, 33, 64}, {2, 3, 40, 64}, {2, 3, 40, 64}, {}, DType::kBool, true};
+  f32.seq_major = true;
+  check(f32, DType::kFloat32, false);
 }
 
 TEST(CudaAttentionMma, BatchDimsBroadcastAndGroupedQueryHeads) {

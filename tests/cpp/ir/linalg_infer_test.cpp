@@ -208,6 +208,31 @@ TEST_F(IrTest, AttentionWithSymbolicHeadDimHasNoScale) {
   EXPECT_EQ(dims(y, 4, 6), v({2, 6, 4}));
 }
 
+TEST_F(IrTest, AttentionSeqMajorOutSwapsHeadsAndSequence) {
+  Tensor q = in("q", DType::kFloat16, {batch, 8, seq, 64});
+  Tensor k = in("k", DType::kFloat16, {batch, 2, 77, 64});
+  Tensor val = in("v", DType::kFloat16, {batch, 2, 77, 32});
+  Tensor y = ok(OpKind::kAttention, {q, k, val}, {{"seq_major_out", true}});
+  EXPECT_EQ(dims(y, 2, 5), v({2, 5, 8, 32}));  // [N, L, H, Ev]
+  EXPECT_DOUBLE_EQ(attrs_of(y).getDouble("scale", 0), 0.125);
+  Tensor off = ok(OpKind::kAttention, {q, k, val}, {{"seq_major_out", false}});
+  EXPECT_EQ(dims(off, 2, 5), v({2, 8, 5, 32}));
+  // Rank 3, heads without a batch dim: [H, L, Ev] becomes [L, H, Ev].
+  Tensor q3 = f32("q3", {4, seq, 16});
+  Tensor k3 = f32("k3", {4, 9, 16});
+  Tensor y3 = ok(OpKind::kAttention, {q3, k3, k3}, {{"seq_major_out", true}, {"causal", true}});
+  EXPECT_EQ(dims(y3, 2, 6), v({6, 4, 16}));
+}
+
+TEST_F(IrTest, AttentionSeqMajorOutNeedsAHeadsDim) {
+  Tensor q = f32("q2", {seq, 16});
+  fails(OpKind::kAttention, {q, q, q}, {{"seq_major_out", true}},
+        {"attention 'bad'", "seq_major_out", "rank >= 3"});
+  Tensor q4 = f32("q4", {2, 4, 10, 64});
+  fails(OpKind::kAttention, {q4, q4, q4}, {{"seq_major_out", std::string("yes")}},
+        {"attention 'bad'", "seq_major_out"});
+}
+
 TEST_F(IrTest, AttentionErrors) {
   Tensor q = f32("q", {2, 4, 10, 64});
   Tensor k = f32("k32", {2, 4, 10, 32});
