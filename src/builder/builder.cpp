@@ -146,6 +146,9 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"layout assignment", device.kind == format::DeviceKind::kCuda ? builder::assign_nhwc_layout
                                                                      : builder::skip_layout},
       // Fusions. Conv/gemm epilogue passes go here, before these two; pointwise fusion stays last.
+      // Before the linears over views: attention written sequence-major leaves HF's heads' merge
+      // a view, and ViT's a view the linear after it reads as rows.
+      {"attention layout", builder::attention_seq_major_out},
       // Linears over views first: the views they leave after the GEMM fold in view chains.
       {"linear permutes", builder::move_permutes_after_linear},
       {"view chains", builder::fold_view_chains},

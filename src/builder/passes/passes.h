@@ -48,6 +48,13 @@ Result<Network> patch_conv_to_gemm(const Network& network, std::vector<std::stri
 // epilogue fusion, which folds it into the linear before it.
 Result<Network> recognize_gelu(const Network& network, std::vector<std::string>& log);
 
+// An attention op whose output is read only by permutes that keep the last dim last (HF's
+// transpose(1, 2), ViT's permute(2, 0, 1, 3)), and is not an output, gets seq_major_out: it
+// writes [..., L, H, Ev], and each permute is composed with that swap (dropped when it becomes
+// the identity), so the heads' merge after it is a view (attention_layout.cpp). Runs before
+// linear permutes and view chains.
+Result<Network> attention_seq_major_out(const Network& network, std::vector<std::string>& log);
+
 // Chains of reshape/squeeze/unsqueeze/permute become split-reshape + permute (+ a reshape that
 // inserts size-1 dims) when that is shorter and leaves no merge: a merge of dims a later reshape
 // splits again is a copy the folded chain does not make (view_chains.cpp; MultiheadAttention's
