@@ -11,7 +11,7 @@ if [ -z "${SKIP_PROBES:-}" ]; then
   echo "=== host profile gpt2 b1 ==="; timeout 150 python3 tools/host_profile.py gpt2 1 2>&1 | grep -v -i warn
 fi
 echo "=== bench ==="
-timeout ${BENCH_TIMEOUT:-330} python3 bench/run.py --out "$OUT/bench" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+timeout ${BENCH_TIMEOUT:-450} python3 bench/run.py --out "$OUT/bench" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench rc $?"; grep -E "^\| " "$OUT/bench/"*.md 2>/dev/null | head -20
 python3 - "$OUT/bench/results.json" <<'PY'
 import json, sys

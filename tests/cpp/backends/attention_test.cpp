@@ -120,12 +120,19 @@ std::vector<double> seq_major_order(const std::vector<double>& ref, const Shape6
   return t;
 }
 
-// With seq_major_out the output is [..., L, H, Ev]: the reference transposed. Every tactic the
-// backend offers (CUDA: tensor cores, CUDA cores, cuDNN) runs the case.
-void check_seq_major(const AttnCase& c, DType dtype, Layout layout = Layout::kContiguous,
-                     uint32_t seed = 43) {
-  SCOPED_TRACE(str("seq_major_out ", dtype_name(dtype), " ", layout_name(layout), " causal ",
-                   c.causal, c.mask.empty() ? "" : " mask"));
+// A case's operands (rounded to `dtype`, q/k/v in `layout`) and the reference output
+// ([..., H, L, Ev] row-major).
+struct AttnOperands {
+  TestTensor q, k, v, mask;
+  std::vector<double> ref;
+  std::vector<const TestTensor*> inputs() const {
+    std::vector<const TestTensor*> in = {&q, &k, &v};
+    if (mask.buffer) in.push_back(&mask);
+    return in;
+  }
+};
+
+AttnOperands attention_operands(const AttnCase& c, DType dtype, Layout layout, uint32_t seed) {
   std::vector<double> qv = round_all(dtype, random_values(numel(c.q), seed));
   std::vector<double> kv = round_all(dtype, random_values(numel(c.k), seed + 1));
   std::vector<double> vv = round_all(dtype, random_values(numel(c.v), seed + 2));
@@ -134,19 +141,27 @@ void check_seq_major(const AttnCase& c, DType dtype, Layout layout = Layout::kCo
     mv = c.mask_dtype == DType::kBool ? random_ints(numel(c.mask), seed + 3, 0, 1)
                                       : round_all(c.mask_dtype, random_values(numel(c.mask), 9));
   }
+  AttnOperands o;
+  o.ref = ref_attention(c, qv, kv, vv, mv);
+  o.q = make_tensor(dtype, c.q, qv, layout);
+  o.k = make_tensor(dtype, c.k, kv, layout);
+  o.v = make_tensor(dtype, c.v, vv, layout);
+  if (!c.mask.empty()) o.mask = make_tensor(c.mask_dtype, c.mask, mv);
+  return o;
+}
+
+// With seq_major_out the output is [..., L, H, Ev]: the reference transposed. Every tactic the
+// backend offers (CUDA: tensor cores, CUDA cores, cuDNN) runs the case.
+void check_seq_major(const AttnCase& c, DType dtype, Layout layout = Layout::kContiguous,
+                     uint32_t seed = 43) {
+  SCOPED_TRACE(str("seq_major_out ", dtype_name(dtype), " ", layout_name(layout), " causal ",
+                   c.causal, c.mask.empty() ? "" : " mask"));
+  const AttnOperands ops = attention_operands(c, dtype, layout, seed);
+  const std::vector<const TestTensor*> inputs = ops.inputs();
   const Shape64 logical = out_shape(c);
-  const std::vector<double> ref = seq_major_order(ref_attention(c, qv, kv, vv, mv), logical);
+  const std::vector<double> ref = seq_major_order(ops.ref, logical);
   Shape64 shape = logical;
   std::swap(shape[shape.size() - 3], shape[shape.size() - 2]);
-  TestTensor q = make_tensor(dtype, c.q, qv, layout);
-  TestTensor k = make_tensor(dtype, c.k, kv, layout);
-  TestTensor v = make_tensor(dtype, c.v, vv, layout);
-  std::vector<const TestTensor*> inputs = {&q, &k, &v};
-  TestTensor mask;
-  if (!c.mask.empty()) {
-    mask = make_tensor(c.mask_dtype, c.mask, mv);
-    inputs.push_back(&mask);
-  }
   Attrs attrs;
   attrs.set("causal", c.causal);
   attrs.set("seq_major_out", true);
@@ -171,31 +186,14 @@ void check_attention(const AttnCase& c, DType dtype, Layout layout = Layout::kCo
                      uint32_t seed = 41) {
   SCOPED_TRACE(str(dtype_name(dtype), " ", layout_name(layout), " causal ", c.causal,
                    c.mask.empty() ? "" : " mask"));
-  std::vector<double> qv = round_all(dtype, random_values(numel(c.q), seed));
-  std::vector<double> kv = round_all(dtype, random_values(numel(c.k), seed + 1));
-  std::vector<double> vv = round_all(dtype, random_values(numel(c.v), seed + 2));
-  std::vector<double> mv;
-  if (!c.mask.empty()) {
-    mv = c.mask_dtype == DType::kBool ? random_ints(numel(c.mask), seed + 3, 0, 1)
-                                      : round_all(c.mask_dtype, random_values(numel(c.mask), 9));
-  }
-  std::vector<double> ref = ref_attention(c, qv, kv, vv, mv);
-  TestTensor q = make_tensor(dtype, c.q, qv, layout);
-  TestTensor k = make_tensor(dtype, c.k, kv, layout);
-  TestTensor v = make_tensor(dtype, c.v, vv, layout);
+  const AttnOperands ops = attention_operands(c, dtype, layout, seed);
   TestTensor out = make_output(dtype, out_shape(c));
-  std::vector<const TestTensor*> inputs = {&q, &k, &v};
-  TestTensor mask;
-  if (!c.mask.empty()) {
-    mask = make_tensor(c.mask_dtype, c.mask, mv);
-    inputs.push_back(&mask);
-  }
   Attrs attrs;
   attrs.set("causal", c.causal);
   if (c.scale) attrs.set("scale", *c.scale);
-  Status s = run_kernel(OpKind::kAttention, attrs, inputs, {&out});
+  Status s = run_kernel(OpKind::kAttention, attrs, ops.inputs(), {&out});
   ASSERT_TRUE(s.ok()) << s.toString();
-  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
+  EXPECT_TRUE(expect_close(out.view, ops.ref, magnitude_tolerance(dtype, ops.ref)));
 }
 
 TEST_P(Attention, MatchesReferenceWithoutMask) {

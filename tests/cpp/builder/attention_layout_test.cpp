@@ -128,26 +128,30 @@ void expect_engine_matches(const Network& net) {
   }
 }
 
+// The pass run on `net`, which must turn its one attention sequence-major.
+Network rewritten(const Network& net) {
+  std::vector<std::string> log;
+  auto out = kiln::builder::attention_seq_major_out(net, log);
+  EXPECT_TRUE(out.ok()) << out.status().toString();
+  if (!out.ok()) return Network("failed");
+  EXPECT_EQ(log.back(), "attention layout: 1 attention op writes sequence-major output");
+  const kiln::Op* attn = find_op(*out, OpKind::kAttention);
+  EXPECT_TRUE(attn && attn->attrs.getBool("seq_major_out", false)) << out->toString();
+  return std::move(out).value();
+}
+
 TEST(AttentionLayout, HfTransposeBecomesAViewOfSequenceMajorOutput) {
   Network net = merged_heads(Merge::kHf);
-  std::vector<std::string> log;
-  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::attention_seq_major_out(net, log));
-  EXPECT_EQ(log.back(), "attention layout: 1 attention op writes sequence-major output");
-  const kiln::Op* attn = find_op(out, OpKind::kAttention);
-  ASSERT_NE(attn, nullptr) << out.toString();
-  EXPECT_TRUE(attn->attrs.getBool("seq_major_out", false)) << out.toString();
+  Network out = rewritten(net);
   EXPECT_EQ(count_ops(out, OpKind::kPermute), 0) << out.toString();  // swap o swap = identity
   expect_engine_matches(net);
 }
 
 TEST(AttentionLayout, VitPermuteIsComposedWithTheSwap) {
   Network net = merged_heads(Merge::kVit);
-  std::vector<std::string> log;
-  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::attention_seq_major_out(net, log));
-  EXPECT_EQ(log.back(), "attention layout: 1 attention op writes sequence-major output");
+  Network out = rewritten(net);
   const kiln::Op* attn = find_op(out, OpKind::kAttention);
   ASSERT_NE(attn, nullptr) << out.toString();
-  EXPECT_TRUE(attn->attrs.getBool("seq_major_out", false)) << out.toString();
   // [N, L, H, D] -> [L, N, H, D]: one permute. In the engine the linear then reads the attention
   // output's rows (linear permutes) and the views after it fold: no copy is left.
   const kiln::Op* perm = find_op(out, OpKind::kPermute);
