@@ -138,10 +138,7 @@ Status run_attention(const KernelArgs& args) {
   float* o = static_cast<float*>(ov.data);
   const int64_t o_rs = L == 1 ? Ev : ov.strides[r - 2];  // one row: any stride, BLAS wants >= Ev
   BatchMap mo;
-  for (int d = 0; d < nb; ++d) {
-    mo.div[d] = 1;
-    mo.stride[d] = ov.strides[d];
-  }
+  map_batch(ov, ov, mo);  // the output's own batch strides
   std::vector<float> scores(static_cast<size_t>(L * S));
   const float* pq = fq.as<const float>();
   const float* pk = fk.as<const float>();

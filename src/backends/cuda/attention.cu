@@ -208,10 +208,7 @@ Status prepare_attention(const KernelArgs& args, AttnParams& p, int64_t& batches
   p.k_cs = k.strides[k.rank - 1];
   p.v_rs = v.strides[v.rank - 2];
   p.v_cs = v.strides[v.rank - 1];
-  for (int d = 0; d < kMaxRank; ++d) {
-    p.om.div[d] = 1;
-    p.om.stride[d] = d < nb ? out.strides[d] : 0;
-  }
+  map_batch(out, out, p.om);  // the output's own batch strides
   p.o_rs = out.strides[r - 2];
   p.o_cs = out.strides[r - 1];
   if (has_mask) {

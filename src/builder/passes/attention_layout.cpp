@@ -12,9 +12,8 @@
 // permute(o', swap o perm), composed here: no permute back for view chains to fold, so the
 // result does not hang on which merges that pass can fold.
 
-#include <numeric>
-
 #include "builder/passes/passes.h"
+#include "builder/passes/view_atoms.h"
 #include "builder/rewrite.h"
 
 namespace kiln::builder {
@@ -74,9 +73,7 @@ Result<Network> attention_seq_major_out(const Network& network, std::vector<std:
     std::vector<int64_t> perm = op.attrs.getInts("perm", {});
     const int64_t r = static_cast<int64_t>(perm.size());
     for (int64_t& p : perm) p = p == r - 3 ? r - 2 : p == r - 2 ? r - 3 : p;
-    std::vector<int64_t> identity(perm.size());
-    std::iota(identity.begin(), identity.end(), int64_t{0});
-    if (perm == identity) {
+    if (is_identity_perm(perm)) {
       rw.setMapping(op.outputs[0], source);  // HF's transpose(1, 2): nothing left to do
       continue;
     }

@@ -105,9 +105,7 @@ Result<Network> move_permutes_after_linear(const Network& network, std::vector<s
     if (!shapes_equal(t.tensor(y).shape, atoms)) {
       KILN_ASSIGN_OR_RETURN(y, t.add(OpKind::kReshape, {y}, {{"shape", atoms}}, op.name + ".split"));
     }
-    bool identity = true;
-    for (size_t d = 0; d < plan->perm.size(); ++d) identity = identity && plan->perm[d] == static_cast<int64_t>(d);
-    if (!identity) {
+    if (!is_identity_perm(plan->perm)) {
       KILN_ASSIGN_OR_RETURN(y, t.add(OpKind::kPermute, {y}, {{"perm", plan->perm}}, op.name + ".permute"));
     }
     if (!shapes_equal(t.tensor(y).shape, out_shape)) {

@@ -1,4 +1,5 @@
 #include "builder/passes/passes.h"
+#include "builder/passes/view_atoms.h"
 #include "builder/rewrite.h"
 
 namespace kiln::builder {
@@ -20,12 +21,8 @@ bool is_identity(const Network& net, const Op& op) {
     case OpKind::kReshape:
     case OpKind::kExpand:
       return shapes_equal(in.shape, out.shape);
-    case OpKind::kPermute: {
-      std::vector<int64_t> perm = op.attrs.getInts("perm", {});
-      for (size_t i = 0; i < perm.size(); ++i)
-        if (perm[i] != static_cast<int64_t>(i)) return false;
-      return true;
-    }
+    case OpKind::kPermute:
+      return is_identity_perm(op.attrs.getInts("perm", {}));
     case OpKind::kSlice:
       return op.attrs.getInt("step", 1) == 1 && shapes_equal(in.shape, out.shape);
     case OpKind::kCopy:

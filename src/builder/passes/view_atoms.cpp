@@ -35,6 +35,12 @@ bool is_view_chain_op(OpKind kind) {
          kind == OpKind::kPermute;
 }
 
+bool is_identity_perm(const std::vector<int64_t>& perm) {
+  for (size_t d = 0; d < perm.size(); ++d)
+    if (perm[d] != static_cast<int64_t>(d)) return false;
+  return true;
+}
+
 bool made_contiguous(const Network& net, Tensor t) {
   const int32_t p = net.tensor(t).producer;
   return p >= 0 && op_def(net.ops()[static_cast<size_t>(p)].kind).view == nullptr;

@@ -15,6 +15,9 @@ namespace kiln::builder {
 
 bool is_view_chain_op(OpKind kind);
 
+// Whether `perm` leaves every dim where it is.
+bool is_identity_perm(const std::vector<int64_t>& perm);
+
 // Whether the plan lays `t` out contiguously: made by an op that is not a view.
 bool made_contiguous(const Network& net, Tensor t);
 

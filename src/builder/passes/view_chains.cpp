@@ -40,7 +40,6 @@ std::optional<Canonical> canonical_form(const Network& net, const std::vector<co
   for (const Op* op : chain)
     if (!atoms.apply(*op, net.tensor(op->outputs[0]).shape)) return std::nullopt;
   const std::vector<int>& order = atoms.order();
-  auto position = [&](int atom) { return atoms.position(atom); };
   // run_of[i]: the run (a dim of the reshaped input) that the i-th atom of the input belongs to.
   std::vector<int64_t> run_of(order.size());
   for (size_t i = 0; i < order.size(); ++i) run_of[i] = static_cast<int64_t>(i);
@@ -52,8 +51,8 @@ std::optional<Canonical> canonical_form(const Network& net, const std::vector<co
     if (!made_contiguous(net, input)) return std::nullopt;
     for (size_t j = 0; j < g.size(); ++j) {
       if (!atoms.size(g[j]).isConstant()) return std::nullopt;
-      if (j > 0 && position(g[j]) != position(g[j - 1]) + 1) return std::nullopt;
-      run_of[static_cast<size_t>(position(g[j]))] = position(g[0]);
+      if (j > 0 && atoms.position(g[j]) != atoms.position(g[j - 1]) + 1) return std::nullopt;
+      run_of[static_cast<size_t>(atoms.position(g[j]))] = atoms.position(g[0]);
     }
   }
   // The reshaped input: one dim per run. Then the permute that orders the runs as the output
@@ -75,14 +74,10 @@ std::optional<Canonical> canonical_form(const Network& net, const std::vector<co
   for (size_t d = 0; d < out_shape.size(); ++d) {
     const std::vector<int>& g = atoms.groups()[d];
     if (g.empty()) continue;
-    perm.push_back(run_dim[static_cast<size_t>(position(g[0]))]);
+    perm.push_back(run_dim[static_cast<size_t>(atoms.position(g[0]))]);
     permuted.push_back(split_shape[static_cast<size_t>(perm.back())]);
   }
-  for (size_t d = 0; d < perm.size(); ++d)
-    if (perm[d] != static_cast<int64_t>(d)) {
-      c.perm = perm;
-      break;
-    }
+  if (!is_identity_perm(perm)) c.perm = perm;
   if (!shapes_equal(permuted, out_shape)) c.ones = out_shape;
   return c;
 }
