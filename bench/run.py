@@ -60,7 +60,7 @@ def host_overhead_us(fn: Callable[[], object], engines: int, calls: int = 20) ->
     return (t1 - t0) / calls / max(engines, 1) * 1e6
 
 
-def kernel_breakdown(fn: Callable[[], object], calls: int = 10, top: int = 12) -> list[dict]:
+def kernel_breakdown(fn: Callable[[], object], calls: int = 10, top: int = 20) -> list[dict]:
     """Device time per kernel name over `calls` calls (torch.profiler / CUPTI), largest first:
     where a contender's time goes."""
     from torch.profiler import ProfilerActivity, profile

@@ -203,7 +203,7 @@ bool rows_collapse(const TensorView& v, int64_t& row_stride) {
   return true;
 }
 
-// x[...,K] w[N,K] b[N]? -> out[...,N] = x w^T + b.
+// x[...,K] w[N,K] b[N]? z? -> out[...,N] = act(x w^T + b + z) (z: attr residual, the last input).
 Status run_linear(const KernelArgs& args) {
   const TensorView& x = args.inputs[0];
   const TensorView& w = args.inputs[1];
@@ -229,13 +229,34 @@ Status run_linear(const KernelArgs& args) {
     x_rs = K;
   }
   const TensorView fw = float_view(w, w_store);
+  const bool residual = args.attrs.getBool("residual", false);
+  const size_t operands = args.inputs.size() - (residual ? 1 : 0);
+  // The residual is read whole before c is written: c may be out's own memory.
+  std::vector<float> z_store;
+  if (residual) {
+    const TensorView& z = args.inputs.back();
+    if (z.numel() != out.numel())
+      return kernel_error(args, "residual has ", z.numel(), " elements, expected ", out.numel());
+    load_as_float(z, z_store);
+  }
   float* c = result_buffer(out, c_store);
   float beta = 0.0f;
-  if (args.inputs.size() > 2) {
+  if (residual) {
+    std::copy(z_store.begin(), z_store.end(), c);
+    beta = 1.0f;
+  }
+  if (operands > 2) {
     const TensorView& bias = args.inputs[2];
     if (bias.numel() != N) return kernel_error(args, "bias has ", bias.numel(), " elements, expected ", N);
     load_as_float(bias, bias_store);
-    for (int64_t p = 0; p < P; ++p) std::copy(bias_store.begin(), bias_store.end(), c + p * N);
+    for (int64_t p = 0; p < P; ++p) {
+      float* row = c + p * N;
+      if (residual) {
+        for (int64_t j = 0; j < N; ++j) row[j] += bias_store[static_cast<size_t>(j)];
+      } else {
+        std::copy(bias_store.begin(), bias_store.end(), row);
+      }
+    }
     beta = 1.0f;
   }
   // w^T as a [K, N] matrix: strides swapped, so a row-major w goes to BLAS as CblasTrans.

@@ -5,6 +5,9 @@
 // plain transpose goes to cuBLASLt with a transpose flag; any other layout (gaps in both dims,
 // batch dims that do not collapse to one stride) is packed into the workspace first.
 //
+// attr `residual` (linear, gemm epilogue fusion): the last input z is cuBLASLt's C (beta 1), so
+// D = act(A B + z + bias) in one call; a z that is not contiguous is packed into the workspace.
+//
 // attr `activation` (gemm epilogue fusion): relu and gelu_tanh run in cuBLASLt's epilogue with
 // the bias (RELU_BIAS / GELU_BIAS; cuBLASLt's GELU is the tanh form). Exact (erf) gelu has no
 // cuBLASLt epilogue: the bias stays in the epilogue and the registered unary gelu kernel runs in
@@ -110,11 +113,14 @@ struct GemmPlan {
   LtOperand b;  // cuBLASLt's B: from Kiln's a (op(B) = a^T [K, M])
   void* out = nullptr;
   const TensorView* bias = nullptr;  // linear
+  const TensorView* residual = nullptr;  // linear with attr residual: cuBLASLt's C
+  bool residual_packed = false;
+  size_t residual_bytes = 0;
   std::string activation = "none";   // attr activation
   LtActivation lt_activation = LtActivation::kNone;  // the part cuBLASLt's epilogue can do
   bool bias_packed = false;
   size_t bias_bytes = 0;
-  size_t pack_bytes() const { return a.pack_bytes + b.pack_bytes + bias_bytes; }
+  size_t pack_bytes() const { return a.pack_bytes + b.pack_bytes + bias_bytes + residual_bytes; }
 };
 
 Status plan_activation(const KernelArgs& args, GemmPlan& p) {
@@ -216,7 +222,17 @@ Status plan_linear(const KernelArgs& args, GemmPlan& p) {
   wt.strides[1] = w.strides[0];
   p.a = make_operand(wt, 0, 1);
   p.out = out.data;
-  if (args.inputs.size() > 2) {
+  const bool residual = args.attrs.getBool("residual", false);
+  const size_t operands = args.inputs.size() - (residual ? 1 : 0);
+  if (residual) {
+    const TensorView& z = args.inputs.back();
+    if (z.dtype != out.dtype || z.numel() != out.numel())
+      return kernel_error(args, "residual must have the output's shape and dtype");
+    p.residual = &z;
+    p.residual_packed = !z.isContiguous();
+    if (p.residual_packed) p.residual_bytes = align_up(static_cast<size_t>(z.numel()) * dtype_size(z.dtype));
+  }
+  if (operands > 2) {
     const TensorView& bias = args.inputs[2];
     if (bias.numel() != p.N)
       return kernel_error(args, "bias has ", bias.numel(), " elements, expected ", p.N);
@@ -272,7 +288,7 @@ Status run_gemm(const KernelArgs& args, bool linear) {
   const size_t need = kGemmLibraryWorkspace + p.pack_bytes();
   if (args.workspace_bytes < need || (need && !args.workspace))
     return kernel_error(args, "workspace of ", args.workspace_bytes, " bytes, needs ", need);
-  // Workspace: [library workspace][packed A][packed B][bias].
+  // Workspace: [library workspace][packed A][packed B][bias][residual].
   char* ws = static_cast<char*>(args.workspace);
   char* cursor = ws + kGemmLibraryWorkspace;
   for (LtOperand* o : {&p.a, &p.b}) {
@@ -291,9 +307,23 @@ Status run_gemm(const KernelArgs& args, bool linear) {
       cursor += p.bias_bytes;
     }
   }
+  const void* residual = nullptr;
+  if (p.residual) {
+    residual = p.residual->data;
+    if (p.residual_packed) {
+      const TensorView& z = *p.residual;
+      KILN_RETURN_IF_ERROR(launch_copy(args, z, contiguous_view(cursor, z.dtype, z.shape, z.rank)));
+      residual = cursor;
+      cursor += p.residual_bytes;
+    }
+  }
   const int64_t rows = p.M * p.batches;  // of the output, as [rows, N]
-  if (p.K == 0) {  // an empty sum: zeros (+ bias), then the activation
-    KILN_RETURN_IF_ERROR(launch_fill(args, p.out, out.dtype, out.numel(), 0.0));
+  if (p.K == 0) {  // an empty sum: zeros (or the residual) (+ bias), then the activation
+    if (p.residual) {
+      KILN_RETURN_IF_ERROR(launch_copy(args, *p.residual, contiguous_view(p.out, out.dtype, out.shape, out.rank)));
+    } else {
+      KILN_RETURN_IF_ERROR(launch_fill(args, p.out, out.dtype, out.numel(), 0.0));
+    }
     if (p.bias)
       KILN_RETURN_IF_ERROR(launch_channel_bias(args, p.out, out.dtype, rows, p.N, 1, *p.bias));
     if (p.activation != "none") KILN_RETURN_IF_ERROR(apply_activation(args, out, p.activation));
@@ -320,6 +350,7 @@ Status run_gemm(const KernelArgs& args, bool linear) {
   prob.b = p.b.data;
   prob.d = p.out;
   prob.bias = bias;
+  prob.c = residual;
   prob.activation = p.lt_activation;
   prob.elem_size = dtype_size(p.dtype);
   bool epilogue_applied = true;
@@ -389,6 +420,7 @@ Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const
   // Build-time shapes carry no pointers: assume the alignment the arena gives (256 bytes).
   prob.assume_aligned = true;
   prob.bias = p.bias ? reinterpret_cast<const void*>(uintptr_t{256}) : nullptr;
+  prob.c = p.residual ? reinterpret_cast<const void*>(uintptr_t{512}) : nullptr;
   prob.activation = p.lt_activation;  // candidates must serve the epilogue the run will ask for
   const size_t library_workspace = std::min(workspace_limit, kGemmLibraryWorkspace);
   KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> algos,

@@ -1,7 +1,10 @@
 // Gemm epilogue fusion (DESIGN.md 3): linear / matmul, then a bias add along the last dim, then
-// relu / gelu / gelu_tanh (possibly after a reshape, which then follows the fused op), become one
-// linear or matmul with the bias as linear's bias input and
-// attr `activation`. The CUDA backend runs that as one cuBLASLt call with an epilogue.
+// an add of a residual of the same shape, then relu / gelu / gelu_tanh (a reshape may stand
+// before the residual add or the activation; it then follows the fused op), become one linear or
+// matmul with the bias as linear's bias input, the residual as its last input (attr `residual`)
+// and attr `activation`. The CUDA backend runs that as one cuBLASLt call with an epilogue (the
+// residual as the GEMM's C): a transformer's `x + out_proj(attention)` then writes the sum once
+// instead of the GEMM's result, and the layer norm after it reads one tensor instead of two.
 //
 // A chain grows only through tensors that have exactly one use and are not network outputs, so
 // no intermediate anyone else reads disappears. The fused op is emitted where the chain's last
@@ -23,7 +26,10 @@ struct Chain {
   size_t gemm = 0;                 // op index of the matmul/linear
   std::optional<size_t> add;       // op index of the bias add
   Tensor bias;                     // the add's other operand
-  std::optional<size_t> reshape;   // op index of a reshape between the gemm (+ bias) and act
+  std::optional<size_t> reshape;   // op index of a reshape between the gemm (+ bias) and the
+                                   // residual add or act
+  std::optional<size_t> residual_add;  // op index of the residual add
+  Tensor residual;                 // its other operand (the reshape's output shape)
   std::optional<size_t> act;       // op index of the activation
   std::string activation = "none";
   size_t last = 0;                 // where the fused op is emitted
@@ -67,6 +73,28 @@ bool can_take_bias(const Network& net, const Op& gemm, Tensor bias) {
   return b.isConstant() && b.shape.size() == 2;
 }
 
+// Whether this gemm can take a residual: a linear, or a matmul that becomes one (a constant
+// [K, N] b, transposed at build time).
+bool can_take_residual(const Network& net, const Op& gemm) {
+  if (gemm.kind == OpKind::kLinear) return !gemm.attrs.getBool("residual", false);
+  const TensorInfo& b = net.tensor(gemm.inputs[1]);
+  return b.isConstant() && b.shape.size() == 2;
+}
+
+// The residual of `add` when it adds y and a tensor of y's shape and dtype (no broadcast).
+std::optional<Tensor> residual_operand(const Network& net, const Op& add, Tensor y) {
+  if (add.kind != OpKind::kBinary || add.attrs.getString("fn", "") != "add" || add.inputs.size() != 2)
+    return std::nullopt;
+  if (add.inputs[0] == add.inputs[1]) return std::nullopt;  // y + y
+  const Tensor z = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
+  const TensorInfo& yi = net.tensor(y);
+  const TensorInfo& zi = net.tensor(z);
+  if (zi.dtype != yi.dtype || net.tensor(add.outputs[0]).dtype != yi.dtype) return std::nullopt;
+  if (!shapes_equal(zi.shape, yi.shape) || !shapes_equal(net.tensor(add.outputs[0]).shape, yi.shape))
+    return std::nullopt;
+  return z;
+}
+
 std::optional<Chain> find_chain(const Network& net, const Consumers& consumers, size_t i) {
   const Op& gemm = net.ops()[i];
   if (gemm.kind != OpKind::kMatmul && gemm.kind != OpKind::kLinear) return std::nullopt;
@@ -90,23 +118,36 @@ std::optional<Chain> find_chain(const Network& net, const Consumers& consumers, 
     }
   }
   if (auto next = consumers.sole(c.result)) {
-    // An activation after a reshape (linear on [M, K] rows viewed back as [B, S, N]) is applied
-    // before it: elementwise ops commute with reshapes.
+    // A residual add or an activation after a reshape (linear on [M, K] rows viewed back as
+    // [B, S, N]) is applied before it: elementwise ops of same-shaped operands commute with
+    // reshapes (the residual is reshaped to the gemm's output instead).
     std::optional<size_t> reshape;
     if (net.ops()[*next].kind == OpKind::kReshape) {
       reshape = *next;
       next = consumers.sole(net.ops()[*next].outputs[0]);
     }
+    if (next && can_take_residual(net, gemm)) {
+      const Tensor y = reshape ? net.ops()[*reshape].outputs[0] : c.result;
+      if (std::optional<Tensor> z = residual_operand(net, net.ops()[*next], y)) {
+        c.reshape = reshape;
+        c.residual_add = *next;
+        c.residual = *z;
+        c.last = *next;
+        c.result = net.ops()[*next].outputs[0];
+        reshape.reset();  // the activation, if any, follows the residual add directly
+        next = consumers.sole(c.result);
+      }
+    }
     const Op* act = next ? &net.ops()[*next] : nullptr;
     if (act && is_fusable_activation(*act) && net.tensor(act->outputs[0]).dtype == net.tensor(c.result).dtype) {
-      c.reshape = reshape;
+      if (reshape) c.reshape = reshape;
       c.act = *next;
       c.activation = act->attrs.getString("fn", "");
       c.last = *next;
       c.result = act->outputs[0];
     }
   }
-  if (!c.add && !c.act) return std::nullopt;
+  if (!c.add && !c.act && !c.residual_add) return std::nullopt;
   return c;
 }
 
@@ -145,7 +186,7 @@ Status emit_fused(Rewriter& rw, const Chain& c, std::map<int32_t, Tensor>& trans
   std::vector<Tensor> inputs;
   KILN_ASSIGN_OR_RETURN(Tensor a, rw.map(gemm.inputs[0]));
   inputs.push_back(a);
-  if (gemm.kind == OpKind::kMatmul && c.add) {
+  if (gemm.kind == OpKind::kMatmul && (c.add || c.residual_add)) {
     kind = OpKind::kLinear;  // a[..., M, K] @ b[K, N] + bias == linear(a, b^T, bias)
     auto it = transposed.find(gemm.inputs[1].id);
     if (it == transposed.end()) {
@@ -176,6 +217,16 @@ Status emit_fused(Rewriter& rw, const Chain& c, std::map<int32_t, Tensor>& trans
     KILN_ASSIGN_OR_RETURN(Tensor b, rw.map(gemm.inputs[2]));
     inputs.push_back(b);
   }
+  if (c.residual_add) {
+    KILN_ASSIGN_OR_RETURN(Tensor z, rw.map(c.residual));
+    if (c.reshape) {  // the residual has the reshape's output shape: back to the gemm's
+      const TensorInfo& gi = net.tensor(gemm.outputs[0]);
+      KILN_ASSIGN_OR_RETURN(z, rw.target().add(OpKind::kReshape, {z}, {{"shape", gi.shape}},
+                                               net.tensor(c.residual).name + ".rows"));
+    }
+    inputs.push_back(z);
+    attrs.set("residual", true);
+  }
   KILN_ASSIGN_OR_RETURN(Tensor y, rw.target().add(kind, std::move(inputs), std::move(attrs), gemm.name));
   if (c.reshape) {
     const Op& reshape = net.ops()[*c.reshape];
@@ -202,13 +253,14 @@ Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::str
     role[c->gemm] = id;
     if (c->add) role[*c->add] = id;
     if (c->reshape) role[*c->reshape] = id;
+    if (c->residual_add) role[*c->residual_add] = id;
     if (c->act) role[*c->act] = id;
     chains.push_back(*c);
   }
 
   Rewriter rw(network);
   std::map<int32_t, Tensor> transposed;
-  int with_bias = 0, with_act = 0;
+  int with_bias = 0, with_act = 0, with_residual = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (role[i] < 0) {
       KILN_RETURN_IF_ERROR(rw.keep(ops[i]));
@@ -221,9 +273,11 @@ Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::str
                                               " '", ops[c.gemm].name, "'")));
     with_bias += c.add ? 1 : 0;
     with_act += c.act ? 1 : 0;
+    with_residual += c.residual_add ? 1 : 0;
   }
   log.push_back(str("gemm epilogue fusion: fused ", chains.size(), " matmul/linear epilogues (",
-                    with_bias, " with a bias add, ", with_act, " with an activation)"));
+                    with_bias, " with a bias add, ", with_residual, " with a residual add, ",
+                    with_act, " with an activation)"));
   return rw.finish();
 }
 

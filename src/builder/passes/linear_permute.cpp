@@ -28,6 +28,7 @@ struct RowsPlan {
 
 std::optional<RowsPlan> plan_rows(const Network& net, const Op& op) {
   if (op.kind != OpKind::kLinear || op.inputs.size() < 2) return std::nullopt;
+  if (op.attrs.getBool("residual", false)) return std::nullopt;  // its output keeps x's rows
   const std::vector<const Op*> chain = view_chain_ending_at(net, op.inputs[0]);
   bool moves_rows = false;
   for (const Op* c : chain) moves_rows = moves_rows || c->kind == OpKind::kPermute;

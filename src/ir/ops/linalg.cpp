@@ -63,7 +63,10 @@ Status infer_linear(InferContext& ctx) {
       ctx, x.back(), w[1],
       str("K mismatch: '", ctx.inputName(0), "' ", shape_str(x), " and weight '",
           ctx.inputName(1), "' ", shape_str(w), " (weight is [N, K])")));
-  if (ctx.inputs.size() > 2) {
+  KILN_ASSIGN_OR_RETURN(bool residual, attr_bool(ctx, "residual", false));
+  const size_t operands = ctx.inputs.size() - (residual ? 1 : 0);  // x, w and the bias if any
+  if (residual && operands < 2) return ctx.error("residual=true needs a residual input after x and w");
+  if (operands > 2) {
     const Shape& b = ctx.inputs[2]->shape;
     if (b.size() != 1) {
       return ctx.error("bias '", ctx.inputName(2), "' has shape ", shape_str(b), ", expected [",
@@ -75,6 +78,16 @@ Status infer_linear(InferContext& ctx) {
   }
   Shape out = prefix(x, 1);
   out.push_back(w[0]);
+  if (residual) {
+    const size_t r = ctx.inputs.size() - 1;
+    const Shape& z = ctx.inputs[r]->shape;
+    bool same = z.size() == out.size();
+    for (size_t d = 0; same && d < z.size(); ++d) same = z[d].equals(out[d]);
+    if (!same) {
+      return ctx.error("residual '", ctx.inputName(r), "' has shape ", shape_str(z),
+                       ", expected the output's ", shape_str(out));
+    }
+  }
   ctx.outputs.push_back({ctx.inputs[0]->dtype, std::move(out)});
   return Status::Ok();
 }
@@ -179,7 +192,7 @@ Status infer_attention(InferContext& ctx) {
 
 void register_linalg_ops(std::vector<OpDef>& table) {
   table.push_back({OpKind::kMatmul, 2, 2, infer_matmul});
-  table.push_back({OpKind::kLinear, 2, 3, infer_linear});
+  table.push_back({OpKind::kLinear, 2, 4, infer_linear});
   table.push_back({OpKind::kAttention, 3, 4, infer_attention});
   register_conv_ops(table);
 }

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "backends/op_runner.h"
@@ -215,6 +217,74 @@ TEST_P(Linear, TacticCandidatesRunAndMatch) {
   o.tactic_data = junk;
   ASSERT_OK(run_kernel(OpKind::kLinear, {}, {&x, &w, &b}, {&out}, o));
   EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+}
+
+// attr residual: the last input z is added to x w^T + b before the activation, in one rounding.
+void check_linear_residual(DType dtype, const Shape64& xs, int64_t N, bool bias, Layout lz,
+                           const std::string& act, const RunOptions& o = {}) {
+  SCOPED_TRACE(str(dtype_name(dtype), " rank ", xs.size(), " K ", xs.back(), " bias ", bias, " residual ",
+                   layout_name(lz), " act ", act));
+  const int64_t K = xs.back(), P = numel(Shape64(xs.begin(), xs.end() - 1));  // K may be 0
+  std::vector<double> xv = round_all(dtype, random_values(numel(xs), 21));
+  std::vector<double> wv = round_all(dtype, random_values(N * K, 22));
+  std::vector<double> bv = round_all(dtype, random_values(N, 23));
+  std::vector<double> zv = round_all(dtype, random_values(P * N, 24));
+  std::vector<double> ref = ref_linear(xv, P, K, wv, N, bias ? &bv : nullptr);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double v = ref[i] + zv[i];
+    ref[i] = act == "relu" ? std::max(v, 0.0) : act == "gelu" ? 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))) : v;
+  }
+  Shape64 os = xs;
+  os.back() = N;
+  TestTensor x = make_tensor(dtype, xs, xv);
+  TestTensor w = make_tensor(dtype, {N, K}, wv);
+  TestTensor b = make_tensor(dtype, {N}, bv);
+  TestTensor z = make_tensor(dtype, os, zv, lz);
+  TestTensor out = make_output(dtype, os);
+  std::vector<const TestTensor*> inputs = {&x, &w};
+  if (bias) inputs.push_back(&b);
+  inputs.push_back(&z);
+  const Attrs attrs{{"residual", true}, {"activation", act}};
+  ASSERT_OK(run_kernel(OpKind::kLinear, attrs, inputs, {&out}, o));
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dtype, ref)));
+}
+
+TEST_P(Linear, ResidualIsAddedBeforeTheActivation) {
+  for (DType dt : kFloatDTypes)
+    for (bool bias : {false, true})
+      for (const char* act : {"none", "relu", "gelu"}) {
+        check_linear_residual(dt, {7, 13}, 5, bias, Layout::kContiguous, act);
+        check_linear_residual(dt, {2, 3, 16}, 8, bias, Layout::kContiguous, act);
+      }
+}
+
+TEST_P(Linear, StridedResidualAndEmptyReduction) {
+  for (DType dt : kFloatDTypes)
+    for (Layout lz : kAllLayouts) check_linear_residual(dt, {2, 3, 16}, 8, true, lz, "none");
+  // K = 0: the output is the residual plus the bias, then the activation.
+  for (bool bias : {false, true}) check_linear_residual(DType::kFloat32, {4, 0}, 6, bias, Layout::kContiguous, "relu");
+}
+
+// Every tactic candidate of a residual linear (CUDA: cuBLASLt algorithms with C) runs it right.
+TEST_P(Linear, ResidualTacticCandidatesRunAndMatch) {
+  const int64_t P = 64, K = 96, N = 48;
+  const DType dt = DType::kFloat16;
+  auto x = make_tensor(dt, {P, K}, round_all(dt, random_values(P * K, 21)));
+  auto w = make_tensor(dt, {N, K}, round_all(dt, random_values(N * K, 22)));
+  auto b = make_tensor(dt, {N}, round_all(dt, random_values(N, 23)));
+  auto z = make_tensor(dt, {P, N}, round_all(dt, random_values(P * N, 24)));
+  auto out = make_output(dt, {P, N});
+  const Attrs attrs{{"residual", true}, {"activation", std::string("none")}};
+  auto cands = op_runner().tactics(OpKind::kLinear, attrs, {&x, &w, &b, &z}, {&out});
+  ASSERT_TRUE(cands.ok()) << cands.status().toString();
+  ASSERT_FALSE(cands->empty());
+  for (const TacticChoice& c : *cands) {
+    SCOPED_TRACE(c.label);
+    RunOptions o;
+    o.tactic = c.tactic.c_str();
+    o.tactic_data = c.data;
+    check_linear_residual(dt, {P, K}, N, true, Layout::kContiguous, "none", o);
+  }
 }
 
 TEST_P(Linear, RejectsMixedDtypes) {

@@ -1,5 +1,6 @@
-// Gemm epilogue fusion: linear/matmul + bias add + relu/gelu/gelu_tanh become one op with attr
-// `activation`; the fused network computes what the unfused one does (double-precision loops).
+// Gemm epilogue fusion: linear/matmul + bias add + residual add + relu/gelu/gelu_tanh become one
+// op with attrs `residual` and `activation`; the fused network computes what the unfused one does
+// (double-precision loops).
 
 #include <gtest/gtest.h>
 
@@ -256,7 +257,7 @@ TEST(GemmFusion, IntermediatesWithOtherUsesOrOutputsAreNotFused) {
   KILN_ASSERT_OK_AND_ASSIGN(Network fused, kiln::builder::fuse_gemm_epilogues(net, log));
   EXPECT_EQ(fused.ops().size(), net.ops().size()) << fused.toString();
   EXPECT_EQ(find_op(fused, OpKind::kLinear)->attrs.getString("activation", "none"), "none");
-  EXPECT_EQ(log.back(), "gemm epilogue fusion: fused 0 matmul/linear epilogues (0 with a bias add, 0 with an activation)");
+  EXPECT_EQ(log.back(), "gemm epilogue fusion: fused 0 matmul/linear epilogues (0 with a bias add, 0 with a residual add, 0 with an activation)");
 
   // Only the add has other uses: fc + bias fuses, relu stays.
   Network net2("shared2");
@@ -339,6 +340,146 @@ TEST(GemmFusion, UnknownActivationIsRejectedByVerification) {
   auto y = net.add(OpKind::kLinear, {x, w}, {{"activation", std::string("swish")}}, "fc");
   ASSERT_FALSE(y.ok());
   EXPECT_NE(y.status().message().find("activation 'swish'"), std::string::npos) << y.status().toString();
+}
+
+
+// ---- Residual adds -----------------------------------------------------------------------
+
+kiln::Op const* only_linear(const Network& net) {
+  EXPECT_EQ(count_ops(net, OpKind::kLinear), 1) << net.toString();
+  return find_op(net, OpKind::kLinear);
+}
+
+// x[batch, K] -> fc (linear w/ bias, or matmul by a constant [K, N] + bias add) -> add(h) -> act.
+void check_residual_chain(bool matmul, bool residual_first, const std::string& act) {
+  SCOPED_TRACE(kiln::str("matmul ", matmul, " residual first ", residual_first, " act ", act));
+  Network net("residual");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 3, 8);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, K});
+  Tensor h = *net.addInput("h", kiln::DType::kFloat32, {batch, N});
+  std::vector<float> wv = values(N * K, 31, 0.3), bv = values(N, 32);
+  Tensor b = *add_constant(net, "b", {N}, bv);
+  Tensor y;
+  std::vector<float> w_kn(static_cast<size_t>(K * N));  // w^T, [K, N]
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) w_kn[k * N + n] = wv[n * K + k];
+  if (matmul) {
+    y = *net.add(OpKind::kMatmul, {x, *add_constant(net, "w", {K, N}, w_kn)}, {}, "fc");
+    y = *net.add(OpKind::kBinary, {y, b}, {{"fn", std::string("add")}}, "bias_add");
+  } else {
+    y = *net.add(OpKind::kLinear, {x, *add_constant(net, "w", {N, K}, wv), b}, {}, "fc");
+  }
+  y = *net.add(OpKind::kBinary, residual_first ? std::vector<Tensor>{h, y} : std::vector<Tensor>{y, h},
+               {{"fn", std::string("add")}}, "residual_add");
+  if (act != "none") y = *net.add(OpKind::kUnary, {y}, {{"fn", act}}, "act");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+
+  Network fused = fuse(net);
+  EXPECT_EQ(fused.ops().size(), 1u) << fused.toString();
+  const kiln::Op* fc = only_linear(fused);
+  ASSERT_NE(fc, nullptr);
+  EXPECT_TRUE(fc->attrs.getBool("residual", false));
+  EXPECT_EQ(fc->attrs.getString("activation", "?"), act);
+  ASSERT_EQ(fc->inputs.size(), 4u);
+  EXPECT_EQ(fused.tensor(fc->inputs[3]).name, "h");
+
+  HostTensor in = random_tensor({5, K}, 33), hin = random_tensor({5, N}, 34);
+  DTensor want = activate(ref::add(ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}},
+                                               {{N}, {bv.begin(), bv.end()}}),
+                                   ref::from(hin)),
+                          act);
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in, hin}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+TEST(GemmFusion, ResidualAddBecomesTheLinearsLastInput) {
+  for (bool matmul : {false, true})
+    for (bool first : {false, true})
+      for (const char* act : {"none", "relu", "gelu"}) check_residual_chain(matmul, first, act);
+}
+
+// ViT's attention output: linear over [B*S, K] rows, viewed as [B, S, N], plus the residual
+// stream [B, S, N]. The residual is viewed as rows for the linear; the view follows it.
+TEST(GemmFusion, ResidualAfterAReshapeIsReadAsRows) {
+  constexpr int64_t B = 2, S = 3;
+  Network net("rows");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {B * S, K});
+  Tensor h = *net.addInput("h", kiln::DType::kFloat32, {B, S, N});
+  std::vector<float> wv = values(N * K, 41, 0.3), bv = values(N, 42);
+  Tensor y = *net.add(OpKind::kLinear, {x, *add_constant(net, "w", {N, K}, wv), *add_constant(net, "b", {N}, bv)},
+                      {}, "fc");
+  y = *net.add(OpKind::kReshape, {y}, {{"shape", kiln::Shape{B, S, N}}}, "view");
+  y = *net.add(OpKind::kBinary, {h, y}, {{"fn", std::string("add")}}, "residual_add");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+
+  Network fused = fuse(net);
+  EXPECT_EQ(count_ops(fused, OpKind::kBinary), 0) << fused.toString();
+  EXPECT_EQ(count_ops(fused, OpKind::kReshape), 2) << fused.toString();  // h as rows; the view
+  const kiln::Op* fc = only_linear(fused);
+  ASSERT_NE(fc, nullptr);
+  ASSERT_EQ(fc->inputs.size(), 4u);
+  EXPECT_TRUE(kiln::shapes_equal(fused.tensor(fc->inputs[3]).shape, kiln::Shape{B * S, N}));
+
+  HostTensor in = random_tensor({B * S, K}, 43), hin = random_tensor({B, S, N}, 44);
+  DTensor lin = ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}}, {{N}, {bv.begin(), bv.end()}});
+  lin.dims = {B, S, N};
+  DTensor want = ref::add(lin, ref::from(hin));
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in, hin}));
+  EXPECT_TRUE(all_close(out[0], want, 1e-4, 1e-5));
+}
+
+// Pre-norm block: s = h + fc(x) feeds a layer norm and is an output (the next residual). The
+// GEMM writes s; the norm after it reads s alone (no residual, no sum output).
+TEST(GemmFusion, PreNormResidualLeavesTheNormOneInput) {
+  Network net("prenorm");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 4, 8);
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {batch, K});
+  Tensor h = *net.addInput("h", kiln::DType::kFloat32, {batch, N});
+  std::vector<float> wv = values(N * K, 51, 0.3), bv = values(N, 52), gv = values(N, 53), betav = values(N, 54);
+  Tensor s = *net.add(OpKind::kLinear, {x, *add_constant(net, "w", {N, K}, wv), *add_constant(net, "b", {N}, bv)},
+                      {}, "fc");
+  s = *net.add(OpKind::kBinary, {h, s}, {{"fn", std::string("add")}}, "residual_add");
+  Tensor n = *net.add(OpKind::kLayerNorm, {s, *add_constant(net, "g", {N}, gv), *add_constant(net, "beta", {N}, betav)},
+                      {{"normalized_ndim", int64_t{1}}, {"eps", 1e-5}}, "ln");
+  ASSERT_TRUE(net.markOutput(s, "s").ok());
+  ASSERT_TRUE(net.markOutput(n, "n").ok());
+
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network fused, kiln::builder::fuse_gemm_epilogues(net, log));
+  KILN_ASSERT_OK_AND_ASSIGN(fused, kiln::builder::fuse_residual_norm(fused, log));
+  EXPECT_EQ(count_ops(fused, OpKind::kBinary), 0) << fused.toString();
+  const kiln::Op* ln = find_op(fused, OpKind::kLayerNorm);
+  ASSERT_NE(ln, nullptr);
+  EXPECT_FALSE(ln->attrs.getBool("residual", false)) << fused.toString();
+  EXPECT_EQ(ln->inputs.size(), 3u);
+
+  HostTensor in = random_tensor({4, K}, 55), hin = random_tensor({4, N}, 56);
+  DTensor sum = ref::add(ref::linear(ref::from(in), {{N, K}, {wv.begin(), wv.end()}}, {{N}, {bv.begin(), bv.end()}}),
+                         ref::from(hin));
+  DTensor norm = ref::layer_norm(sum, {{N}, {gv.begin(), gv.end()}}, {{N}, {betav.begin(), betav.end()}}, 1e-5);
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in, hin}));
+  EXPECT_TRUE(all_close(out[0], sum, 1e-4, 1e-5));
+  EXPECT_TRUE(all_close(out[1], norm, 1e-4, 1e-4));
+}
+
+// Not a residual: an operand that broadcasts ([1, N], not a constant bias), or y + y.
+TEST(GemmFusion, BroadcastOperandOrTheGemmItselfIsNoResidual) {
+  for (int variant = 0; variant < 2; ++variant) {
+    SCOPED_TRACE(variant);
+    Network net("not_residual");
+    Tensor x = *net.addInput("x", kiln::DType::kFloat32, {4, K});
+    Tensor y = *net.add(OpKind::kLinear, {x, *add_constant(net, "w", {N, K}, values(N * K, 61, 0.3))}, {}, "fc");
+    Tensor other = y;
+    if (variant == 0) other = *net.addInput("h", kiln::DType::kFloat32, {1, N});
+    Tensor s = *net.add(OpKind::kBinary, {y, other}, {{"fn", std::string("add")}}, "add");
+    ASSERT_TRUE(net.markOutput(s, "s").ok());
+    Network fused = fuse(net);
+    EXPECT_EQ(count_ops(fused, OpKind::kBinary), 1) << fused.toString();
+    EXPECT_FALSE(only_linear(fused)->attrs.getBool("residual", false));
+  }
 }
 
 }  // namespace

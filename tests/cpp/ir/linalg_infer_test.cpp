@@ -58,6 +58,14 @@ TEST_F(IrTest, LinearShapes) {
   fails(OpKind::kLinear, {x, w2}, {}, {"linear 'bad'", "K mismatch", "'x'", "'w2'"});
   Tensor b2 = in("b2", DType::kBFloat16, {64});
   fails(OpKind::kLinear, {x, w, b2}, {}, {"linear 'bad'", "bias 'b2'"});
+  // attr residual: the last input, of the output's shape; with or without a bias.
+  Tensor z = in("z", DType::kBFloat16, {batch, seq, 128});
+  const Attrs residual{{"residual", true}};
+  EXPECT_EQ(dims(ok(OpKind::kLinear, {x, w, b, z}, residual), 2, 3), v({2, 3, 128}));
+  EXPECT_EQ(dims(ok(OpKind::kLinear, {x, w, z}, residual), 2, 3), v({2, 3, 128}));
+  Tensor z2 = in("z2", DType::kBFloat16, {batch, 128});
+  fails(OpKind::kLinear, {x, w, b, z2}, residual, {"linear 'bad'", "residual 'z2'", "expected the output's"});
+  fails(OpKind::kLinear, {x, w}, residual, {"linear 'bad'", "residual=true needs a residual input"});
 }
 
 TEST_F(IrTest, ConvOutputSizeIsSymbolic) {
