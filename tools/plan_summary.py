@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 import models
 
 import kiln
-from kiln._ops import engine_info
+from kiln._ops import _C, engine_bytes
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     )
     print(f"{name} b{batch} on {device}: cosine {float(cos):.7f}")
     for label, engine in kiln.runtime.engines(compiled):
-        info = engine_info(engine)
+        info = _C.engine_info(engine_bytes(engine), device=device)
         counts: collections.Counter = collections.Counter()
         for step in info["steps"]:
             attrs = dict(
