@@ -78,6 +78,19 @@ std::optional<size_t> Consumers::soleProducer(Tensor t) const {
   return static_cast<size_t>(producer);
 }
 
+std::optional<Tensor> residual_operand(const Network& network, const Op& add, Tensor y) {
+  if (add.kind != OpKind::kBinary || add.attrs.getString("fn", "") != "add" || add.inputs.size() != 2)
+    return std::nullopt;
+  const Tensor z = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
+  if (z == y) return std::nullopt;  // y + y
+  const TensorInfo& yi = network.tensor(y);
+  const TensorInfo& zi = network.tensor(z);
+  if (zi.dtype != yi.dtype || !shapes_equal(zi.shape, yi.shape) ||
+      !shapes_equal(network.tensor(add.outputs[0]).shape, yi.shape))
+    return std::nullopt;
+  return z;
+}
+
 std::vector<int> use_counts(const Network& network) {
   std::vector<int> uses(network.tensors().size(), 0);
   for (const Op& op : network.ops())

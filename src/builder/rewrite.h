@@ -41,6 +41,10 @@ class Rewriter {
 // How many ops use each tensor, plus one per network output that names it.
 std::vector<int> use_counts(const Network& network);
 
+// The other operand of `add` when it is a binary add of y and a tensor of y's shape and dtype (no
+// broadcast, not y itself): a residual an epilogue can take (conv and gemm fusion).
+std::optional<Tensor> residual_operand(const Network& network, const Op& add, Tensor y);
+
 // Who reads each tensor, for fusion passes that grow chains only through tensors nobody else
 // reads (so no intermediate anyone else needs disappears).
 class Consumers {

@@ -45,22 +45,15 @@ std::optional<ConvFusion> match(const Network& net, size_t i, const Consumers& c
   ConvFusion f;
   f.conv = i;
   const Tensor y = conv.outputs[0];
-  const TensorInfo& yi = net.tensor(y);
   Tensor cur = y;
   std::optional<size_t> next = consumers.sole(cur);
   if (next && !claimed[*next]) {
     const Op& add = net.ops()[*next];
-    if (add.kind == OpKind::kBinary && add.attrs.getString("fn", "") == "add" &&
-        add.inputs.size() == 2) {
-      const Tensor other = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
-      const TensorInfo& oi = net.tensor(other);
-      if (other != y && oi.dtype == yi.dtype && shapes_equal(oi.shape, yi.shape) &&
-          shapes_equal(net.tensor(add.outputs[0]).shape, yi.shape)) {
-        f.add = *next;
-        f.residual = other;
-        cur = add.outputs[0];
-        next = consumers.sole(cur);
-      }
+    if (std::optional<Tensor> z = residual_operand(net, add, y)) {
+      f.add = *next;
+      f.residual = *z;
+      cur = add.outputs[0];
+      next = consumers.sole(cur);
     }
   }
   if (next && !claimed[*next] && is_unary(net.ops()[*next], "relu")) f.relu = *next;

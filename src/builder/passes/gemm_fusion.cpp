@@ -81,20 +81,6 @@ bool can_take_residual(const Network& net, const Op& gemm) {
   return b.isConstant() && b.shape.size() == 2;
 }
 
-// The residual of `add` when it adds y and a tensor of y's shape and dtype (no broadcast).
-std::optional<Tensor> residual_operand(const Network& net, const Op& add, Tensor y) {
-  if (add.kind != OpKind::kBinary || add.attrs.getString("fn", "") != "add" || add.inputs.size() != 2)
-    return std::nullopt;
-  if (add.inputs[0] == add.inputs[1]) return std::nullopt;  // y + y
-  const Tensor z = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
-  const TensorInfo& yi = net.tensor(y);
-  const TensorInfo& zi = net.tensor(z);
-  if (zi.dtype != yi.dtype || net.tensor(add.outputs[0]).dtype != yi.dtype) return std::nullopt;
-  if (!shapes_equal(zi.shape, yi.shape) || !shapes_equal(net.tensor(add.outputs[0]).shape, yi.shape))
-    return std::nullopt;
-  return z;
-}
-
 std::optional<Chain> find_chain(const Network& net, const Consumers& consumers, size_t i) {
   const Op& gemm = net.ops()[i];
   if (gemm.kind != OpKind::kMatmul && gemm.kind != OpKind::kLinear) return std::nullopt;
