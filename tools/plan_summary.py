@@ -1,5 +1,6 @@
 """Compiles a benchmark model with Kiln and prints its engines' steps by op, with the fused
-attributes that decide memory traffic (residual, sum_output, activation): which epilogues the
+attributes that decide memory traffic (residual, sum_output, activation) and the tactic of each
+linear that does not run on cuBLASLt: which epilogues the
 builder fused.
 
     python3 tools/plan_summary.py MODEL [BATCH] [cpu|cuda:0]
@@ -55,6 +56,8 @@ def main() -> None:
             ]
             if attrs.get("activation", "none") != "none":
                 flags.append(attrs["activation"])
+            if step["op"] == "linear" and step.get("tactic") != "cuda.linear.cublaslt":
+                flags.append(f"[{step.get('tactic')}]")
             counts[" ".join([step["op"], *flags])] += 1
         print(
             f"  engine {label}: {len(info['steps'])} steps, arena {info['arena_bytes'] / 2**20:.1f} MiB"

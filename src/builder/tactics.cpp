@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -221,6 +222,8 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
   std::vector<size_t> best(ops.size(), 0);
   if (!to_time.empty()) {
     TimingCache cache = TimingCache::load(config.timing_cache_path, log);
+    // Level 1 times the first 8 candidates of each registered kernel (a library's heuristic
+    // lists its best first), so one kernel's long list cannot crowd out another kernel's.
     const size_t limit = config.optimization_level == 1 ? 8 : SIZE_MAX;
     const std::string prefix_base = str(device_key, " | kiln ", version(), " | ");
     int64_t failed = 0;
@@ -230,7 +233,9 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
       const size_t i = to_time[static_cast<size_t>(n)];
       const std::string prefix = prefix_base + op_signature(network, ops[i], shapes[i]);
       double best_ms = -1;
-      for (size_t c = 0; c < std::min(limit, cands[i].size()); ++c) {
+      std::map<std::string, size_t> per_kernel;  // candidates timed so far, by registered kernel
+      for (size_t c = 0; c < cands[i].size(); ++c) {
+        if (++per_kernel[cands[i][c].name] > limit) continue;
         const std::string key = candidate_key(prefix, cands[i][c]);
         std::optional<double> ms = cache.find(key);
         if (ms) {

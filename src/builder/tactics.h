@@ -64,12 +64,12 @@ struct TacticSelection {
 };
 
 // One tactic per op: the first candidate at optimization level 0; above, for ops with more than
-// one candidate, the fastest by time() (level 1: the first 8 candidates; level 2+: all). Timings
-// are read from and added to config.timing_cache_path under keys made of `device_key` (device
-// name and SM), the Kiln version, the op's signature (kind, attrs, shapes, dtypes, strides) and
-// the candidate (name, hash of its data, and its label, so the cache file reads as a table
-// of what was timed). A timing-cache problem is a line in `log`, never an
-// error.
+// one candidate, the fastest by time() (level 1: the first 8 candidates of each registered
+// kernel; level 2+: all). Timings are read from and added to config.timing_cache_path under
+// keys made of `device_key` (device name and SM), the Kiln version, the op's signature (kind,
+// attrs, shapes, dtypes, strides) and the candidate (name, hash of its data, and its label, so
+// the cache file reads as a table of what was timed). A timing-cache problem is a line in
+// `log`, never an error.
 Result<TacticSelection> select_tactics(const Network& network, TacticProvider& provider,
                                        const BuilderConfig& config, const std::string& device_key,
                                        std::vector<std::string>& log);

@@ -33,16 +33,19 @@ class FakeProvider final : public kiln::builder::TacticProvider {
     EXPECT_EQ(shapes.inputs.size(), op.inputs.size());
     std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""}, {"fake.fast", {4, 5}, "tile 4x5"}};
     for (int i = 0; i < extra; ++i)
-      out.push_back({kiln::str("fake.extra", i), {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i)});
+      out.push_back({"fake.extra", {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i)});
+    if (other) out.push_back({"fake.other", {99}, "another kernel"});
     return out;
   }
-  int extra = 0;  // candidates fake.extra0.. after the two above
+  int extra = 0;       // variants of kernel fake.extra (labels "variant 0"..) after the two above
+  bool other = false;  // then one candidate of kernel fake.other
   bool can_time() const override { return true; }
   kiln::Result<double> time(const Network&, const kiln::Op& op, const kiln::builder::OpShapes&,
                             const TacticCandidate& c) override {
     ++calls;
     EXPECT_EQ(op.kind, OpKind::kLinear);
     auto it = ms_.find(c.name);
+    if (it == ms_.end()) it = ms_.find(c.label);  // a variant of fake.extra, by its label
     if (it == ms_.end()) return kiln::Status(kiln::StatusCode::kCudaError, "launch failed");
     return it->second;
   }
@@ -142,22 +145,41 @@ TEST_F(TimingCacheTest, CacheFileNamesEachCandidateByItsLabel) {
   EXPECT_EQ(labelled, 3u) << text;  // one line per linear op signature
 }
 
-TEST_F(TimingCacheTest, LevelOneTimesEightCandidatesLevelTwoAll) {
-  // Ten candidates per linear op; the fastest is the last, which only level 2 reaches.
+TEST_F(TimingCacheTest, LevelOneTimesEightCandidatesPerKernelLevelTwoAll) {
+  // Per linear op: fake.slow, fake.fast, then ten variants of kernel fake.extra; the fastest is
+  // the last variant, which only level 2 reaches (level 1 times the first eight of a kernel).
   std::map<std::string, double> ms{{"fake.slow", 2.0}, {"fake.fast", 1.0}};
-  for (int i = 0; i < 8; ++i) ms[kiln::str("fake.extra", i)] = i == 7 ? 0.1 : 3.0;
+  for (int i = 0; i < 10; ++i) ms[kiln::str("variant ", i)] = i == 9 ? 0.1 : 3.0;
   FakeProvider one(ms);
-  one.extra = 8;
+  one.extra = 10;
   auto level1 = select(one);
-  EXPECT_EQ(one.calls, 3 * 8);
+  EXPECT_EQ(one.calls, 3 * (2 + 8));
   EXPECT_EQ(linear_choices(level1), kAllFast);
 
   config_.optimization_level = 2;
   FakeProvider two(ms);
-  two.extra = 8;
+  two.extra = 10;
   auto level2 = select(two);
-  EXPECT_EQ(two.calls, 3 * 2);  // the first eight of each op come from the cache
-  EXPECT_EQ(linear_choices(level2), std::vector<std::string>(3, "fake.extra7"));
+  EXPECT_EQ(two.calls, 3 * 2);  // the first ten of each op come from the cache
+  EXPECT_EQ(linear_choices(level2), std::vector<std::string>(3, "fake.extra"));
+  for (size_t i = 0; i < net_.ops().size(); ++i) {
+    if (net_.ops()[i].kind == OpKind::kLinear) {
+      EXPECT_EQ(level2.tactics[i].label, "variant 9");
+    }
+  }
+}
+
+TEST_F(TimingCacheTest, LevelOneTimesAKernelListedAfterAnotherKernelsLongList) {
+  // Ten fake.extra variants come before fake.other (as cuBLASLt's algorithms come before cuDNN's
+  // plans for a linear): fake.other is still timed at level 1, and is the fastest.
+  std::map<std::string, double> ms{{"fake.slow", 2.0}, {"fake.fast", 1.0}, {"fake.other", 0.5}};
+  for (int i = 0; i < 10; ++i) ms[kiln::str("variant ", i)] = 3.0;
+  FakeProvider p(ms);
+  p.extra = 10;
+  p.other = true;
+  auto sel = select(p);
+  EXPECT_EQ(p.calls, 3 * (2 + 8 + 1));
+  EXPECT_EQ(linear_choices(sel), std::vector<std::string>(3, "fake.other"));
 }
 
 TEST_F(TimingCacheTest, OtherDeviceKeyMissesTheCache) {

@@ -1,0 +1,54 @@
+"""Builds a benchmark model with Kiln into a fresh timing cache and prints, for every op signature
+with several timed kernels, the fastest candidate of each registered kernel: which kernel the
+build chose and by how much (GPU machine diagnostic).
+
+    python3 tools/tactic_timings.py MODEL [BATCH] [KERNEL_PREFIX]
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+import models  # noqa: E402
+
+import kiln  # noqa: E402
+
+
+def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else "gpt2"
+    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    prefix = sys.argv[3] if len(sys.argv) > 3 else "cuda.linear"
+    model = models.build_model(name, "cuda")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "timings.txt")
+        kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0",
+                     timing_cache_path=path)
+        lines = open(path).read().splitlines()[1:-1]
+    best: dict[str, dict[str, tuple[float, str]]] = collections.defaultdict(dict)
+    for line in lines:
+        key, ms = line.rsplit("\t", 1)
+        signature, candidate = key.rsplit(" | ", 1)
+        kernel, _, label = candidate.partition(" ")
+        if not kernel.startswith(prefix) or ms == "fail":
+            continue
+        label = label.partition(" ")[2]  # drop the data hash
+        t = float(ms)
+        if kernel not in best[signature] or t < best[signature][kernel][0]:
+            best[signature][kernel] = (t * 1e3, label)
+    print(f"{name} b{batch}: fastest candidate per kernel (us)")
+    for signature, kernels in best.items():
+        sig = signature.split(" | ", 2)[-1]
+        print(f"  {sig[:150]}")
+        for kernel, (us, label) in sorted(kernels.items(), key=lambda kv: kv[1][0]):
+            print(f"      {us:8.2f}  {kernel}  {label}")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
