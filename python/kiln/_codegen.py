@@ -6,6 +6,9 @@
   output spec one leaf or a flat tuple/list of leaves, the same forward is generated without
   them: the same signature, the same result, less Python. Other specs (keyword arguments,
   nested inputs, HF ModelOutput results) keep torch's code.
+- ``drop_per_call_hooks(gm)``: ``ep.module()`` registers forward hooks (an input-constraint check,
+  and nn.Module-input pytree hooks that do nothing for tensor inputs); any hook sends every call
+  through nn.Module's slow path.
 - ``skip_torch_function_lookup()``: before dispatching an op, torch asks every argument that is
   not a tensor for ``__torch_function__``. A ``torch.ScriptObject`` (the engine argument of
   ``kiln::execute_engine``) answers through its ``__getattr__``, which raises a C++ exception that
@@ -77,3 +80,35 @@ def lean_codegen(gm: torch.fx.GraphModule) -> None:
         return
     gm.graph._codegen = LeanPyTreeCodeGen(codegen.pytree_info)
     gm.recompile()
+
+
+def _is_noop_module_input_hook(hook: Any) -> bool:
+    """ep.module() also registers a pre and a post hook that make nn.Module inputs pytree nodes
+    for the call. With no nn.Module among the inputs (their closure's `module_types` is empty)
+    they do nothing, but any hook sends every call through nn.Module's slow path."""
+    if "_create_stateful_graph_module" not in getattr(hook, "__qualname__", ""):
+        return False
+    code = getattr(hook, "__code__", None)
+    cells = dict(zip(code.co_freevars, hook.__closure__ or ())) if code else {}
+    types = cells.get("module_types")
+    try:
+        return types is not None and len(types.cell_contents) == 0
+    except (ValueError, TypeError):  # an empty cell, or not a collection
+        return False
+
+
+def drop_per_call_hooks(gm: torch.nn.Module) -> None:
+    """ep.module() re-checks inputs against the export's ranges before every call (kiln.compile's
+    and kiln.load's modules alike). Kiln's engines check their bindings themselves (against the
+    kiln.Input ranges, which may be wider than what export inferred), and the hook keeps the
+    module from being traced or scripted. The no-op nn.Module-input hooks go too
+    (_is_noop_module_input_hook)."""
+    for key, hook in list(gm._forward_pre_hooks.items()):
+        if "constraints" in getattr(hook, "__name__", "") or _is_noop_module_input_hook(hook):
+            del gm._forward_pre_hooks[key]
+            gm._forward_pre_hooks_with_kwargs.pop(key, None)
+    for key, hook in list(gm._forward_hooks.items()):
+        if _is_noop_module_input_hook(hook):
+            del gm._forward_hooks[key]
+            gm._forward_hooks_with_kwargs.pop(key, None)
+            gm._forward_hooks_always_called.pop(key, None)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.export import Dim
 
-from kiln._codegen import lean_codegen
+from kiln._codegen import drop_per_call_hooks, lean_codegen
 from kiln._decompositions import decomposition_table
 from kiln._input import Input, as_inputs
 from kiln._pipeline import compile_graph
@@ -122,16 +122,6 @@ def _trains_differently(module: torch.nn.Module) -> bool:
     return module.training and any(isinstance(m, kinds) for m in module.modules())
 
 
-def _drop_input_check_hooks(gm: torch.nn.Module) -> None:
-    """ep.module() re-checks inputs against the export's ranges before every call. Kiln's
-    engines check their bindings themselves (against the kiln.Input ranges, which may be wider
-    than what export inferred), and the hook keeps the module from being traced or scripted."""
-    for key, hook in list(gm._forward_pre_hooks.items()):
-        if "constraints" in getattr(hook, "__name__", ""):
-            del gm._forward_pre_hooks[key]
-            gm._forward_pre_hooks_with_kwargs.pop(key, None)
-
-
 def compile(
     module: torch.nn.Module | torch.export.ExportedProgram,
     inputs: Sequence[Any] | None = None,
@@ -176,7 +166,7 @@ def compile(
             logger.warning("kiln.compile: the module is in training mode; call .eval() first")
         ep = export_program(module, kiln_inputs, settings.device)
     gm = ep.module()
-    _drop_input_check_hooks(gm)
+    drop_per_call_hooks(gm)
     table = SymbolTable(graph_shape_env(gm))
     table.overrides = input_overrides(gm, kiln_inputs, table)
     gm, report = compile_graph(gm, settings, table)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from kiln._codegen import lean_codegen
+from kiln._codegen import drop_per_call_hooks, lean_codegen
 from kiln._compile import compile, export_with_ranges
 from kiln._input import as_inputs
 from kiln._ops import engine_bytes
@@ -61,6 +61,7 @@ def load(path: Pathish) -> Any:
     path = os.fspath(path)
     try:
         module = torch.export.load(path).module()
+        drop_per_call_hooks(module)
         lean_codegen(module)
         return module
     except Exception as export_error:  # noqa: BLE001 - maybe a TorchScript file

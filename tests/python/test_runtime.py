@@ -394,6 +394,38 @@ def test_compiled_forward_keeps_pytree_for_keywords_and_dicts() -> None:
         assert_close(got["out"], model(x, scale=scale)["out"], 1e-5, 1e-5)
 
 
+def test_compiled_and_loaded_modules_have_no_per_call_hooks(tmp_path: Any) -> None:
+    """ep.module()'s input-constraint hook and its nn.Module-input pytree hooks (no-ops with
+    tensor inputs) are gone from kiln.compile's and kiln.load's modules, so a call takes
+    nn.Module's fast path; results are unchanged, and a loaded module still takes every batch
+    of its kiln.Input range."""
+    model = TwoOutputs().eval()
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    inputs = [kiln.Input(min_shape=(1, 8), opt_shape=(4, 8), max_shape=(16, 8))] * 2
+    compiled = kiln.compile(model, inputs=inputs, device="cpu", min_block_size=1)
+    kiln.save(compiled, tmp_path / "m.pt2", inputs=inputs)
+    loaded = kiln.load(tmp_path / "m.pt2")
+    for module in (compiled, loaded):
+        assert not module._forward_pre_hooks and not module._forward_hooks
+        with torch.no_grad():
+            for batch in (1, 4, 16):
+                xb, yb = x.repeat(4, 1)[:batch], y.repeat(4, 1)[:batch]
+                for g, w in zip(module(xb, yb), model(xb, yb)):
+                    assert_close(g, w, 1e-5, 1e-5)
+
+
+def test_module_input_hooks_that_do_something_are_kept() -> None:
+    """Only a hook of torch.export's with an empty `module_types` counts as a no-op."""
+    from kiln._codegen import _is_noop_module_input_hook
+
+    def _create_stateful_graph_module(module_types: set) -> Any:  # torch.export's closure shape
+        return lambda *args, **kwargs: [t for t in module_types]
+
+    assert _is_noop_module_input_hook(_create_stateful_graph_module(set()))
+    assert not _is_noop_module_input_hook(_create_stateful_graph_module({nn.Linear}))
+    assert not _is_noop_module_input_hook(lambda *args: None)
+
+
 def test_engine_argument_does_not_hide_torch_function_modes() -> None:
     """kiln gives torch.ScriptObject the 'no override' __torch_function__ (a lookup through its
     __getattr__ raised and caught an exception on every execute_engine call); a
