@@ -70,6 +70,10 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
         for _ in range(5):
             direct()
         print(f"    execute_engine:           {host_split(engine, direct, 50)}")
+        # The same without TorchBindOpOverload.__call__'s pytree scan for fake script objects.
+        raw_op = op._op
+        raw = lambda: raw_op(direct_inputs, engine)  # noqa: E731
+        print(f"    execute_engine (raw _op): {host_split(engine, raw, 50)}")
         print(f"    execute_engine, GPU busy: {host_split(engine, direct, 50, 200)}")
 
 
