@@ -149,11 +149,56 @@ const char* describe(const KernelArgs& args, Geometry& g) {
   return nullptr;
 }
 
+// One SDPA graph per geometry; cuDNN's execution plans for it are built on first use, by index
+// (the tactic data names one; without it, the first that builds, as cuDNN's heuristic orders
+// them).
 struct Plan {
   std::shared_ptr<fe::graph::Graph> graph;  // null: cuDNN refused this geometry
-  int64_t workspace = 0;
+  int64_t plans = 0;
   std::string why;
+  std::mutex mu;                   // guards the vectors below
+  std::vector<int8_t> built;       // per plan: 0 not tried, 1 built, -1 failed
+  std::vector<int64_t> workspace;  // per plan, once built
 };
+
+// Builds plan `index` on first use; false when cuDNN cannot build it.
+bool ensure_plan(Plan& p, int64_t index) {
+  if (!p.graph || index < 0 || index >= p.plans) return false;
+  std::lock_guard<std::mutex> lock(p.mu);
+  int8_t& state = p.built[static_cast<size_t>(index)];
+  if (state == 0) {
+    int64_t ws = 0;
+    state = p.graph->build_plan_at_index(index).is_good() &&
+                    p.graph->get_workspace_size_plan_at_index(index, ws).is_good()
+                ? 1
+                : -1;
+    p.workspace[static_cast<size_t>(index)] = ws;
+  }
+  return state == 1;
+}
+
+constexpr uint32_t kPlanMagic = 0x4453'4C4B;  // "KLSD"
+
+std::vector<uint8_t> encode_plan(int64_t index) {
+  std::vector<uint8_t> out(sizeof(kPlanMagic) + sizeof(index));
+  std::memcpy(out.data(), &kPlanMagic, sizeof(kPlanMagic));
+  std::memcpy(out.data() + sizeof(kPlanMagic), &index, sizeof(index));
+  return out;
+}
+
+// The plan `data` names, else the first plan that builds; -1 when none does.
+int64_t plan_index(Plan& p, std::span<const uint8_t> data) {
+  uint32_t magic = 0;
+  int64_t index = -1;
+  if (data.size() == sizeof(magic) + sizeof(index)) {
+    std::memcpy(&magic, data.data(), sizeof(magic));
+    std::memcpy(&index, data.data() + sizeof(magic), sizeof(index));
+    if (magic == kPlanMagic) return ensure_plan(p, index) ? index : -1;
+  }
+  for (int64_t i = 0; i < p.plans; ++i)
+    if (ensure_plan(p, i)) return i;
+  return -1;
+}
 
 std::shared_ptr<fe::graph::Tensor_attributes> add_tensor(fe::graph::Graph& g, const char* name,
                                                          int64_t uid, const Dims4& d) {
@@ -164,8 +209,8 @@ std::shared_ptr<fe::graph::Tensor_attributes> add_tensor(fe::graph::Graph& g, co
                       .set_stride({d.stride[0], d.stride[1], d.stride[2], d.stride[3]}));
 }
 
-Plan build_plan(cudnnHandle_t h, const Geometry& geo) {
-  Plan plan;
+std::shared_ptr<Plan> build_plan(cudnnHandle_t h, const Geometry& geo) {
+  auto plan = std::make_shared<Plan>();
   auto g = std::make_shared<fe::graph::Graph>();
   g->set_io_data_type(fe_dtype(geo.io))
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
@@ -190,7 +235,7 @@ Plan build_plan(cudnnHandle_t h, const Geometry& geo) {
       .set_dim({geo.o.dim[0], geo.o.dim[1], geo.o.dim[2], geo.o.dim[3]})
       .set_stride({geo.o.stride[0], geo.o.stride[1], geo.o.stride[2], geo.o.stride[3]});
   auto failed = [&](const char* stage, fe::error_t e) {
-    plan.why = std::string(stage) + ": " + e.get_message();
+    plan->why = std::string(stage) + ": " + e.get_message();
     return plan;
   };
   if (auto e = g->validate(); e.is_bad()) return failed("validate", e);
@@ -198,23 +243,26 @@ Plan build_plan(cudnnHandle_t h, const Geometry& geo) {
   if (auto e = g->create_execution_plans({fe::HeurMode_t::A}); e.is_bad())
     return failed("create_execution_plans", e);
   if (auto e = g->check_support(h); e.is_bad()) return failed("check_support", e);
-  if (auto e = g->build_plans(h, fe::BuildPlanPolicy_t::HEURISTICS_CHOICE); e.is_bad())
-    return failed("build_plans", e);
-  if (auto e = g->get_workspace_size(plan.workspace); e.is_bad())
-    return failed("get_workspace_size", e);
-  plan.graph = std::move(g);
+  plan->plans = g->get_execution_plan_count();
+  if (plan->plans <= 0) {
+    plan->why = "no execution plan";
+    return plan;
+  }
+  plan->built.assign(static_cast<size_t>(plan->plans), 0);
+  plan->workspace.assign(static_cast<size_t>(plan->plans), 0);
+  plan->graph = std::move(g);
   return plan;
 }
 
-// Process-wide: one plan per (handle, geometry), refusals included.
-std::shared_ptr<const Plan> find_plan(cudnnHandle_t h, const Geometry& geo) {
+// Process-wide: one graph per (handle, geometry), refusals included.
+std::shared_ptr<Plan> find_plan(cudnnHandle_t h, const Geometry& geo) {
   static std::mutex mu;
-  static std::unordered_map<std::string, std::shared_ptr<const Plan>> cache;
+  static std::unordered_map<std::string, std::shared_ptr<Plan>> cache;
   const std::string key = geo.key(h);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  auto plan = std::make_shared<const Plan>(build_plan(h, geo));
+  auto plan = build_plan(h, geo);
   cache.emplace(key, plan);
   return plan;
 }
@@ -231,12 +279,30 @@ size_t converted_mask_bytes(const Geometry& g) {
 
 }  // namespace
 
+std::vector<std::pair<std::vector<uint8_t>, std::string>> attention_cudnn_candidates(
+    CudaBackendState& state, const KernelArgs& args, int max) {
+  std::vector<std::pair<std::vector<uint8_t>, std::string>> out;
+  Geometry geo;
+  if (!state.cudnn || describe(args, geo) != nullptr) return out;
+  std::shared_ptr<Plan> plan = find_plan(state.cudnn, geo);
+  for (int64_t i = 0; i < plan->plans && static_cast<int>(out.size()) < max; ++i) {
+    if (!ensure_plan(*plan, i)) continue;
+    std::string name;
+    if (plan->graph->get_plan_name_at_index(i, name).is_bad()) name = "?";
+    out.emplace_back(encode_plan(i), str("cudnn sdpa plan ", i, " (", name, ")"));
+  }
+  return out;
+}
+
 size_t attention_cudnn_workspace(const KernelArgs& args) {
   CudaBackendState* state = state_of(args);
   Geometry geo;
   if (!state || !state->cudnn || describe(args, geo) != nullptr) return 0;
-  std::shared_ptr<const Plan> plan = find_plan(state->cudnn, geo);
-  return plan->graph ? converted_mask_bytes(geo) + static_cast<size_t>(plan->workspace) : 0;
+  std::shared_ptr<Plan> plan = find_plan(state->cudnn, geo);
+  const int64_t index = plan_index(*plan, args.tactic_data);
+  if (index < 0) return 0;
+  std::lock_guard<std::mutex> lock(plan->mu);
+  return converted_mask_bytes(geo) + static_cast<size_t>(plan->workspace[static_cast<size_t>(index)]);
 }
 
 Status run_attention_cudnn(const KernelArgs& args, bool& served) {
@@ -247,10 +313,16 @@ Status run_attention_cudnn(const KernelArgs& args, bool& served) {
   for (size_t i = 0; i < args.inputs.size(); ++i)
     if (!aligned_to(args.inputs[i].data, 16)) return Status::Ok();
   if (!aligned_to(args.outputs[0].data, 16)) return Status::Ok();
-  std::shared_ptr<const Plan> plan = find_plan(state->cudnn, geo);
-  if (!plan->graph) return Status::Ok();
+  std::shared_ptr<Plan> plan = find_plan(state->cudnn, geo);
+  const int64_t index = plan_index(*plan, args.tactic_data);
+  if (index < 0) return Status::Ok();
   const size_t front = converted_mask_bytes(geo);
-  if (front + static_cast<size_t>(plan->workspace) > args.workspace_bytes)
+  int64_t plan_workspace = 0;
+  {
+    std::lock_guard<std::mutex> lock(plan->mu);
+    plan_workspace = plan->workspace[static_cast<size_t>(index)];
+  }
+  if (front + static_cast<size_t>(plan_workspace) > args.workspace_bytes)
     return Status::Ok();  // sized for another geometry: the fallback needs none
   void* bias = args.inputs.size() > 3 ? const_cast<void*>(args.inputs[3].data) : nullptr;
   if (geo.bias_from_bool) {
@@ -268,7 +340,7 @@ Status run_attention_cudnn(const KernelArgs& args, bool& served) {
                                              {kO, args.outputs[0].data}};
   if (geo.has_bias) pack[kBias] = bias;
   void* ws = static_cast<char*>(args.workspace) + front;
-  if (fe::error_t e = plan->graph->execute(h, pack, ws); e.is_bad())
+  if (fe::error_t e = plan->graph->execute_plan_at_index(h, pack, ws, index); e.is_bad())
     return Status(StatusCode::kCudaError,
                   str(op_label(args), ": cuDNN SDPA execute: ", e.get_message()));
   served = true;

@@ -8,16 +8,29 @@
 // unaligned rows, a graph no engine supports) runs on Kiln's own kernels instead; the refusal is
 // decided from shapes and strides, so workspace() and run() agree on it.
 //
-// Graphs are built once per geometry and cuDNN handle and cached for the process: the first
-// call with a new geometry pays cuDNN's plan build (tens of ms), outside any CUDA graph capture
-// because the execution context sizes the workspace, which builds it, before it captures.
+// Graphs are built once per geometry and cuDNN handle and cached for the process. cuDNN's
+// execution plans for a graph are built on first use, by index: the tactic data names one (the
+// builder times up to four, attention_cudnn_candidates); without it, the first that builds, in
+// the order of cuDNN's heuristic. The first call with a new geometry or plan pays its build
+// (tens of ms), outside any CUDA graph capture because the execution context sizes the
+// workspace, which builds it, before it captures.
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "backends/common/tensor_view.h"
 
 namespace kiln::cuda {
+
+struct CudaBackendState;
+
+// The tactic data of each cuDNN execution plan that serves these args (at most `max`, in the
+// heuristic's order, those that build), with a label; empty when cuDNN does not serve them.
+std::vector<std::pair<std::vector<uint8_t>, std::string>> attention_cudnn_candidates(
+    CudaBackendState& state, const KernelArgs& args, int max);
 
 // Workspace bytes cuDNN's plan needs for these args; 0 when cuDNN does not serve them.
 size_t attention_cudnn_workspace(const KernelArgs& args);

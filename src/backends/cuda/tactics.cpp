@@ -1,6 +1,9 @@
-// tactic_candidates: library algorithms for matmul, linear and conv; one empty-data candidate
-// per registered kernel for every other op.
+// tactic_candidates: library algorithms for matmul, linear and conv, cuDNN's execution plans for
+// attention; one empty-data candidate per registered kernel for every other op.
 
+#include <string_view>
+
+#include "backends/cuda/attention_cudnn.h"
 #include "backends/cuda/conv_tactics.h"
 #include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/cuda_kernels.h"
@@ -26,6 +29,18 @@ Result<std::vector<TacticCandidate>> tactic_candidates(CudaBackendState& state, 
     }
     case OpKind::kConv: {
       KILN_ASSIGN_OR_RETURN(out, conv_tactics(state, args, workspace_limit, max_candidates));
+      break;
+    }
+    case OpKind::kAttention: {
+      // cuDNN's SDPA: one candidate per execution plan (its engines and knobs differ per shape).
+      constexpr int kMaxCudnnPlans = 4;
+      for (const CudaKernel& k : kernels_for(op.kind)) {
+        std::vector<std::pair<std::vector<uint8_t>, std::string>> plans;
+        if (std::string_view(k.tactic) == "cuda.attention.cudnn")
+          plans = attention_cudnn_candidates(state, args, kMaxCudnnPlans);
+        if (plans.empty()) out.push_back({k.tactic, {}, k.tactic});
+        for (auto& [data, label] : plans) out.push_back({k.tactic, std::move(data), std::move(label)});
+      }
       break;
     }
     case OpKind::kPointwise: {

@@ -163,7 +163,8 @@ enum class Path { kTensorCores, kCudaCores, kCudnn };
 // Runs `c` through `tactic` and compares with the reference; `path` is the kernel the case must
 // have taken (flash_mma: tensor cores or, for the fallback cases, CUDA cores; cudnn: cuDNN or
 // one of those two).
-void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uint32_t seed = 5) {
+void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uint32_t seed = 5,
+                  std::span<const uint8_t> tactic_data = {}) {
   SCOPED_TRACE(str(dtype_name(dtype), " q ", dims_str(c.q), " k ", dims_str(c.k),
                    c.causal ? " causal" : "", c.mask.empty() ? "" : " mask ",
                    c.mask.empty() ? "" : dims_str(c.mask), c.permuted ? " permuted" : "",
@@ -206,7 +207,7 @@ void check_tactic(const char* tactic, const Case& c, DType dtype, Path path, uin
   if (c.scale) attrs.set("scale", *c.scale);
   const int64_t mma_before = cuda::attention_mma_launch_count();
   const int64_t dnn_before = cuda::attention_cudnn_run_count();
-  Status s = gpu().run(OpKind::kAttention, attrs, inputs, {&out}, {}, nullptr, {}, tactic);
+  Status s = gpu().run(OpKind::kAttention, attrs, inputs, {&out}, {}, nullptr, tactic_data, tactic);
   ASSERT_TRUE(s.ok()) << s.toString();
   EXPECT_EQ(cuda::attention_mma_launch_count() - mma_before, path == Path::kTensorCores ? 1 : 0);
   EXPECT_EQ(cuda::attention_cudnn_run_count() - dnn_before, path == Path::kCudnn ? 1 : 0);
@@ -403,6 +404,42 @@ TEST(CudaAttentionCudnn, ServesModelShapesAndMatchesTheReference) {
       p.permuted = true;
       check_cudnn(p, dt);
     }
+}
+
+// Every cuDNN execution plan the builder would time (tactic data: the plan index) at the model
+// shapes: GPT-2's causal b1, ViT's ragged 197, BERT's padding mask.
+TEST(CudaAttentionCudnn, EveryPlanCandidateMatchesTheReference) {
+  KILN_REQUIRE_CUDA();
+  const DType dt = DType::kFloat16;
+  const Shape64 g = {1, 12, 128, 64}, v = {2, 12, 197, 64}, b = {2, 12, 128, 64};
+  for (const Case& c : {Case{g, g, g, {}, DType::kBool, true}, Case{v, v, v},
+                        Case{b, b, b, {2, 1, 1, 128}, dt}}) {
+    std::vector<TestTensor> views;
+    for (const Shape64* s : {&c.q, &c.k, &c.v}) views.push_back(make_output(dt, *s));
+    if (!c.mask.empty()) views.push_back(make_output(c.mask_dtype, c.mask));
+    TestTensor out = make_output(dt, {c.q[0], c.q[1], c.q[2], c.v[3]});
+    Op op;
+    op.kind = OpKind::kAttention;
+    op.name = "sdpa";
+    op.attrs.set("causal", c.causal);
+    std::vector<TensorView> ins;
+    for (const TestTensor& t : views) ins.push_back(t.view);
+    TensorView outs[1] = {out.view};
+    for (TensorView& w : ins) w.data = nullptr;
+    outs[0].data = nullptr;
+    auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{256} << 20, 8);
+    ASSERT_TRUE(cands.ok()) << cands.status().toString();
+    int plans = 0;
+    for (const cuda::TacticCandidate& cand : *cands) {
+      if (cand.tactic != "cuda.attention.cudnn") continue;
+      SCOPED_TRACE(cand.label);
+      ASSERT_FALSE(cand.data.empty()) << "a cuDNN candidate without a plan index";
+      ++plans;
+      check_tactic("cuda.attention.cudnn", c, dt, Path::kCudnn, 5, cand.data);
+    }
+    EXPECT_GE(plans, 1);
+    std::printf("%s: %d cuDNN plan candidates\n", dims_str(c.q).c_str(), plans);
+  }
 }
 
 TEST(CudaAttentionCudnn, WhatCudnnDoesNotServeRunsKilnsKernels) {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Session 12 device round: build, the attention kernel tests (cuDNN's plan candidates among
+# them), then the full benchmark (all cases, no profile). Logs under $OUT.
+set -u
+export OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+tools/gpu_check.sh build > "$OUT/build.txt" 2>&1; tail -2 "$OUT/build.txt"
+export PYTHONPATH=$PWD/python LD_LIBRARY_PATH=/tmp/kiln-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+echo "=== attention tests ==="
+timeout 120 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="${ROUND_FILTER:-CudaAttention*}" > "$OUT/attn.log" 2>&1
+echo "rc $?"; grep -E "cuDNN plan candidates|PASSED|FAILED|Failure" "$OUT/attn.log" | head -20
+echo "=== bench ==="
+timeout ${BENCH_TIMEOUT:-430} python3 bench/run.py --out "$OUT/bench" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+echo "bench rc $?"; grep -E "^\| " "$OUT/bench/"*.md 2>/dev/null | head -20
+python3 - "$OUT/bench/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    k = r.get("kiln", {})
+    print(r["model"], r["batch"], "cos", round(k.get("cosine", 0), 7), "host us/call",
+          round(k.get("host_overhead_us", -1), 1), "execute_engine alone",
+          round(k.get("host_execute_engine_us", -1), 1), "build cold/warm",
+          round(k.get("build_cold_s", -1), 1), round(k.get("build_s", -1), 1), "mem MB",
+          round(k.get("peak_mem_mb", 0)), round(r.get("inductor", {}).get("peak_mem_mb", 0)),
+          round(r.get("inductor-cg", {}).get("peak_mem_mb", 0)))
+PY
