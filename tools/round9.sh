@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# GPU machine round (session 9): build, the GEMM timed-vs-run probe, the host split of one call,
-# then the benchmark (all cases, no profile). Logs under $OUT.
+# GPU machine round (sessions 9-12): build, the GEMM timed-vs-run probe and the host split of one
+# call (unless SKIP_PROBES), a filtered run of the CUDA kernel tests (when ROUND_FILTER names a
+# gtest filter, such as CudaAttention*), then the benchmark (all cases, no profile). Logs under
+# $OUT.
 set -u
 export OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -10,6 +12,11 @@ if [ -z "${SKIP_PROBES:-}" ]; then
   echo "=== gemm tactic probe (vit b32 fc2) ==="; timeout 120 python3 tools/gemm_tactic_probe.py 2>&1 | grep -v -i warn
   echo "=== host profile gpt2 b1 ==="; timeout 150 python3 tools/host_profile.py gpt2 1 2>&1 | grep -v -i warn
 fi
+if [ -n "${ROUND_FILTER:-}" ]; then
+  echo "=== CUDA kernel tests ($ROUND_FILTER) ==="
+  timeout 120 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="$ROUND_FILTER" > "$OUT/kernels.log" 2>&1
+  echo "rc $?"; grep -E "candidates|PASSED|FAILED|Failure" "$OUT/kernels.log" | head -20
+fi
 echo "=== bench ==="
 timeout ${BENCH_TIMEOUT:-450} python3 bench/run.py --out "$OUT/bench" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench rc $?"; grep -E "^\| " "$OUT/bench/"*.md 2>/dev/null | head -20
@@ -17,6 +24,10 @@ python3 - "$OUT/bench/results.json" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1])):
     k = r.get("kiln", {})
-    print(r["model"], r["batch"], "host us/call", round(k.get("host_overhead_us", -1), 1),
-          "execute_engine alone", round(k.get("host_execute_engine_us", -1), 1), "build", k.get("build_s"))
+    print(r["model"], r["batch"], "cos", round(k.get("cosine", 0), 7), "host us/call",
+          round(k.get("host_overhead_us", -1), 1), "execute_engine alone",
+          round(k.get("host_execute_engine_us", -1), 1), "build cold/warm",
+          round(k.get("build_cold_s", -1), 1), round(k.get("build_s", -1), 1), "mem MB",
+          round(k.get("peak_mem_mb", 0)), round(r.get("inductor", {}).get("peak_mem_mb", 0)),
+          round(r.get("inductor-cg", {}).get("peak_mem_mb", 0)))
 PY
