@@ -4,8 +4,9 @@ function(kiln_add_layer name dir)
   file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${dir}/*.cpp)
   if(KILN_CUDA)
     file(GLOB_RECURSE cu_srcs CONFIGURE_DEPENDS ${dir}/*.cu)
-    # Files under rdc/ need relocatable device code: their own target (src/CMakeLists.txt).
-    list(FILTER cu_srcs EXCLUDE REGEX "/rdc/[^/]*$")
+    # Files under rdc/ need relocatable device code, files under sm90a/ the sm_90a target: their
+    # own targets (src/CMakeLists.txt).
+    list(FILTER cu_srcs EXCLUDE REGEX "/(rdc|sm90a)/[^/]*$")
     list(APPEND srcs ${cu_srcs})
   else()
     # Files named cuda_*.cpp hold the CUDA paths of the builder and runtime.

@@ -38,6 +38,7 @@ if [ -n "${CXX:-}" ] && ! links_shared_libstdcxx "$CXX" && [ -x /usr/bin/g++ ]; 
 fi
 need_deps=0
 command -v flatc >/dev/null || need_deps=1
+python3 -c "import cutlass_library" 2>/dev/null || [ -n "${KILN_CUTLASS_DIR:-}" ] || need_deps=1
 [ -f /usr/include/cblas.h ] || [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || need_deps=1
 if [ $need_deps = 1 ]; then
   if [ -f .deps/deps.tar.gz ]; then
@@ -45,6 +46,8 @@ if [ $need_deps = 1 ]; then
     export PATH=/tmp/kiln-deps/usr/bin:$PATH
     export CMAKE_PREFIX_PATH=/tmp/kiln-deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
     export LD_LIBRARY_PATH=/tmp/kiln-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    [ -d /tmp/kiln-deps/usr/share/cutlass/include ] &&
+      export KILN_CUTLASS_DIR=/tmp/kiln-deps/usr/share/cutlass/include
     echo "gpu_check: using packed dependencies from .deps/deps.tar.gz"
   else
     echo "gpu_check: flatc/OpenBLAS missing and no .deps/deps.tar.gz (run tools/pack_deps.sh and carry .deps)"
@@ -67,9 +70,10 @@ symbolize() {  # symbolize LOG: the native frames of a crash backtrace in LOG, t
   done
 }
 if want build; then
-  stage "build (sm_90, release)" build.log bash -c "
+  stage "build (sm_90, release)" build.log bash -c "set -o pipefail
     cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_CUDA_ARCHITECTURES=90 \
-          -DKILN_BUILD_TORCH=ON -DPython_EXECUTABLE=$(command -v python3) >/dev/null &&
+          -DKILN_BUILD_TORCH=ON -DPython_EXECUTABLE=$(command -v python3) \
+          ${KILN_CUTLASS_DIR:+-DKILN_CUTLASS_DIR=$KILN_CUTLASS_DIR} | grep -i cutlass &&
     cmake --build $BUILD -j $JOBS -- -k 0"
 fi
 # The Python package runs from the source tree with the extension of the build above (one CUDA

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs the build dependencies that a machine without network access lacks (flatc and the
 # FlatBuffers headers, OpenBLAS with its runtime libraries, GoogleTest) from this machine's apt
-# packages into .deps/deps.tar.gz, laid out as a prefix (usr/...). tools/gpu_check.sh unpacks
+# packages, and CUTLASS's headers from its pip package (usr/share/cutlass/include), into
+# .deps/deps.tar.gz, laid out as a prefix (usr/...). tools/gpu_check.sh unpacks
 # it when those are missing there. .deps/ is git-ignored; pass it to the device tool's carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ cp -L /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /usr/lib/x86_64-linux-gnu/libgf
 ln -s libopenblas.so.0 "$lib/libopenblas.so"
 cp -L /usr/lib/x86_64-linux-gnu/libgtest*.a /usr/lib/x86_64-linux-gnu/libgmock*.a "$lib/"
 cp -rL /usr/lib/x86_64-linux-gnu/cmake/GTest "$lib/cmake/"
+cutlass=$(python3 -c "import cutlass_library, os; print(os.path.join(os.path.dirname(cutlass_library.__file__), 'source', 'include'))")
+mkdir -p "$stage/usr/share/cutlass"
+cp -rL "$cutlass" "$stage/usr/share/cutlass/include"
 mkdir -p .deps
 tar -C "$stage" -czf .deps/deps.tar.gz usr
 echo "pack_deps: $(du -h .deps/deps.tar.gz | cut -f1) in .deps/deps.tar.gz"

@@ -25,4 +25,9 @@ if ! $PY -c "import torch, torchvision, transformers, numpy, pytest, scikit_buil
   echo "setup: pip install ${pip_packages[*]}"
   $PY -m pip install -q "${pip_packages[@]}"
 fi
+# CUTLASS's headers (the fused Hopper GEMMs) for a CUDA build; CMake finds them in the package.
+if command -v nvcc >/dev/null && ! $PY -c "import cutlass_library" 2>/dev/null; then
+  echo "setup: pip install nvidia-cutlass==4.2.0.0"
+  $PY -m pip install -q nvidia-cutlass==4.2.0.0
+fi
 echo "setup: ok ($($PY -c 'import torch; print("torch", torch.__version__)'), $(cmake --version | head -1))"

@@ -52,6 +52,13 @@ Result<std::unique_ptr<CudaBackendState>> create_backend_state(int device) {
   if (!scope.ok()) return runtime_error(cudaGetLastError(), "cudaSetDevice");
   auto state = std::make_unique<CudaBackendState>();
   state->device = device;
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&state->sm_count, cudaDevAttrMultiProcessorCount, device) !=
+          cudaSuccess)
+    return runtime_error(cudaGetLastError(), "cudaDeviceGetAttribute");
+  state->cc = major * 10 + minor;
   cublasLtHandle_t lt = nullptr;
   if (cublasStatus_t s = cublasLtCreate(&lt); s != CUBLAS_STATUS_SUCCESS)
     return Status(StatusCode::kCudaError, str("cuda backend: cublasLtCreate failed (status ",

@@ -63,6 +63,8 @@ const CudaKernel* find_kernel(OpKind kind, std::string_view tactic);
 // a time). The library handles are forward-declared so this header needs no CUDA header.
 struct CudaBackendState {
   int device = 0;
+  int cc = 0;        // compute capability, major * 10 + minor (90: H100/H200)
+  int sm_count = 0;  // multiprocessors
   cublasLtContext* cublaslt = nullptr;  // cublasLtHandle_t
   cudnnContext* cudnn = nullptr;        // cudnnHandle_t
   uint32_t* device_errors = nullptr;    // device memory, one word of DeviceError bits

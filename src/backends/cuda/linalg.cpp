@@ -26,6 +26,7 @@
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/cuda_util.h"
 #include "backends/cuda/cublaslt_gemm.h"
+#include "backends/cuda/linear_cutlass.h"
 
 namespace kiln::cuda {
 namespace {
@@ -369,6 +370,17 @@ Status run_gemm(const KernelArgs& args, bool linear) {
 Status run_matmul(const KernelArgs& args) { return run_gemm(args, false); }
 Status run_linear(const KernelArgs& args) { return run_gemm(args, true); }
 
+// Tactic "cuda.linear.cutlass_gelu": Kiln's CUTLASS GEMM with bias + exact gelu in the epilogue
+// where it serves the args (linear_cutlass.cpp), the cuBLASLt kernel otherwise.
+Status run_linear_cutlass_or_cublaslt(const KernelArgs& args) {
+  bool served = false;
+  KILN_RETURN_IF_ERROR(run_linear_cutlass(args, served));
+  return served ? Status::Ok() : run_linear(args);
+}
+size_t linear_cutlass_or_cublaslt_workspace(const KernelArgs& args) {
+  return std::max(linear_cutlass_workspace(args), linear_workspace(args));
+}
+
 Status supports_float_operands(const Op& op, std::span<const DType> dtypes) {
   const std::string act = op.attrs.getString("activation", "none");
   if (act != "none" && act != "relu" && act != "gelu" && act != "gelu_tanh")
@@ -434,6 +446,10 @@ Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const
   algos.insert(algos.end(), split_k.begin(), split_k.end());
   for (const LtAlgo& a : algos) out.push_back({tactic, serialize_lt_algo(a), describe_lt_algo(a)});
   if (out.empty()) out.push_back({tactic, {}, "cublaslt heuristic at run time"});
+  // Exact gelu: the CUTLASS GEMM writes the activation once, where cuBLASLt's path writes the
+  // GEMM's result and the gelu kernel rewrites it; timing decides.
+  if (linear)
+    for (TacticCandidate& c : linear_cutlass_candidates(state, args)) out.push_back(std::move(c));
   return out;
 }
 
@@ -442,6 +458,8 @@ void register_linalg_kernels(std::vector<CudaKernel>& out) {
                  matmul_workspace});
   out.push_back({OpKind::kLinear, "cuda.linear.cublaslt", supports_float_operands, run_linear,
                  linear_workspace});
+  out.push_back({OpKind::kLinear, "cuda.linear.cutlass_gelu", supports_float_operands,
+                 run_linear_cutlass_or_cublaslt, linear_cutlass_or_cublaslt_workspace});
 }
 
 }  // namespace kiln::cuda

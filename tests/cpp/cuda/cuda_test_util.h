@@ -80,6 +80,9 @@ class CudaOpRunner {
     if (stream_) cudaStreamDestroy(stream_);
   }
   cuda::CudaBackendState& state() { return *state_; }
+  // When set, run() captures the kernel into a CUDA graph (global capture mode: calls that are
+  // unsafe during capture fail) and launches the graph, as an engine does.
+  bool capture = false;
   cudaStream_t stream() const { return stream_; }
 
   // The first CUDA kernel of `kind` (or the one named `tactic`), after asking its `supports`,
@@ -124,7 +127,7 @@ class CudaOpRunner {
     }
     args.workspace = wsp;
     args.workspace_bytes = ws;
-    Status s = k->run(args);
+    Status s = capture ? run_captured(*k, args) : k->run(args);
     EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
     EXPECT_EQ(cudaGetLastError(), cudaSuccess);
     if (wsp) cudaFree(wsp);
@@ -134,6 +137,24 @@ class CudaOpRunner {
   }
 
  private:
+  Status run_captured(const cuda::CudaKernel& k, const KernelArgs& args) {
+    EXPECT_EQ(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal), cudaSuccess);
+    Status s = k.run(args);
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(stream_, &graph), cudaSuccess);
+    if (s.ok() && graph) {
+      cudaGraphExec_t exec = nullptr;
+      EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+      if (exec) {
+        EXPECT_EQ(cudaGraphLaunch(exec, stream_), cudaSuccess);
+        EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+        cudaGraphExecDestroy(exec);
+      }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    return s;
+  }
+
   std::unique_ptr<cuda::CudaBackendState> state_;
   cudaStream_t stream_ = nullptr;
 };

@@ -1,7 +1,9 @@
 // CUDA linear/matmul with attr `activation` (gemm epilogue fusion) against a double-precision
 // reference: relu and gelu_tanh in cuBLASLt's epilogue (with and without the bias), exact gelu
 // as bias epilogue + the unary kernel, every heuristic candidate, transposed operands, and the
-// empty-K path.
+// empty-K path; Kiln's CUTLASS Hopper GEMM + bias + exact gelu (tactic
+// "cuda.linear.cutlass_gelu") against the same reference, in and out of a CUDA graph, and its
+// fallback to cuBLASLt where it does not serve the args.
 
 #include <gtest/gtest.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/linear_cutlass.h"
 #include "cuda/cuda_test_util.h"
 
 namespace kiln::test {
@@ -183,6 +186,139 @@ TEST(CudaGemmEpilogue, UnknownActivationIsUnsupported) {
   auto out = make_output(DType::kFloat32, {2, 4});
   EXPECT_EQ(gpu().run(OpKind::kLinear, {{"activation", std::string("swish")}}, {&x, &w}, {&out}).code(),
             StatusCode::kUnsupported);
+}
+
+// The CUTLASS candidates tactic_candidates offers for linear(x, w, b) with exact gelu. Skips the
+// test where the tactic cannot exist (a Kiln built without CUTLASS, or not an sm_90 device).
+std::vector<cuda::TacticCandidate> cutlass_gelu_candidates(const TestTensor& x, const TestTensor& w,
+                                                           const TestTensor& b,
+                                                           const TestTensor& out) {
+  Op op;
+  op.kind = OpKind::kLinear;
+  op.name = "fc1";
+  op.attrs.set("activation", std::string("gelu"));
+  TensorView ins[3] = {x.view, w.view, b.view};
+  TensorView outs[1] = {out.view};
+  for (TensorView& v : ins) v.data = nullptr;
+  outs[0].data = nullptr;
+  auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{64} << 20, 8);
+  EXPECT_TRUE(cands.ok()) << cands.status().toString();
+  std::vector<cuda::TacticCandidate> out_cands;
+  if (cands.ok())
+    for (cuda::TacticCandidate& c : *cands)
+      if (c.tactic == "cuda.linear.cutlass_gelu") out_cands.push_back(std::move(c));
+  return out_cands;
+}
+
+#if KILN_HAVE_CUTLASS
+#define KILN_REQUIRE_CUTLASS_DEVICE()                                                        \
+  do {                                                                                      \
+    KILN_REQUIRE_CUDA();                                                                    \
+    if (gpu().state().cc != 90) GTEST_SKIP() << "the CUTLASS GEMMs are built for sm_90a only"; \
+  } while (0)
+#else
+#define KILN_REQUIRE_CUTLASS_DEVICE() GTEST_SKIP() << "Kiln was built without CUTLASS"
+#endif
+
+TEST(CudaGemmEpilogue, CutlassGeluGemmServesAndMatches) {
+  KILN_REQUIRE_CUTLASS_DEVICE();
+  // Rows that collapse from [2, 197, K] (a ragged last M tile for every tile shape), N = 328 (a
+  // ragged N tile), and x as a column slice of a wider buffer (row stride K + 24).
+  const int64_t B = 2, S = 197, K = 192, N = 328;
+  for (DType dt : {DType::kFloat16, DType::kBFloat16})
+    for (bool sliced : {false, true}) {
+      SCOPED_TRACE(str(dtype_name(dt), sliced ? " sliced" : ""));
+      auto xv = round_all(dt, random_values(B * S * K, 31));
+      auto wv = round_all(dt, random_values(N * K, 32, -0.3, 0.3));
+      auto bv = round_all(dt, random_values(N, 33));
+      TestTensor x;
+      if (sliced) {
+        x = detail::alloc(dt, {B, S, K}, B * S * (K + 24));
+        x.view.strides[0] = S * (K + 24);
+        x.view.strides[1] = K + 24;
+        x.view.strides[2] = 1;
+        write_values(x.view, xv);
+      } else {
+        x = make_tensor(dt, {B, S, K}, xv);
+      }
+      auto w = make_tensor(dt, {N, K}, wv);
+      auto b = make_tensor(dt, {N}, bv);
+      auto out = make_output(dt, {B, S, N});
+      const std::vector<cuda::TacticCandidate> cands = cutlass_gelu_candidates(x, w, b, out);
+      ASSERT_EQ(cands.size(), 3u) << "every tile configuration should accept this shape";
+      auto ref = ref_linear_act(xv, B * S, K, wv, N, &bv, "gelu");
+      for (const cuda::TacticCandidate& c : cands)
+        for (bool capture : {false, true}) {
+          SCOPED_TRACE(c.label + (capture ? " (graph)" : ""));
+          auto fresh = make_output(dt, {B, S, N});
+          const int64_t served = cuda::linear_cutlass_run_count();
+          gpu().capture = capture;
+          const Status s = gpu().run(OpKind::kLinear, {{"activation", std::string("gelu")}},
+                                     {&x, &w, &b}, {&fresh}, {}, nullptr, c.data, c.tactic.c_str());
+          gpu().capture = false;
+          ASSERT_OK(s);
+          EXPECT_EQ(cuda::linear_cutlass_run_count() - served, 1);
+          EXPECT_TRUE(expect_close(fresh.view, ref, magnitude_tolerance(dt, ref)));
+        }
+    }
+}
+
+TEST(CudaGemmEpilogue, CutlassGeluTacticFallsBackToCublasltWhereItDoesNotServe) {
+  KILN_REQUIRE_CUTLASS_DEVICE();
+  const DType dt = DType::kFloat16;
+  auto sx = make_output(dt, {16, 64});
+  auto sw = make_output(dt, {32, 64});
+  auto sb = make_output(dt, {32});
+  auto so = make_output(dt, {16, 32});
+  const std::vector<cuda::TacticCandidate> cands = cutlass_gelu_candidates(sx, sw, sb, so);
+  ASSERT_FALSE(cands.empty());
+  const cuda::TacticCandidate& c = cands[0];
+  const int64_t served = cuda::linear_cutlass_run_count();
+  const int64_t P = 16, N = 32;
+  auto out = make_output(dt, {P, N});
+  auto bv = round_all(dt, random_values(N, 40));
+  auto b = make_tensor(dt, {N}, bv);
+  // K = 36: rows not 16-byte aligned.
+  {
+    const int64_t K = 36;
+    auto xv = round_all(dt, random_values(P * K, 41));
+    auto wv = round_all(dt, random_values(N * K, 42, -0.3, 0.3));
+    auto x = make_tensor(dt, {P, K}, xv);
+    auto w = make_tensor(dt, {N, K}, wv);
+    ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string("gelu")}}, {&x, &w, &b},
+                        {&out}, {}, nullptr, c.data, c.tactic.c_str()));
+    auto ref = ref_linear_act(xv, P, K, wv, N, &bv, "gelu");
+    EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+  }
+  const int64_t K = 64;
+  auto xv = round_all(dt, random_values(P * K, 43));
+  auto wv = round_all(dt, random_values(N * K, 44, -0.3, 0.3));
+  auto x = make_tensor(dt, {P, K}, xv);
+  auto w = make_tensor(dt, {N, K}, wv);
+  // No bias, and tanh gelu: other epilogues.
+  ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string("gelu")}}, {&x, &w}, {&out},
+                      {}, nullptr, c.data, c.tactic.c_str()));
+  auto ref = ref_linear_act(xv, P, K, wv, N, nullptr, "gelu");
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+  ASSERT_OK(gpu().run(OpKind::kLinear, {{"activation", std::string("gelu_tanh")}}, {&x, &w, &b},
+                      {&out}, {}, nullptr, c.data, c.tactic.c_str()));
+  ref = ref_linear_act(xv, P, K, wv, N, &bv, "gelu_tanh");
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+  // A residual.
+  auto zv = round_all(dt, random_values(P * N, 45));
+  auto z = make_tensor(dt, {P, N}, zv);
+  Attrs attrs{{"activation", std::string("gelu")}};
+  attrs.set("residual", true);
+  ASSERT_OK(gpu().run(OpKind::kLinear, attrs, {&x, &w, &b, &z}, {&out}, {}, nullptr, c.data,
+                      c.tactic.c_str()));
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t n = 0; n < N; ++n) {
+      double sum = zv[p * N + n] + bv[n];
+      for (int64_t k = 0; k < K; ++k) sum += xv[p * K + k] * wv[n * K + k];
+      ref[p * N + n] = activate(sum, "gelu");
+    }
+  EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+  EXPECT_EQ(cuda::linear_cutlass_run_count(), served);
 }
 
 }  // namespace

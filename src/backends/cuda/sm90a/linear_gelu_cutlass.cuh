@@ -1,0 +1,130 @@
+#pragma once
+
+// The CUTLASS kernel template behind linear_gelu_cutlass.h, instantiated once per tile
+// configuration in its own translation unit (linear_gelu_cutlass_*.cu), so the slow CUTLASS
+// compiles run in parallel. Only sm90a/ files include this.
+
+#include <cute/tensor.hpp>
+#include <cutlass/cutlass.h>
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/epilogue/fusion/operations.hpp>
+#include <cutlass/epilogue/thread/activation.h>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+
+#include <string>
+
+#include "backends/cuda/sm90a/linear_gelu_cutlass.h"
+
+namespace kiln::cuda::sm90a {
+
+// One compiled configuration, both io dtypes: what the dispatcher calls.
+struct ConfigOps {
+  const char* name;
+  std::string (*refusal)(const GeluGemm& p);
+  size_t (*workspace)(const GeluGemm& p);
+  std::string (*run)(const GeluGemm& p, void* workspace, size_t workspace_bytes,
+                     cudaStream_t stream);
+};
+
+namespace detail {
+
+using namespace cute;
+
+template <class Element, class Tile, class Cluster, class MainloopSchedule, class EpilogueSchedule>
+struct Config {
+  using ElementAcc = float;
+  static constexpr int kAlign = 16 / sizeof(Element);
+  using LayoutA = cutlass::layout::RowMajor;
+  using LayoutB = cutlass::layout::ColumnMajor;
+  using LayoutD = cutlass::layout::RowMajor;
+  using Fusion = cutlass::epilogue::fusion::LinCombPerColBiasEltAct<
+      cutlass::epilogue::thread::GELU, Element, float, Element, Element, float>;
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
+      cutlass::epilogue::collective::EpilogueTileAuto, ElementAcc, float, void, LayoutD, kAlign,
+      Element, LayoutD, kAlign, EpilogueSchedule, Fusion>::CollectiveOp;
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, LayoutA, kAlign, Element,
+      LayoutB, kAlign, ElementAcc, Tile, Cluster,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename Epilogue::SharedStorage))>,
+      MainloopSchedule>::CollectiveOp;
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop,
+                                                      Epilogue, cutlass::gemm::PersistentScheduler>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+
+  static typename Gemm::Arguments arguments(const GeluGemm& p) {
+    using StrideA = typename Kernel::StrideA;
+    using StrideB = typename Kernel::StrideB;
+    using StrideD = typename Kernel::StrideD;
+    const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
+    StrideA sa = make_stride(p.ldx, Int<1>{}, p.ldx * p.M);
+    StrideB sb = make_stride(p.ldw, Int<1>{}, p.ldw * p.N);
+    StrideD sd = make_stride(p.N, Int<1>{}, p.N * p.M);
+    cutlass::KernelHardwareInfo hw;
+    hw.device_id = 0;  // only read when sm_count is 0, which run() never passes
+    hw.sm_count = p.sm_count;
+    typename Gemm::Arguments args{
+        cutlass::gemm::GemmUniversalMode::kGemm,
+        {M, N, K, 1},
+        {static_cast<const Element*>(p.x), sa, static_cast<const Element*>(p.w), sb},
+        {{}, nullptr, sd, static_cast<Element*>(p.y), sd},
+        hw};
+    args.epilogue.thread.alpha = 1.0f;
+    args.epilogue.thread.beta = 0.0f;
+    args.epilogue.thread.bias_ptr = static_cast<const Element*>(p.bias);
+    return args;
+  }
+};
+
+
+template <class C>
+std::string refusal(const GeluGemm& p) {
+  const cutlass::Status s = C::Gemm::can_implement(C::arguments(p));
+  return s == cutlass::Status::kSuccess ? std::string() : std::string(cutlassGetStatusString(s));
+}
+
+template <class C>
+size_t workspace(const GeluGemm& p) {
+  return C::Gemm::get_workspace_size(C::arguments(p));
+}
+
+template <class C>
+std::string run(const GeluGemm& p, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  const typename C::Gemm::Arguments args = C::arguments(p);
+  if (C::Gemm::get_workspace_size(args) > workspace_bytes) return "workspace too small";
+  typename C::Gemm gemm;
+  cutlass::Status s = gemm.initialize(args, workspace, stream);
+  if (s != cutlass::Status::kSuccess)
+    return std::string("initialize: ") + cutlassGetStatusString(s);
+  s = gemm.run(stream);
+  if (s != cutlass::Status::kSuccess) {
+    const cudaError_t e = cudaGetLastError();
+    return std::string("launch: ") + cutlassGetStatusString(s) + " (" + cudaGetErrorString(e) + ")";
+  }
+  return std::string();
+}
+
+// The ConfigOps of one tile configuration: fp16 or bf16 by p.bf16.
+template <template <class> class Cfg>
+ConfigOps ops(const char* name) {
+  using H = Cfg<cutlass::half_t>;
+  using B = Cfg<cutlass::bfloat16_t>;
+  return {name,
+          [](const GeluGemm& p) { return p.bf16 ? refusal<B>(p) : refusal<H>(p); },
+          [](const GeluGemm& p) { return p.bf16 ? workspace<B>(p) : workspace<H>(p); },
+          [](const GeluGemm& p, void* ws, size_t bytes, cudaStream_t s) {
+            return p.bf16 ? run<B>(p, ws, bytes, s) : run<H>(p, ws, bytes, s);
+          }};
+}
+
+}  // namespace detail
+
+// Defined in linear_gelu_cutlass_<config>.cu.
+ConfigOps cooperative_128x256_ops();
+ConfigOps cooperative_256x128_ops();
+ConfigOps pingpong_128x128_ops();
+
+}  // namespace kiln::cuda::sm90a
