@@ -186,18 +186,24 @@ std::vector<uint8_t> encode_plan(int64_t index) {
   return out;
 }
 
-// The plan `data` names, else the first plan that builds; -1 when none does.
-int64_t plan_index(Plan& p, std::span<const uint8_t> data) {
+// The plan `data` names when it builds, else (no plan named, or an engine built under another
+// cuDNN whose plan list differs) the first plan that builds; -1 when none does. `workspace` gets
+// the plan's workspace bytes.
+int64_t plan_index(Plan& p, std::span<const uint8_t> data, int64_t& workspace) {
   uint32_t magic = 0;
   int64_t index = -1;
   if (data.size() == sizeof(magic) + sizeof(index)) {
     std::memcpy(&magic, data.data(), sizeof(magic));
     std::memcpy(&index, data.data() + sizeof(magic), sizeof(index));
-    if (magic == kPlanMagic) return ensure_plan(p, index) ? index : -1;
+    if (magic != kPlanMagic || !ensure_plan(p, index)) index = -1;
   }
-  for (int64_t i = 0; i < p.plans; ++i)
-    if (ensure_plan(p, i)) return i;
-  return -1;
+  for (int64_t i = 0; index < 0 && i < p.plans; ++i)
+    if (ensure_plan(p, i)) index = i;
+  if (index >= 0) {
+    std::lock_guard<std::mutex> lock(p.mu);
+    workspace = p.workspace[static_cast<size_t>(index)];
+  }
+  return index;
 }
 
 std::shared_ptr<fe::graph::Tensor_attributes> add_tensor(fe::graph::Graph& g, const char* name,
@@ -279,9 +285,9 @@ size_t converted_mask_bytes(const Geometry& g) {
 
 }  // namespace
 
-std::vector<std::pair<std::vector<uint8_t>, std::string>> attention_cudnn_candidates(
-    CudaBackendState& state, const KernelArgs& args, int max) {
-  std::vector<std::pair<std::vector<uint8_t>, std::string>> out;
+std::vector<TacticCandidate> attention_cudnn_candidates(CudaBackendState& state,
+                                                        const KernelArgs& args, int max) {
+  std::vector<TacticCandidate> out;
   Geometry geo;
   if (!state.cudnn || describe(args, geo) != nullptr) return out;
   std::shared_ptr<Plan> plan = find_plan(state.cudnn, geo);
@@ -289,7 +295,7 @@ std::vector<std::pair<std::vector<uint8_t>, std::string>> attention_cudnn_candid
     if (!ensure_plan(*plan, i)) continue;
     std::string name;
     if (plan->graph->get_plan_name_at_index(i, name).is_bad()) name = "?";
-    out.emplace_back(encode_plan(i), str("cudnn sdpa plan ", i, " (", name, ")"));
+    out.push_back({"cuda.attention.cudnn", encode_plan(i), str("cudnn sdpa plan ", i, " (", name, ")")});
   }
   return out;
 }
@@ -299,10 +305,9 @@ size_t attention_cudnn_workspace(const KernelArgs& args) {
   Geometry geo;
   if (!state || !state->cudnn || describe(args, geo) != nullptr) return 0;
   std::shared_ptr<Plan> plan = find_plan(state->cudnn, geo);
-  const int64_t index = plan_index(*plan, args.tactic_data);
-  if (index < 0) return 0;
-  std::lock_guard<std::mutex> lock(plan->mu);
-  return converted_mask_bytes(geo) + static_cast<size_t>(plan->workspace[static_cast<size_t>(index)]);
+  int64_t plan_workspace = 0;
+  if (plan_index(*plan, args.tactic_data, plan_workspace) < 0) return 0;
+  return converted_mask_bytes(geo) + static_cast<size_t>(plan_workspace);
 }
 
 Status run_attention_cudnn(const KernelArgs& args, bool& served) {
@@ -314,14 +319,10 @@ Status run_attention_cudnn(const KernelArgs& args, bool& served) {
     if (!aligned_to(args.inputs[i].data, 16)) return Status::Ok();
   if (!aligned_to(args.outputs[0].data, 16)) return Status::Ok();
   std::shared_ptr<Plan> plan = find_plan(state->cudnn, geo);
-  const int64_t index = plan_index(*plan, args.tactic_data);
+  int64_t plan_workspace = 0;
+  const int64_t index = plan_index(*plan, args.tactic_data, plan_workspace);
   if (index < 0) return Status::Ok();
   const size_t front = converted_mask_bytes(geo);
-  int64_t plan_workspace = 0;
-  {
-    std::lock_guard<std::mutex> lock(plan->mu);
-    plan_workspace = plan->workspace[static_cast<size_t>(index)];
-  }
   if (front + static_cast<size_t>(plan_workspace) > args.workspace_bytes)
     return Status::Ok();  // sized for another geometry: the fallback needs none
   void* bias = args.inputs.size() > 3 ? const_cast<void*>(args.inputs[3].data) : nullptr;

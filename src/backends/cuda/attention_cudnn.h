@@ -22,15 +22,14 @@
 #include <vector>
 
 #include "backends/common/tensor_view.h"
+#include "backends/cuda/cuda_kernels.h"
 
 namespace kiln::cuda {
 
-struct CudaBackendState;
-
-// The tactic data of each cuDNN execution plan that serves these args (at most `max`, in the
-// heuristic's order, those that build), with a label; empty when cuDNN does not serve them.
-std::vector<std::pair<std::vector<uint8_t>, std::string>> attention_cudnn_candidates(
-    CudaBackendState& state, const KernelArgs& args, int max);
+// A "cuda.attention.cudnn" candidate for each cuDNN execution plan that serves these args (at
+// most `max`, in the heuristic's order, those that build); empty when cuDNN does not serve them.
+std::vector<TacticCandidate> attention_cudnn_candidates(CudaBackendState& state,
+                                                        const KernelArgs& args, int max);
 
 // Workspace bytes cuDNN's plan needs for these args; 0 when cuDNN does not serve them.
 size_t attention_cudnn_workspace(const KernelArgs& args);

@@ -35,11 +35,11 @@ Result<std::vector<TacticCandidate>> tactic_candidates(CudaBackendState& state, 
       // cuDNN's SDPA: one candidate per execution plan (its engines and knobs differ per shape).
       constexpr int kMaxCudnnPlans = 4;
       for (const CudaKernel& k : kernels_for(op.kind)) {
-        std::vector<std::pair<std::vector<uint8_t>, std::string>> plans;
+        std::vector<TacticCandidate> plans;
         if (std::string_view(k.tactic) == "cuda.attention.cudnn")
           plans = attention_cudnn_candidates(state, args, kMaxCudnnPlans);
         if (plans.empty()) out.push_back({k.tactic, {}, k.tactic});
-        for (auto& [data, label] : plans) out.push_back({k.tactic, std::move(data), std::move(label)});
+        for (TacticCandidate& c : plans) out.push_back(std::move(c));
       }
       break;
     }

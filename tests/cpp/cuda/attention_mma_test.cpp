@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -440,6 +441,21 @@ TEST(CudaAttentionCudnn, EveryPlanCandidateMatchesTheReference) {
     EXPECT_GE(plans, 1);
     std::printf("%s: %d cuDNN plan candidates\n", dims_str(c.q).c_str(), plans);
   }
+}
+
+TEST(CudaAttentionCudnn, APlanIndexThisCudnnCannotBuildRunsItsFirstPlan) {
+  KILN_REQUIRE_CUDA();
+  // An engine built under another cuDNN can name a plan this one does not have: cuDNN's first
+  // plan that builds serves it (not Kiln's slower kernels).
+  const DType dt = DType::kFloat16;
+  const Shape64 g = {1, 12, 128, 64};
+  const uint32_t magic = 0x4453'4C4B;  // "KLSD", attention_cudnn.cpp
+  const int64_t index = 1000;
+  std::vector<uint8_t> data(sizeof(magic) + sizeof(index));
+  std::memcpy(data.data(), &magic, sizeof(magic));
+  std::memcpy(data.data() + sizeof(magic), &index, sizeof(index));
+  check_tactic("cuda.attention.cudnn", Case{g, g, g, {}, DType::kBool, true}, dt, Path::kCudnn, 6,
+               data);
 }
 
 TEST(CudaAttentionCudnn, WhatCudnnDoesNotServeRunsKilnsKernels) {
