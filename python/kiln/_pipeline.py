@@ -8,6 +8,7 @@ import logging
 import torch
 
 from kiln._block import ConvertedBlock, NodeConversionError, build_engine, convert_block
+from kiln._causal import replace_causal_masks
 from kiln._lowering import lower
 from kiln._partition import SupportChecker, partition
 from kiln._report import CompilationReport, build_report
@@ -66,6 +67,7 @@ def compile_graph(
 ) -> tuple[torch.fx.GraphModule, CompilationReport]:
     """Compiles an aten-level GraphModule in place; returns it with its report."""
     lower(gm)
+    replace_causal_masks(gm, table)
     report, converted = _convert_all(gm, settings, table)
     logger.info("%s", report.summary())
     for line in str(report).splitlines()[1:]:
