@@ -140,7 +140,8 @@ def _mask_is_causal(gm: torch.fx.GraphModule, sdpa: torch.fx.Node, mask: torch.f
         try:
             with torch.no_grad():
                 m = _evaluate(gm, nodes, {n: binding[s] for n, s in symbols.items()})
-        except Exception:  # an op that does not run on these shapes: not provably causal
+        except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError):
+            # an op that does not run on these shapes: not provably causal
             return False
         if m is None or not _is_causal(m, lq):
             return False
