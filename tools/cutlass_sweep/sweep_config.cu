@@ -28,8 +28,6 @@ template <class T> using Act = kiln::cuda::sm90a::detail::GeluErfc<T>;
 #define ACT_NAME "gelu(erfc formula)"
 #endif
 
-template <class T> using IdentityT = cutlass::epilogue::thread::Identity<T>;
-
 #if CFG == 0
 using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
 #define CFG_NAME "128x256 coop 2x1"

@@ -179,24 +179,12 @@ bool ensure_plan(Plan& p, int64_t index) {
 
 constexpr uint32_t kPlanMagic = 0x4453'4C4B;  // "KLSD"
 
-std::vector<uint8_t> encode_plan(int64_t index) {
-  std::vector<uint8_t> out(sizeof(kPlanMagic) + sizeof(index));
-  std::memcpy(out.data(), &kPlanMagic, sizeof(kPlanMagic));
-  std::memcpy(out.data() + sizeof(kPlanMagic), &index, sizeof(index));
-  return out;
-}
-
 // The plan `data` names when it builds, else (no plan named, or an engine built under another
 // cuDNN whose plan list differs) the first plan that builds; -1 when none does. `workspace` gets
 // the plan's workspace bytes.
 int64_t plan_index(Plan& p, std::span<const uint8_t> data, int64_t& workspace) {
-  uint32_t magic = 0;
-  int64_t index = -1;
-  if (data.size() == sizeof(magic) + sizeof(index)) {
-    std::memcpy(&magic, data.data(), sizeof(magic));
-    std::memcpy(&index, data.data() + sizeof(magic), sizeof(index));
-    if (magic != kPlanMagic || !ensure_plan(p, index)) index = -1;
-  }
+  int64_t index = decode_tagged_index(kPlanMagic, data);
+  if (index >= 0 && !ensure_plan(p, index)) index = -1;
   for (int64_t i = 0; index < 0 && i < p.plans; ++i)
     if (ensure_plan(p, i)) index = i;
   if (index >= 0) {
@@ -295,7 +283,8 @@ std::vector<TacticCandidate> attention_cudnn_candidates(CudaBackendState& state,
     if (!ensure_plan(*plan, i)) continue;
     std::string name;
     if (plan->graph->get_plan_name_at_index(i, name).is_bad()) name = "?";
-    out.push_back({"cuda.attention.cudnn", encode_plan(i), str("cudnn sdpa plan ", i, " (", name, ")")});
+    out.push_back({"cuda.attention.cudnn", encode_tagged_index(kPlanMagic, i),
+                   str("cudnn sdpa plan ", i, " (", name, ")")});
   }
   return out;
 }

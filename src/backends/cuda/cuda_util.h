@@ -9,6 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
 
 #include "backends/common/tensor_view.h"
 #include "backends/cuda/cuda_kernels.h"
@@ -113,6 +116,25 @@ inline TensorView contiguous_view(void* data, DType dtype, const int64_t* shape,
 inline size_t align_up(size_t n, size_t a = 256) { return (n + a - 1) / a * a; }
 inline bool aligned_to(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Tactic data that is one index (a cuDNN plan, a CUTLASS configuration) behind the magic word of
+// the kernel that reads it, so a kernel never takes another kernel's data for its own.
+inline std::vector<uint8_t> encode_tagged_index(uint32_t magic, int64_t index) {
+  std::vector<uint8_t> out(sizeof(magic) + sizeof(index));
+  std::memcpy(out.data(), &magic, sizeof(magic));
+  std::memcpy(out.data() + sizeof(magic), &index, sizeof(index));
+  return out;
+}
+// The index in `data`; -1 when `data` is not an index behind `magic`.
+inline int64_t decode_tagged_index(uint32_t magic, std::span<const uint8_t> data) {
+  uint32_t found = 0;
+  int64_t index = -1;
+  if (data.size() != sizeof(found) + sizeof(index)) return -1;
+  std::memcpy(&found, data.data(), sizeof(found));
+  if (found != magic) return -1;
+  std::memcpy(&index, data.data() + sizeof(found), sizeof(index));
+  return index;
 }
 
 // ---- launchers shared between families (defined in the .cu files named) ---------------------

@@ -3,7 +3,6 @@
 #include "backends/cuda/linear_cutlass.h"
 
 #include <atomic>
-#include <cstring>
 #include <string>
 
 #include "backends/cuda/cuda_util.h"
@@ -16,24 +15,6 @@ namespace {
 
 #if KILN_HAVE_CUTLASS
 constexpr uint32_t kMagic = 0x4743'4C4B;  // "KLCG"
-
-std::vector<uint8_t> encode(int32_t config) {
-  std::vector<uint8_t> out(sizeof(kMagic) + sizeof(config));
-  std::memcpy(out.data(), &kMagic, sizeof(kMagic));
-  std::memcpy(out.data() + sizeof(kMagic), &config, sizeof(config));
-  return out;
-}
-
-// The configuration in the tactic data; -1 when the data is not this tactic's.
-int32_t decode(std::span<const uint8_t> data) {
-  uint32_t magic = 0;
-  int32_t config = -1;
-  if (data.size() != sizeof(magic) + sizeof(config)) return -1;
-  std::memcpy(&magic, data.data(), sizeof(magic));
-  if (magic != kMagic) return -1;
-  std::memcpy(&config, data.data() + sizeof(magic), sizeof(config));
-  return config;
-}
 
 // The problem the GEMM would run (pointers included when the args carry them), or why not: a
 // refusal is not an error, cuBLASLt runs instead.
@@ -82,8 +63,9 @@ const char* describe(const CudaBackendState& state, const KernelArgs& args, sm90
 int32_t served_config(const KernelArgs& args, sm90a::GeluGemm& g) {
   const CudaBackendState* state = state_of(args);
   if (!state || describe(*state, args, g) != nullptr) return -1;
-  const int32_t config = decode(args.tactic_data);
-  if (config < 0 || config >= sm90a::gelu_gemm_configs()) return -1;
+  const int64_t index = decode_tagged_index(kMagic, args.tactic_data);
+  if (index < 0 || index >= sm90a::gelu_gemm_configs()) return -1;
+  const auto config = static_cast<int32_t>(index);
   // The refusal check reads shapes and strides only; a stand-in bias pointer passes its
   // "no bias" test at build time, when the args carry no data.
   sm90a::GeluGemm shapes = g;
@@ -105,7 +87,7 @@ std::vector<TacticCandidate> linear_cutlass_candidates(const CudaBackendState& s
   g.bias = reinterpret_cast<const void*>(uintptr_t{256});  // build-time args carry no data
   for (int32_t c = 0; c < sm90a::gelu_gemm_configs(); ++c)
     if (sm90a::gelu_gemm_refusal(c, g).empty())
-      out.push_back({"cuda.linear.cutlass_gelu", encode(c),
+      out.push_back({"cuda.linear.cutlass_gelu", encode_tagged_index(kMagic, c),
                      str("cutlass sm90a gemm+bias+gelu ", sm90a::gelu_gemm_config_name(c))});
 #else
   (void)state;
