@@ -118,6 +118,24 @@ inline bool aligned_to(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
+// Whether the batch dims [0, nb) of v (broadcast to `shape`) step by one uniform stride.
+inline bool uniform_batch(const TensorView& v, const int64_t* shape, int nb, int64_t& stride) {
+  int64_t prod = 1;
+  bool found = false;
+  stride = 0;
+  for (int d = nb - 1; d >= 0; --d) {
+    if (shape[d] == 1) continue;
+    if (!found) {
+      stride = v.strides[d];
+      found = true;
+    } else if (v.strides[d] != stride * prod) {
+      return false;
+    }
+    prod *= shape[d];
+  }
+  return true;
+}
+
 // Tactic data that is one index (a cuDNN plan, a CUTLASS configuration) behind the magic word of
 // the kernel that reads it, so a kernel never takes another kernel's data for its own.
 inline std::vector<uint8_t> encode_tagged_index(uint32_t magic, int64_t index) {

@@ -63,24 +63,6 @@ bool lt_layout(int64_t R, int64_t C, int64_t rs, int64_t cs, LtOperand& o) {
   return false;
 }
 
-// Whether the batch dims [0, nb) of v (broadcast to `shape`) step by one uniform stride.
-bool uniform_batch(const TensorView& v, const int64_t* shape, int nb, int64_t& stride) {
-  int64_t prod = 1;
-  bool found = false;
-  stride = 0;
-  for (int d = nb - 1; d >= 0; --d) {
-    if (shape[d] == 1) continue;
-    if (!found) {
-      stride = v.strides[d];
-      found = true;
-    } else if (v.strides[d] != stride * prod) {
-      return false;
-    }
-    prod *= shape[d];
-  }
-  return true;
-}
-
 // The operand for row-major matrices [..., R, C] of `v` (already broadcast to the output's batch
 // dims): in place when possible, else marked for packing into a contiguous copy.
 LtOperand make_operand(const TensorView& v, int nb, int64_t batches) {

@@ -32,7 +32,6 @@ std::string gelu_gemm_refusal(int config, const GeluGemm& p) {
   if (p.M <= 0 || p.N <= 0 || p.K <= 0) return "empty problem";
   if (p.M > INT32_MAX || p.N > INT32_MAX || p.K > INT32_MAX) return "a dimension exceeds int32";
   if (p.K % 8 || p.N % 8 || p.ldx % 8 || p.ldw % 8) return "rows are not 16-byte aligned";
-  if (!p.bias) return "no bias";
   return configs()[config].refusal(p);
 }
 

@@ -25,7 +25,7 @@ struct GeluGemm {
   int64_t ldx = 0, ldw = 0;  // row strides of x and w in elements (>= K); y is contiguous
   const void* x = nullptr;
   const void* w = nullptr;
-  const void* bias = nullptr;  // [N], required
+  const void* bias = nullptr;  // [N], required (null only in the build-time shape checks)
   void* y = nullptr;
   int sm_count = 0;            // SMs the persistent kernel may fill
 };
@@ -34,7 +34,8 @@ struct GeluGemm {
 int gelu_gemm_configs();
 // "128x256x64 cluster 2x1 cooperative", for tactic labels.
 const char* gelu_gemm_config_name(int config);
-// Why `config` cannot run `p` (alignment, sizes), or empty when it can. Host only.
+// Why `config` cannot run `p` (alignment, sizes), or empty when it can; reads shapes and strides
+// only, so it also answers for build-time problems without data. Host only.
 std::string gelu_gemm_refusal(int config, const GeluGemm& p);
 // Workspace bytes `config` needs for `p`.
 size_t gelu_gemm_workspace(int config, const GeluGemm& p);
