@@ -94,7 +94,7 @@ def convert_block(
     """Builds the Kiln network of `block`. A converter failure raises NodeConversionError."""
     inputs, outputs = block_boundary(block)
     network = _C.Network(block.name)
-    ctx = ConversionContext(network, table, lambda n: _fetch_attr(gm, n))
+    ctx = ConversionContext(network, table, lambda n: fetch_attr(gm, n))
 
     profile: dict[str, tuple[int, int, int]] = {}
     for sym in sorted(_block_symbols(block, inputs, table), key=str):
@@ -197,7 +197,7 @@ def _check_output(
     return tid
 
 
-def _fetch_attr(gm: torch.fx.GraphModule, node: Node) -> torch.Tensor:
+def fetch_attr(gm: torch.fx.GraphModule, node: Node) -> torch.Tensor:
     obj: Any = gm
     for part in str(node.target).split("."):
         obj = getattr(obj, part)

@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 
+from kiln._block import fetch_attr
 from kiln._symbols import SymbolTable
+from kiln.converters._context import ConversionError
 
 aten = torch.ops.aten
 logger = logging.getLogger("kiln")
@@ -63,13 +65,6 @@ def _symbol_of(node: torch.fx.Node) -> Any:
     return expr if expr is not None and getattr(expr, "is_Symbol", False) else None
 
 
-def _attr(gm: torch.fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _on_cpu(value: Any) -> Any:
     if isinstance(value, torch.device):
         return torch.device("cpu")
@@ -83,7 +78,7 @@ def _evaluate(gm: torch.fx.GraphModule, nodes: list[torch.fx.Node],
     env: dict[torch.fx.Node, Any] = {}
     for n in nodes:
         if n.op == "get_attr":
-            env[n] = _on_cpu(_attr(gm, str(n.target)))
+            env[n] = _on_cpu(fetch_attr(gm, n))
         elif n.target is aten.sym_size.int:
             env[n] = sizes[n]
         else:
@@ -140,7 +135,8 @@ def _mask_is_causal(gm: torch.fx.GraphModule, sdpa: torch.fx.Node, mask: torch.f
         try:
             with torch.no_grad():
                 m = _evaluate(gm, nodes, {n: binding[s] for n, s in symbols.items()})
-        except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError):
+        except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError,
+                ConversionError):
             # an op that does not run on these shapes: not provably causal
             return False
         if m is None or not _is_causal(m, lq):
