@@ -75,6 +75,8 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
         raw = lambda: raw_op(direct_inputs, engine)  # noqa: E731
         print(f"    execute_engine (raw _op): {host_split(engine, raw, 50)}")
         print(f"    execute_engine, GPU busy: {host_split(engine, direct, 50, 200)}")
+        fast = lambda: kiln._C.execute_engine_fast(direct_inputs, engine)  # noqa: E731
+        print(f"    execute_engine_fast:      {host_split(engine, fast, 50)}")
 
 
 def main() -> None:

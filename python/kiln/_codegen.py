@@ -6,6 +6,13 @@
   output spec one leaf or a flat tuple/list of leaves, the same forward is generated without
   them: the same signature, the same result, less Python. Other specs (keyword arguments,
   nested inputs, HF ModelOutput results) keep torch's code.
+- Engine calls skip the dispatcher: the generated forward calls ``execute_engine`` below instead
+  of ``torch.ops.kiln.execute_engine.default``. The graph keeps the op (export, save, inspection
+  and stream insertion see no difference); only the Python source differs. ``execute_engine``
+  asks ``kiln._C.execute_engine_fast`` first, which runs the engine directly for a plain eager
+  call and answers None whenever the dispatcher's path could differ (tracing, dispatch or
+  function modes, tensor subclasses, inputs needing grad; fast_execute.cpp), and takes the op
+  then. Under torch.compile (is_compiling) it takes the op at once, so Dynamo traces the op.
 - ``drop_per_call_hooks(gm)``: ``ep.module()`` registers forward hooks (an input-constraint check,
   and nn.Module-input pytree hooks that do nothing for tensor inputs); any hook sends every call
   through nn.Module's slow path.
@@ -24,7 +31,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.fx.graph import _PyTreeCodeGen
+from torch.fx.graph import PythonCode, _PyTreeCodeGen
+
+from kiln import _C
+
+EXECUTE = torch.ops.kiln.execute_engine.default
+_EXECUTE_SOURCE = "torch.ops.kiln.execute_engine.default("
+_FAST_NAME = "_kiln_execute_engine"
+
+
+def execute_engine(inputs: list[torch.Tensor], engine: Any) -> list[torch.Tensor]:
+    """``torch.ops.kiln.execute_engine.default(inputs, engine)``, without the dispatcher where
+    that changes nothing (module docstring)."""
+    if not torch.compiler.is_compiling():
+        outputs = _C.execute_engine_fast(inputs, engine)
+        if outputs is not None:
+            return outputs
+    return EXECUTE(inputs, engine)
 
 
 def skip_torch_function_lookup() -> None:
@@ -48,7 +71,8 @@ def _positional_only(in_spec: Any) -> int | None:
 
 
 class LeanPyTreeCodeGen(_PyTreeCodeGen):
-    """_PyTreeCodeGen that binds plain positional leaves and returns flat results directly."""
+    """_PyTreeCodeGen that binds plain positional leaves, returns flat results directly and calls
+    engines through ``execute_engine``."""
 
     def gen_var_bindings(self, fn_args: list[str], free_vars: list[str], expanded_def: bool) -> str:
         count = _positional_only(self.pytree_info.in_spec)
@@ -61,6 +85,13 @@ class LeanPyTreeCodeGen(_PyTreeCodeGen):
         if names == args:
             return ""
         return f"\n    {', '.join(names)}, = {', '.join(args)},"
+
+    def _gen_python_code(self, *args: Any, **kwargs: Any) -> PythonCode:
+        code = super()._gen_python_code(*args, **kwargs)
+        if _EXECUTE_SOURCE in code.src:
+            code.src = code.src.replace(_EXECUTE_SOURCE, f"{_FAST_NAME}(")
+            code.globals[_FAST_NAME] = execute_engine
+        return code
 
     def generate_output(self, output_args: Any, *, descs: Any | None = None) -> str:
         spec = self.pytree_info.out_spec if self.pytree_info else None

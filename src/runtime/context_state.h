@@ -53,6 +53,8 @@ struct ContextState {
   const format::EnginePlan& plan() const { return es->plan; }
   // Binds symbols from the input shapes, checks them, and computes every tensor's layout.
   Status resolveShapes();
+  // Every binding with elements has an address (after resolveShapes); names the one missing.
+  Status checkAddresses() const;
   // Sets every tensor's data pointer from the addresses and the arena (after resolveShapes).
   Status bindPointers();
   // Launches every step with these backend extras (after resolveShapes and bindPointers).

@@ -220,6 +220,10 @@ Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::
 cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry, std::string* why) {
   bool staging = false;
   for (size_t b = 0; b < r.staged.size(); ++b) staging = staging || r.staged[b];
+  if (!staging && !st.pointers_ready && !st.bindPointers().ok()) {
+    *why = "binding the tensors' pointers";  // checked by the enqueue: does not happen
+    return nullptr;
+  }
   if (staging) {
     r.saved_addresses.assign(st.addresses.begin(), st.addresses.end());
     for (size_t b = 0; b < r.staged.size(); ++b)
@@ -252,8 +256,7 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   if (!graph) (void)cudaGetLastError();
   if (staging) {
     st.addresses.assign(r.saved_addresses.begin(), r.saved_addresses.end());
-    st.pointers_ready = false;
-    if (!st.bindPointers().ok()) st.pointers_ready = false;  // bound before: cannot fail
+    st.pointers_ready = false;  // bound again by the next plain launch or capture
   }
   return graph;
 }
@@ -410,41 +413,48 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
   for (size_t b = 0; b < num_bindings; ++b)
     if (r.staged[b]) r.address_key[b] = CudaGraphCache::kStaged;
 
-  CudaGraphCache::Entry* entry = r.graphs.find(r.shape_key);
-  if (entry && entry->addresses == r.address_key) {
-    KILN_RETURN_IF_ERROR(launch_entry(st, r, *entry, stream, queued));
+  if (CudaGraphCache::Entry* match = r.graphs.find(r.shape_key, r.address_key)) {
+    KILN_RETURN_IF_ERROR(launch_entry(st, r, *match, stream, queued));
     if (*queued) {
-      r.graphs.touch(*entry);
+      r.graphs.touch(*match);
       r.address_misses = 0;
       ++st.graph_replays;
     }
     return Status::Ok();
   }
-  if (entry && entry->addresses.size() == r.address_key.size()) {
-    // A binding newly staged since this graph was captured is no miss, only a recapture.
+  // A miss, unless these shapes have no graph yet (the policy: cuda_graph_cache.h).
+  CudaGraphCache::Entry* newest = r.graphs.newest(r.shape_key);
+  bool new_variant = false, staged_now = false;
+  if (newest && newest->addresses.size() == r.address_key.size()) {
+    // A binding newly staged since this graph was captured is no miss, only a recapture (and
+    // the shape's other variants, captured before the staging too, will never match again).
     bool binding_moved = false, rest_moved = false;
-    for (size_t b = 0; b < num_bindings; ++b)
-      binding_moved = binding_moved || (!r.staged[b] && entry->addresses[b] != r.address_key[b]);
-    for (size_t i = num_bindings; i < r.address_key.size(); ++i)
-      rest_moved = rest_moved || entry->addresses[i] != r.address_key[i];
-    if (binding_moved || rest_moved) {
-      if (binding_moved && r.address_misses >= 1) {
-        // The second miss in a row: stage the bindings that moved.
-        for (size_t b = 0; b < num_bindings; ++b) {
-          if (r.staged[b] || entry->addresses[b] == r.address_key[b]) continue;
-          r.staged[b] = 1;
-          r.address_key[b] = CudaGraphCache::kStaged;
-        }
-      } else if (!binding_moved && r.address_misses >= 2 && !same_as_last) {
-        // Only the arena, workspace or context moved, again: recapturing every time would be
-        // slower than plain launches, so run plain until the addresses repeat.
-        ++r.address_misses;
-        return Status::Ok();
-      }
-      ++r.address_misses;
+    for (size_t b = 0; b < num_bindings; ++b) {
+      binding_moved = binding_moved || (!r.staged[b] && newest->addresses[b] != r.address_key[b]);
+      staged_now = staged_now || (r.staged[b] && newest->addresses[b] != CudaGraphCache::kStaged);
     }
+    for (size_t i = num_bindings; i < r.address_key.size(); ++i)
+      rest_moved = rest_moved || newest->addresses[i] != r.address_key[i];
+    if (binding_moved && r.address_misses + 1 >= static_cast<int>(CudaGraphCache::kMaxVariants)) {
+      // More buffers in turn than variants: stage the bindings that moved.
+      for (size_t b = 0; b < num_bindings; ++b) {
+        if (r.staged[b] || newest->addresses[b] == r.address_key[b]) continue;
+        r.staged[b] = 1;
+        r.address_key[b] = CudaGraphCache::kStaged;
+      }
+      staged_now = true;
+    } else if (!binding_moved && rest_moved && r.address_misses >= 2 && !same_as_last) {
+      // Only the arena, workspace or context moved, again: recapturing every time would be
+      // slower than plain launches, so run plain until the addresses repeat.
+      ++r.address_misses;
+      return Status::Ok();
+    } else {
+      new_variant = binding_moved;
+    }
+    if (binding_moved || rest_moved) ++r.address_misses;
   }
-  CudaGraphCache::Entry& slot = r.graphs.slot(r.shape_key);
+  CudaGraphCache::Entry& slot = r.graphs.slot(r.shape_key, new_variant);
+  if (staged_now) r.graphs.dropVariantsBut(slot);
   Status staged = ensure_staging(st, r, slot, stream);
   if (!staged.ok()) {
     give_up_graphs(st, r, str("staging: ", staged.message()));
@@ -512,7 +522,9 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
     for (const std::vector<int64_t>& dims : st.input_dims) r.shape_key.insert(r.shape_key.end(), dims.begin(), dims.end());
     r.shape_generation = st.shape_generation;
   }
-  if (!st.pointers_ready) KILN_RETURN_IF_ERROR(st.bindPointers());
+  // A graph replay reads only the bindings' addresses: the per-tensor pointers are bound where
+  // kernels are launched or captured (capture_plan, the plain path below), not on every call.
+  if (!st.pointers_ready) KILN_RETURN_IF_ERROR(st.checkAddresses());
 
   CUcontext ctx = nullptr;
   const Launch how = choose_launch(st, r, stream, &ctx);

@@ -27,27 +27,63 @@ bool device_launch_enabled() {
 
 }  // namespace
 
-CudaGraphCache::Entry* CudaGraphCache::find(std::span<const int64_t> shape) {
+namespace {
+
+bool same_shape(const CudaGraphCache::Entry& e, std::span<const int64_t> shape) {
+  return e.exec && std::equal(e.shape.begin(), e.shape.end(), shape.begin(), shape.end());
+}
+
+}  // namespace
+
+CudaGraphCache::Entry* CudaGraphCache::find(std::span<const int64_t> shape, std::span<const uintptr_t> addresses) {
   for (Entry& e : entries_)
-    if (e.exec && std::equal(e.shape.begin(), e.shape.end(), shape.begin(), shape.end())) return &e;
+    if (same_shape(e, shape) && std::equal(e.addresses.begin(), e.addresses.end(), addresses.begin(), addresses.end()))
+      return &e;
   return nullptr;
 }
 
-CudaGraphCache::Entry& CudaGraphCache::slot(std::span<const int64_t> shape) {
-  if (Entry* e = find(shape)) return *e;
+CudaGraphCache::Entry* CudaGraphCache::newest(std::span<const int64_t> shape) {
+  Entry* best = nullptr;
+  for (Entry& e : entries_)
+    if (same_shape(e, shape) && (!best || e.last_use > best->last_use)) best = &e;
+  return best;
+}
+
+CudaGraphCache::Entry& CudaGraphCache::slot(std::span<const int64_t> shape, bool new_variant) {
+  auto older = [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; };
   Entry* e = nullptr;
+  if (!new_variant) {
+    e = newest(shape);
+  } else {
+    size_t variants = 0;
+    Entry* oldest = nullptr;
+    for (Entry& v : entries_) {
+      if (!same_shape(v, shape)) continue;
+      ++variants;
+      if (!oldest || older(v, *oldest)) oldest = &v;
+    }
+    if (variants >= kMaxVariants) e = oldest;
+  }
+  if (e) return *e;  // keeps its graph: install updates it
   for (Entry& free : entries_)
     if (!free.exec) e = &free;
   // entries_ has kMaxEntries reserved: emplace_back never moves the entries handed out.
   if (!e && entries_.size() < kMaxEntries) e = &entries_.emplace_back();
   if (!e) {
-    e = &*std::min_element(entries_.begin(), entries_.end(),
-                           [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; });
+    e = &*std::min_element(entries_.begin(), entries_.end(), older);
     release(*e);
   }
   e->shape.assign(shape.begin(), shape.end());
   e->addresses.clear();
   return *e;
+}
+
+void CudaGraphCache::dropVariantsBut(const Entry& keep) {
+  for (Entry& e : entries_)
+    if (&e != &keep && same_shape(e, keep.shape)) {
+      release(e);
+      e.addresses.clear();
+    }
 }
 
 bool CudaGraphCache::install(Entry& e, std::span<const uintptr_t> addresses, cudaGraph_t graph,

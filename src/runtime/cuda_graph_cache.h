@@ -6,22 +6,32 @@
 // (and the CUDA context). Enqueue replays the graph of the current input shapes when those
 // addresses are the graph's; otherwise it captures again and updates the graph in place.
 //
-// Staged bindings. Callers such as PyTorch bind fresh tensors on every call (a new output each
-// time, often new inputs), so the addresses would never repeat. The policy, per context:
-//  - A miss is an enqueue that finds a graph for its shapes captured at another address of an
-//    unstaged binding, or another arena, workspace or CUDA context. A replay ends a run of misses;
-//    capturing a graph for new shapes neither counts as a miss nor ends a run.
-//  - The first miss in a run recaptures at the new addresses: one new buffer is not churn.
-//  - On the second and later misses in a run, every unstaged binding whose address differs from
-//    the graph's becomes staged, for good (for every shape). Each graph-cache entry then owns a
-//    device staging buffer per staged binding, sized for its bytes at the entry's shapes (grown
-//    stream-ordered when the entry is reused for larger shapes, never per call; always outside
-//    any capture), and its graph is captured against the staging buffer. Enqueue copies each
-//    staged input in (staging <- caller's address) before the graph launch and each staged output
-//    out (caller's address <- staging) after it, on the caller's stream, between the wait on the
-//    previous enqueue's completion event and the record of this one's. Staged bindings' own
-//    addresses no longer take part in the match; zero-size staged bindings copy nothing.
-//  - Bindings whose address stays put are never staged and cost no copy.
+// Address variants. A caller that allocates each call's output while it still holds the last
+// one's (PyTorch's fresh output tensors, and more so pre-allocated outputs) hands the engine a
+// short cycle of buffers: A, B, A, B, ... or A, B, C, A, B, C, ... So a shape keeps up to
+// kMaxVariants graphs, each captured at its own binding addresses, and a call replays whichever
+// matches: no copies, no recapture, once each buffer of the cycle has been seen.
+//
+// Staged bindings. Callers that bind a fresh buffer on every call (no cycle) would never see
+// their addresses repeat. The policy, per context:
+//  - A miss is an enqueue that finds graphs for its shapes but none at its addresses (an
+//    unstaged binding, the arena, the workspace or the CUDA context differ). A replay ends a run
+//    of misses; capturing a graph for new shapes neither counts as a miss nor ends a run.
+//  - The first kMaxVariants - 1 misses in a run capture a new variant at the new addresses (or,
+//    with kMaxVariants variants already, recapture the least recently used one): a few buffers in
+//    turn are not churn.
+//  - On the kMaxVariants-th and later misses in a run, every unstaged binding whose address
+//    differs from the shape's newest graph's becomes staged, for good (for every shape), and the
+//    shape's other variants are dropped. Each graph-cache entry then owns a device staging buffer
+//    per staged binding, sized for its bytes at the entry's shapes (grown stream-ordered when
+//    the entry is reused for larger shapes, never per call; always outside any capture), and its
+//    graph is captured against the staging buffer. Enqueue copies each staged input in (staging
+//    <- caller's address) before the graph launch and each staged output out (caller's address
+//    <- staging) after it, on the caller's stream, between the wait on the previous enqueue's
+//    completion event and the record of this one's. Staged bindings' own addresses no longer take
+//    part in the match; zero-size staged bindings copy nothing.
+//  - Bindings whose address stays put, or cycles through a few buffers, are never staged and
+//    cost no copy.
 //  - A miss in which no binding differs (only the arena, workspace or context moved) cannot be
 //    staged: after two such misses in a row the enqueue runs plain (kernel by kernel) until the
 //    same addresses come twice in a row.
@@ -33,12 +43,13 @@
 
 namespace kiln {
 
-// One executable graph per input-shape signature, each with the addresses (bindings, arena,
-// workspace, CUDA context) its kernels were captured with. At most kMaxEntries; a new signature
-// takes the place of the least recently used one.
+// Executable graphs by input-shape signature, up to kMaxVariants per signature, each with the
+// addresses (bindings, arena, workspace, CUDA context) its kernels were captured with. At most
+// kMaxEntries in all; a new one takes the place of the least recently used.
 class CudaGraphCache {
  public:
-  static constexpr size_t kMaxEntries = 8;
+  static constexpr size_t kMaxEntries = 16;
+  static constexpr size_t kMaxVariants = 3;
   // In Entry::addresses, the value of a binding the graph reads or writes through its staging
   // buffer (no real address: the caller's one is not part of the match).
   static constexpr uintptr_t kStaged = ~uintptr_t(0);
@@ -62,12 +73,18 @@ class CudaGraphCache {
   CudaGraphCache& operator=(const CudaGraphCache&) = delete;
   ~CudaGraphCache() { clear(); }
 
-  // The graph captured for `shape`, or null.
-  Entry* find(std::span<const int64_t> shape);
-  // The entry for `shape`: the existing one, else a free slot or the least recently used entry
-  // (whose graph is destroyed), now set to `shape` with no graph. Stays valid until clear() or
-  // the next slot() for other shapes.
-  Entry& slot(std::span<const int64_t> shape);
+  // The graph captured for `shape` at `addresses`, or null.
+  Entry* find(std::span<const int64_t> shape, std::span<const uintptr_t> addresses);
+  // The most recently used graph for `shape`, or null.
+  Entry* newest(std::span<const int64_t> shape);
+  // The entry to capture `shape` into. With `new_variant`, a free slot or the least recently used
+  // entry, unless `shape` has kMaxVariants graphs already: then its least recently used one.
+  // Without, the shape's newest graph, or a slot as above when it has none. A reused entry keeps
+  // its graph (install updates it in place) when it had `shape`; otherwise its graph is destroyed
+  // and it is set to `shape`. Stays valid until clear() or the next slot().
+  Entry& slot(std::span<const int64_t> shape, bool new_variant);
+  // Destroys every graph for `keep`'s shape but `keep`'s.
+  void dropVariantsBut(const Entry& keep);
   // Makes `graph` (a fresh capture) the executable graph of `entry` (from slot()), captured at
   // `addresses`: updates the existing one in place when CUDA allows (cudaGraphExecUpdate), else
   // instantiates anew. False when instantiation failed; the entry is then a free slot and no

@@ -125,7 +125,21 @@ Status ContextState::run(void* stream, void* backend, void* workspace, size_t wo
   return launch(stream, backend, workspace, workspace_bytes);
 }
 
+Status ContextState::checkAddresses() const {
+  const format::EnginePlan& p = plan();
+  const size_t num_inputs = p.inputs.size();
+  for (size_t b = 0; b < addresses.size(); ++b) {
+    if (addresses[b]) continue;
+    const format::Binding& binding = b < num_inputs ? p.inputs[b] : p.outputs[b - num_inputs];
+    if (tensors[static_cast<size_t>(binding.tensor)].view.numel() > 0)
+      return invalid_argument(b < num_inputs ? "input '" : "output '", es->bindings[b].name,
+                              "' has no address: call setTensorAddress");
+  }
+  return Status::Ok();
+}
+
 Status ContextState::bindPointers() {
+  KILN_RETURN_IF_ERROR(checkAddresses());
   const format::EnginePlan& p = plan();
   // Base address of every storage root, then each tensor's data pointer.
   const size_t num_inputs = p.inputs.size();
@@ -139,9 +153,6 @@ Status ContextState::bindPointers() {
         size_t slot = t.role == TensorRole::kInput ? static_cast<size_t>(t.binding)
                                                    : num_inputs + static_cast<size_t>(t.binding);
         base = static_cast<std::byte*>(addresses[slot]);
-        if (!base && r.view.numel() > 0)
-          return invalid_argument(t.role == TensorRole::kInput ? "input '" : "output '",
-                                  es->bindings[slot].name, "' has no address: call setTensorAddress");
         break;
       }
       case TensorRole::kConstant:

@@ -16,6 +16,7 @@ void bind_symexpr(py::module_& m);  // DType, SymExpr, sym_max, sym_min
 void bind_network(py::module_& m);  // Network
 void bind_builder(py::module_& m);  // build, engine_info
 void bind_engine(py::module_& m);   // make_engine, ABI_VERSION
+void bind_fast_execute(py::module_& m);  // execute_engine_fast
 void bind_testing(py::module_& m);  // _convert_attrs, _raise_status (for tests/python)
 
 // An int (anything with __index__ but bool) or a SymExpr, as a SymExpr; nullopt otherwise.

@@ -45,5 +45,6 @@ PYBIND11_MODULE(_C, m) {
   kiln::torch_ext::bind_network(m);
   kiln::torch_ext::bind_builder(m);
   kiln::torch_ext::bind_engine(m);
+  kiln::torch_ext::bind_fast_execute(m);
   kiln::torch_ext::bind_testing(m);
 }

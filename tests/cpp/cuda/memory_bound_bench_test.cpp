@@ -177,6 +177,7 @@ TEST(CudaMemoryBoundBench, PrintsBandwidthOfFastPaths) {
   bench_permute("copy heads [32,128,12,64] (0,2,1,3)", {32, 128, 12, 64}, {0, 2, 1, 3});
   bench_gelu("unary gelu [32,128,3072]", {32, 128, 3072});
   bench_layer_norm("residual layer_norm 4096x768 (+sum out)", 4096, 768, true);
+  bench_layer_norm("layer_norm 4096x768", 4096, 768, false);
   bench_layer_norm("residual layer_norm 128x768 (+sum out)", 128, 768, true);
   bench_layer_norm("residual layer_norm 64x4096 (block rows)", 64, 4096, true);
 }

@@ -1,7 +1,8 @@
 // CUDA graphs in the execution context (DESIGN.md 5): replays match plain launches, new shapes
 // and new addresses are honoured, the completion-event protocol holds across streams, enqueue
 // works inside a capture of the caller's own, and a replay costs the host less than launching
-// kernel by kernel; fresh caller buffers every call replay through staging buffers. Skipped
+// kernel by kernel; output buffers taken in turn from a short cycle replay a graph per buffer
+// with no copy, and fresh caller buffers every call replay through staging buffers. Skipped
 // without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "backends/cuda/graph_memset.h"
+#include "runtime/cuda_graph_cache.h"
 #include "cuda_test_util.h"
 
 namespace kiln {
@@ -335,7 +337,8 @@ void check_fresh_buffers_every_call(bool fresh_inputs) {
     EXPECT_EQ(max_rel_error(download(xs.back()->ptr, kMaxFloats), inputs.back()), 0.0);
   }
   EXPECT_TRUE(ctx->cudaGraphs());
-  EXPECT_LE(ctx->cudaGraphCaptures(), 3);
+  // One capture per address variant, then one with the staged bindings.
+  EXPECT_LE(ctx->cudaGraphCaptures(), 4);
   EXPECT_GE(ctx->cudaGraphReplays(), 15);
   EXPECT_EQ(ctx->cudaGraphCaptures() + ctx->cudaGraphReplays(), kCalls);
   // Each replay copies the staged output out (and the staged input in).
@@ -352,6 +355,57 @@ TEST(CudaGraphsStaging, NewOutputBufferEveryCallReplays) {
 TEST(CudaGraphsStaging, NewInputAndOutputBuffersEveryCallReplay) {
   REQUIRE_GPU();
   check_fresh_buffers_every_call(/*fresh_inputs=*/true);
+}
+
+// Outputs taken in turn from `cycle` buffers, as PyTorch's caching allocator hands them out when
+// the caller keeps one or two earlier results alive: one graph per buffer, then replays with no
+// staged copy; no call writes a buffer other than its own. A cycle longer than the variants a
+// shape keeps is churn: it stages.
+void check_output_cycle(int cycle) {
+  Network net = mlp(kDim, 3, kMaxBatch);
+  auto engine = build(net, "cuda:0");
+  ASSERT_TRUE(engine);
+  auto ctx = engine->createExecutionContext().value();
+  std::vector<std::unique_ptr<DeviceBuffer>> ys;
+  for (int i = 0; i < cycle; ++i) ys.push_back(std::make_unique<DeviceBuffer>(kMaxFloats * 4));
+  DeviceBuffer dx(kMaxFloats * 4);
+  Stream s;
+  constexpr int kCalls = 12;
+  for (int i = 0; i < kCalls; ++i) {
+    SCOPED_TRACE(str("call ", i));
+    void* dy = ys[static_cast<size_t>(i % cycle)]->ptr;
+    for (const auto& other : ys)
+      if (other->ptr != dy) CUDA_OK(cudaMemsetAsync(other->ptr, 0xff, kMaxFloats * 4, s.s));  // sentinel
+    ASSERT_NO_FATAL_FAILURE(bind(*ctx, kMaxBatch, dx.ptr, dy));
+    std::vector<float> x = random_floats(kMaxFloats, 800 + static_cast<uint32_t>(i));
+    ASSERT_LT(max_rel_error(run_once(*ctx, s.s, x, dx.ptr, dy), cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+    for (const auto& other : ys)
+      if (other->ptr != dy) ASSERT_TRUE(all_bits(other->ptr, kMaxFloats, 0xffffffffu)) << "another buffer was written";
+  }
+  EXPECT_TRUE(ctx->cudaGraphs());
+  if (cycle <= static_cast<int>(CudaGraphCache::kMaxVariants)) {
+    EXPECT_EQ(ctx->cudaGraphCaptures(), cycle);
+    EXPECT_EQ(ctx->cudaGraphReplays(), kCalls - cycle);
+    EXPECT_EQ(ctx->cudaGraphStagedCopies(), 0);
+  } else {
+    EXPECT_EQ(ctx->cudaGraphCaptures(), static_cast<int>(CudaGraphCache::kMaxVariants) + 1);
+    EXPECT_EQ(ctx->cudaGraphStagedCopies(), ctx->cudaGraphReplays());
+  }
+}
+
+TEST(CudaGraphsStaging, TwoOutputBuffersInTurnReplayWithoutCopies) {
+  REQUIRE_GPU();
+  check_output_cycle(2);
+}
+
+TEST(CudaGraphsStaging, ThreeOutputBuffersInTurnReplayWithoutCopies) {
+  REQUIRE_GPU();
+  check_output_cycle(3);
+}
+
+TEST(CudaGraphsStaging, FourOutputBuffersInTurnAreStaged) {
+  REQUIRE_GPU();
+  check_output_cycle(4);
 }
 
 TEST(CudaGraphsStaging, StableBindingsAreNotStaged) {
@@ -425,7 +479,7 @@ TEST(CudaGraphsStaging, AlternatingStreamsWithoutCallerSync) {
   }
   CUDA_OK(cudaDeviceSynchronize());
   EXPECT_TRUE(ctx->cudaGraphs());
-  EXPECT_LE(ctx->cudaGraphCaptures(), 3);
+  EXPECT_LE(ctx->cudaGraphCaptures(), 4);
   EXPECT_EQ(ctx->cudaGraphCaptures() + ctx->cudaGraphReplays(), runs);
   std::vector<float> y(size_t(runs) * kMaxFloats);
   CUDA_OK(cudaMemcpy(y.data(), dy.ptr, y.size() * 4, cudaMemcpyDeviceToHost));

@@ -1,0 +1,96 @@
+// kiln._C.execute_engine_fast: kiln::execute_engine for a plain eager call, without the
+// dispatcher. A call through torch.ops parses its arguments against the schema, boxes them into
+// IValues, computes the dispatch key set and unboxes them again: several microseconds per call,
+// more than the engine's own host work (DESIGN.md 6, "host overhead"). Compiled modules call
+// this first (python/kiln/_codegen.py); it answers None, and the caller takes torch.ops, whenever
+// anything could make the dispatcher's path differ from a direct call:
+//   - a tracer (torch.jit.trace), a TorchDispatchMode, a TorchFunctionMode, or dispatch keys
+//     included by thread-local state (functorch transforms, functionalization);
+//   - an input that is not exactly a torch.Tensor (FakeTensor and other subclasses), carries
+//     keys beyond a CPU/CUDA dense tensor's (batched, functional, sparse, Python), or requires
+//     grad while grad mode is on (the op has no autograd formula; the dispatcher says so);
+//   - an engine argument that is not a torch.classes.kiln.Engine.
+// The profiler still sees the call as kiln::execute_engine (RECORD_FUNCTION).
+#include <ATen/PythonTorchFunctionTLS.h>
+#include <ATen/record_function.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/jit/frontend/tracer.h>
+#include <torch/csrc/jit/python/pybind_utils.h>
+
+#include "bindings.h"
+#include "engine_class.h"
+
+namespace kiln::torch_ext {
+
+namespace {
+
+bool plain_eager_state() {
+  if (torch::jit::tracer::isTracing()) return false;
+  if (c10::impl::TorchDispatchModeTLS::stack_len() > 0) return false;
+  if (at::impl::torch_function_mode_enabled()) return false;
+  return (c10::impl::tls_local_dispatch_key_set().included_ - c10::default_included_set).empty();
+}
+
+// Keys a dense CPU or CUDA tensor from eager code carries, and nothing else.
+constexpr c10::DispatchKeySet kPlainKeys = c10::DispatchKeySet({
+    c10::DispatchKey::CPU,
+    c10::DispatchKey::CUDA,
+    c10::DispatchKey::ADInplaceOrView,
+    c10::DispatchKey::AutogradCPU,
+    c10::DispatchKey::AutogradCUDA,
+    c10::DispatchKey::AutocastCPU,
+    c10::DispatchKey::AutocastCUDA,
+});
+
+// The list's tensors when each is a plain eager tensor; nullopt otherwise.
+std::optional<std::vector<at::Tensor>> plain_tensors(py::handle inputs) {
+  if (!PyList_Check(inputs.ptr()) && !PyTuple_Check(inputs.ptr())) return std::nullopt;
+  py::sequence seq = py::reinterpret_borrow<py::sequence>(inputs);
+  const bool grad = c10::GradMode::is_enabled();
+  std::vector<at::Tensor> tensors;
+  tensors.reserve(seq.size());
+  for (py::handle item : seq) {
+    if (!THPVariable_CheckExact(item.ptr())) return std::nullopt;
+    const at::Tensor& t = THPVariable_Unpack(item.ptr());
+    if (!t.defined() || !kPlainKeys.isSupersetOf(t.key_set())) return std::nullopt;
+    if (grad && t.requires_grad()) return std::nullopt;
+    tensors.push_back(t);
+  }
+  return tensors;
+}
+
+py::object execute_engine_fast(py::handle inputs, py::handle engine) {
+  if (!plain_eager_state()) return py::none();
+  std::optional<std::vector<at::Tensor>> tensors = plain_tensors(inputs);
+  if (!tensors) return py::none();
+  const auto& engine_type = c10::getCustomClassType<c10::intrusive_ptr<EngineHolder>>();
+  c10::intrusive_ptr<EngineHolder> holder;
+  try {
+    holder = torch::jit::toIValue(engine, engine_type).toCustomClass<EngineHolder>();
+  } catch (const std::exception&) {
+    return py::none();  // not an Engine: torch.ops names the argument at fault
+  }
+  std::vector<at::Tensor> outputs;
+  {
+    py::gil_scoped_release no_gil;
+    RECORD_FUNCTION("kiln::execute_engine", std::vector<c10::IValue>());
+    outputs = holder->execute(*tensors);
+  }
+  py::list result(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i)
+    result[i] = py::reinterpret_steal<py::object>(THPVariable_Wrap(std::move(outputs[i])));
+  return result;
+}
+
+}  // namespace
+
+void bind_fast_execute(py::module_& m) {
+  m.def("execute_engine_fast", &execute_engine_fast, py::arg("inputs"), py::arg("engine"),
+        "kiln::execute_engine(inputs, engine) without the dispatcher, for a plain eager call; "
+        "None where the dispatcher's path could differ (tracing, modes, tensor subclasses, "
+        "inputs that need grad): the caller then calls torch.ops.kiln.execute_engine.");
+}
+
+}  // namespace kiln::torch_ext
