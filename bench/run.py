@@ -142,6 +142,10 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                         direct = functools.partial(torch.ops.kiln.execute_engine.default,
                                                    list(inputs), found[0][1])
                         entry["host_execute_engine_us"] = host_overhead_us(direct, 1)
+                        # What compiled modules call (kiln._codegen.execute_engine): the same
+                        # engine call without the dispatcher.
+                        fast = functools.partial(kiln._C.execute_engine_fast, list(inputs), found[0][1])
+                        entry["host_execute_engine_fast_us"] = host_overhead_us(fast, 1)
                     # CUDA graph replays vs plain launches, and why graphs went off if they did.
                     entry["runtime"] = list(kiln.runtime.stats(fn).values())
                 if profile and contender in ("kiln", "inductor-cg"):

@@ -415,7 +415,7 @@ int sm_count() {
 int piped_blocks_per_sm() {
   static const int n = [] {
     const char* v = std::getenv("KILN_NORM_BLOCKS_PER_SM");
-    return v && *v ? std::max(0, std::atoi(v)) : 4;
+    return v && *v ? std::max(0, std::atoi(v)) : 3;
   }();
   return n;
 }
