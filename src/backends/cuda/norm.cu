@@ -9,7 +9,6 @@
 // may lie anywhere (a transposed view such as attention's [L, N, E] read as [N, L, E]).
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "backends/cuda/device_util.cuh"
@@ -292,98 +291,6 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
   }
 }
 
-// The common case of fast_row_norm_kernel, pipelined: 16-byte vectors, a warp per row, weight
-// and bias contiguous in x's dtype (or absent), len <= 32 * VW * kChunks. A warp takes several
-// rows in turn and issues the next row's loads before it reduces and stores the current one, so
-// DRAM reads and writes overlap across the whole kernel; with one row per warp every warp would
-// load, then reduce, then store at about the same time (measured: about 2/3 of the bandwidth at
-// transformer sizes). Weight and bias are loaded once per warp.
-template <typename T, int VW, int kChunks>
-__global__ void __launch_bounds__(128) piped_row_norm_kernel(
-    const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ y,
-    T* __restrict__ sum_out, StridedIndex<2> rix, int64_t rows, int len, bool rms,
-    const T* __restrict__ wt, const T* __restrict__ bt, float eps) {
-  using Vec = VecOf<T, VW>;
-  const int lane = static_cast<int>(threadIdx.x & 31);
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5);
-  const int nvec = len / VW;
-  const float inv_len = 1.0f / static_cast<float>(len);
-  Vec wv[kChunks], bv[kChunks], xa[kChunks], ra[kChunks];
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int vi = c * 32 + lane;
-    if (vi < nvec) {
-      if (wt) wv[c] = reinterpret_cast<const Vec*>(wt)[vi];
-      if (bt) bv[c] = reinterpret_cast<const Vec*>(bt)[vi];
-    }
-  }
-  auto load = [&](int64_t row, Vec(&xs)[kChunks], Vec(&rs)[kChunks]) {
-    int64_t off[2];
-    rix.offsets(row, off);
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int vi = c * 32 + lane;
-      if (vi < nvec) {
-        xs[c] = reinterpret_cast<const Vec*>(x + off[0])[vi];
-        if (res) rs[c] = reinterpret_cast<const Vec*>(res + off[1])[vi];
-      }
-    }
-  };
-  int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (row < rows) load(row, xa, ra);
-  for (; row < rows; row += warps) {
-    Vec xn[kChunks], rn[kChunks];
-    if (row + warps < rows) load(row + warps, xn, rn);
-    if (res) {
-      // x + res, rounded to T as the sum output holds it; the norm reads the rounded sum.
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-#pragma unroll
-        for (int k = 0; k < VW; ++k)
-          xa[c].v[k] = from_float<T>(to_float(xa[c].v[k]) + to_float(ra[c].v[k]));
-        const int vi = c * 32 + lane;
-        if (sum_out && vi < nvec) reinterpret_cast<Vec*>(sum_out + row * len)[vi] = xa[c];
-      }
-    }
-    float s = 0.0f;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c)
-      if (c * 32 + lane < nvec)
-#pragma unroll
-        for (int k = 0; k < VW; ++k) s += to_float(xa[c].v[k]);
-    const float mean = rms ? 0.0f : warp_reduce(s, SumOp{}) * inv_len;
-    float m2 = 0.0f;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c)
-      if (c * 32 + lane < nvec)
-#pragma unroll
-        for (int k = 0; k < VW; ++k) {
-          const float d = to_float(xa[c].v[k]) - mean;
-          m2 += d * d;
-        }
-    const float r = 1.0f / sqrtf(warp_reduce(m2, SumOp{}) * inv_len + eps);
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int vi = c * 32 + lane;
-      if (vi >= nvec) continue;
-      Vec o;
-#pragma unroll
-      for (int k = 0; k < VW; ++k) {
-        float t = (to_float(xa[c].v[k]) - mean) * r;
-        if (wt) t *= to_float(wv[c].v[k]);
-        if (bt) t += to_float(bv[c].v[k]);
-        o.v[k] = from_float<T>(t);
-      }
-      reinterpret_cast<Vec*>(y + row * len)[vi] = o;
-    }
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      xa[c] = xn[c];
-      ra[c] = rn[c];
-    }
-  }
-}
-
 template <typename T>
 __global__ void channel_bias_kernel(T* y, int64_t n, int64_t C, int64_t inner, Param bias) {
   KILN_GRID_STRIDE(i, n) {
@@ -410,16 +317,6 @@ int sm_count() {
   return sms;
 }
 
-// Blocks per SM of piped_row_norm_kernel; 0: that kernel is off. KILN_NORM_BLOCKS_PER_SM
-// overrides (for tuning and comparison; read once per process).
-int piped_blocks_per_sm() {
-  static const int n = [] {
-    const char* v = std::getenv("KILN_NORM_BLOCKS_PER_SM");
-    return v && *v ? std::max(0, std::atoi(v)) : 3;
-  }();
-  return n;
-}
-
 // The fast kernel for layer_norm / rms_norm (res: the residual, or null) when every tensor is
 // contiguous and a row fits in registers. False: the caller runs the general kernels.
 template <typename T, int VW>
@@ -437,25 +334,6 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, const Strid
         row_threads <= 512) {
       fast_row_norm_kernel<T, VW, 1, true><<<static_cast<unsigned>(rows), row_threads, 0, stream>>>(
           x, res, y, sum_out, rix, rows, len, rms, w, b, wt, bt, eps);
-      return true;
-    }
-  }
-  if constexpr (VW > 1) {
-    const int chunks = (len / VW + 31) / 32;
-    if (typed && chunks <= 4 && piped_blocks_per_sm() > 0) {
-      // Four warps a block, at most kPipedBlocksPerSm blocks an SM: large row counts give each
-      // warp several rows to pipeline (piped_row_norm_kernel).
-      const int64_t want = (rows + 3) / 4;
-      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(want, sms * piped_blocks_per_sm()));
-      auto go = [&](auto kernel) {
-        kernel<<<blocks, 128, 0, stream>>>(x, res, y, sum_out, rix, rows, len, rms, wt, bt, eps);
-      };
-      switch (chunks) {
-        case 1: go(piped_row_norm_kernel<T, VW, 1>); break;
-        case 2: go(piped_row_norm_kernel<T, VW, 2>); break;
-        case 3: go(piped_row_norm_kernel<T, VW, 3>); break;
-        default: go(piped_row_norm_kernel<T, VW, 4>); break;
-      }
       return true;
     }
   }
