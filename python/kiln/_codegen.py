@@ -13,6 +13,12 @@
   call and answers None whenever the dispatcher's path could differ (tracing, dispatch or
   function modes, tensor subclasses, inputs needing grad; fast_execute.cpp), and takes the op
   then. Under torch.compile (is_compiling) it takes the op at once, so Dynamo traces the op.
+- ``direct_call(gm)``: a GraphModule's call goes through two wrappers of its own (for error
+  messages that quote the generated code) and nn.Module's hook dispatch before ``forward``: about
+  2 us per call. gm's class (FX makes one per instance) gets a ``__call__`` that calls
+  ``forward`` at once while nothing would run in between: no hooks, no ``module.compile()``, no
+  TorchScript tracing; otherwise it takes the original path. A later ``gm.recompile()`` puts
+  FX's own ``__call__`` back (still correct, only slower).
 - ``drop_per_call_hooks(gm)``: ``ep.module()`` registers forward hooks (an input-constraint check,
   and nn.Module-input pytree hooks that do nothing for tensor inputs); any hook sends every call
   through nn.Module's slow path.
@@ -105,12 +111,37 @@ class LeanPyTreeCodeGen(_PyTreeCodeGen):
 
 
 def lean_codegen(gm: torch.fx.GraphModule) -> None:
-    """Switches gm to LeanPyTreeCodeGen (in place) where its code is torch's pytree codegen."""
+    """Switches gm to LeanPyTreeCodeGen (in place) where its code is torch's pytree codegen, and
+    to ``direct_call``."""
     codegen = gm.graph._codegen
-    if type(codegen) is not _PyTreeCodeGen or codegen.pytree_info is None:
+    if type(codegen) is _PyTreeCodeGen and codegen.pytree_info is not None:
+        gm.graph._codegen = LeanPyTreeCodeGen(codegen.pytree_info)
+        gm.recompile()
+    direct_call(gm)
+
+
+_hooks = torch.nn.modules.module
+
+
+def _direct_call(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    if (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+            or self._backward_pre_hooks or _hooks._global_forward_hooks
+            or _hooks._global_forward_pre_hooks or _hooks._global_backward_hooks
+            or _hooks._global_backward_pre_hooks or self._compiled_call_impl is not None
+            or torch._C._get_tracing_state()):
+        return type(self)._kiln_fx_call(self, *args, **kwargs)
+    return self.forward(*args, **kwargs)
+
+
+def direct_call(gm: torch.fx.GraphModule) -> None:
+    """Gives gm's own class the direct ``__call__`` (module docstring)."""
+    cls = type(gm)
+    if cls is torch.fx.GraphModule or not issubclass(cls, torch.fx.GraphModule):
+        return  # a class other modules share: leave it alone
+    if cls.__dict__.get("__call__") is _direct_call:
         return
-    gm.graph._codegen = LeanPyTreeCodeGen(codegen.pytree_info)
-    gm.recompile()
+    cls._kiln_fx_call = cls.__call__
+    cls.__call__ = _direct_call
 
 
 def _is_noop_module_input_hook(hook: Any) -> bool:
