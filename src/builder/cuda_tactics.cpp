@@ -124,7 +124,8 @@ class CudaTacticProvider final : public TacticProvider {
     buffers_.release();
     if (flush_) cudaFree(flush_);
     if (start_) cudaEventDestroy(start_);
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    for (cudaEvent_t e : events_)
+      if (e) cudaEventDestroy(e);  // null when nothing was timed: destroying it would leave an error pending
     if (stream_) cudaStreamDestroy(stream_);
   }
 
