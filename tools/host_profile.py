@@ -18,9 +18,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
-import models  # noqa: E402
+import models
 
-import kiln  # noqa: E402
+import kiln
 
 
 def per_call_us(fn, calls: int, busy_ms: float = 0.0) -> float:
@@ -60,22 +60,22 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
     stats = dict(engine.runtime_stats())
     print(f"  [{label}] {len(found)} engine(s), graph nodes {stats['cuda_graph_nodes']}, "
           f"device launches {stats['cuda_graph_device_launches']}, plain {stats['plain_launches']}")
-    call = lambda: compiled(*inputs)  # noqa: E731
+    call = lambda: compiled(*inputs)
     print(f"    module call:              {host_split(engine, call, 50)}")
     print(f"    module call, GPU busy:    {host_split(engine, call, 50, 200)}")
     if len(engine.input_names()) == len(inputs):
         op = torch.ops.kiln.execute_engine.default
         direct_inputs = list(inputs)
-        direct = lambda: op(direct_inputs, engine)  # noqa: E731
+        direct = lambda: op(direct_inputs, engine)
         for _ in range(5):
             direct()
         print(f"    execute_engine:           {host_split(engine, direct, 50)}")
         # The same without TorchBindOpOverload.__call__'s pytree scan for fake script objects.
         raw_op = op._op
-        raw = lambda: raw_op(direct_inputs, engine)  # noqa: E731
+        raw = lambda: raw_op(direct_inputs, engine)
         print(f"    execute_engine (raw _op): {host_split(engine, raw, 50)}")
         print(f"    execute_engine, GPU busy: {host_split(engine, direct, 50, 200)}")
-        fast = lambda: kiln._C.execute_engine_fast(direct_inputs, engine)  # noqa: E731
+        fast = lambda: kiln._C.execute_engine_fast(direct_inputs, engine)
         print(f"    execute_engine_fast:      {host_split(engine, fast, 50)}")
 
 

@@ -1,0 +1,131 @@
+"""The dispatcher-free engine call of compiled modules (kiln._C.execute_engine_fast, called
+through kiln._codegen.execute_engine) and their direct __call__: same results and errors as
+torch.ops.kiln.execute_engine, and the op's path wherever the dispatcher could behave
+differently."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_engine_class import mlp_engine, mlp_reference
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import kiln
+from kiln import _C
+
+EXECUTE = torch.ops.kiln.execute_engine.default
+
+
+class CountingMode(TorchDispatchMode):
+    """Counts the ops that reach Python dispatch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_fast_call_matches_the_op_and_the_reference() -> None:
+    engine, w = mlp_engine()
+    x = torch.randn(5, 8)
+    (fast,) = _C.execute_engine_fast([x], engine)
+    (op,) = EXECUTE([x], engine)
+    torch.testing.assert_close(fast, op, rtol=0, atol=0)
+    torch.testing.assert_close(fast, mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+    assert _C.execute_engine_fast((x,), engine)[0].shape == (5, 4)  # a tuple works too
+
+
+def test_fast_call_raises_the_ops_errors() -> None:
+    engine, _ = mlp_engine()
+    for bad in (torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 9), torch.randn(9, 8)):
+        with pytest.raises(ValueError) as fast:
+            _C.execute_engine_fast([bad], engine)
+        with pytest.raises(ValueError) as op:
+            EXECUTE([bad], engine)
+        assert str(fast.value) == str(op.value)
+        assert "execute_engine" in str(fast.value) and "'x'" in str(fast.value)
+
+
+def test_fast_call_declines_where_the_dispatcher_could_differ() -> None:
+    engine, _ = mlp_engine()
+    x = torch.randn(5, 8)
+    assert _C.execute_engine_fast([x], object()) is None  # not an Engine
+    assert _C.execute_engine_fast(x, engine) is None  # not a list
+    assert _C.execute_engine_fast([x, 3], engine) is None  # not a tensor
+    needs_grad = torch.randn(5, 8, requires_grad=True)
+    assert _C.execute_engine_fast([needs_grad], engine) is None
+    with torch.no_grad():
+        assert _C.execute_engine_fast([needs_grad], engine) is not None
+    with CountingMode():
+        assert _C.execute_engine_fast([x], engine) is None
+    with FakeTensorMode() as mode:
+        fake = mode.from_tensor(x)
+        assert _C.execute_engine_fast([fake], engine) is None
+    assert _C.execute_engine_fast([x.to_sparse()], engine) is None
+    assert _C.execute_engine_fast([torch.randn(5, 8, device="meta")], engine) is None
+
+
+class TwoLayers(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.b = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def compiled_two_layers() -> tuple[torch.nn.Module, torch.fx.GraphModule]:
+    torch.manual_seed(1)
+    model = TwoLayers().eval()
+    gm = kiln.compile(model, inputs=[kiln.Input((1, 8), (4, 8), (8, 8))], device="cpu")
+    assert any(n.target is EXECUTE for n in gm.graph.nodes), "the graph keeps the op"
+    return model, gm
+
+
+def test_compiled_module_calls_the_fast_path_and_matches_eager() -> None:
+    model, gm = compiled_two_layers()
+    assert "_kiln_execute_engine(" in gm.code
+    assert "torch.ops.kiln.execute_engine" not in gm.code
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-4)
+    with CountingMode() as mode:  # under a mode the call goes through the dispatcher
+        gm(x)
+    assert any("kiln.execute_engine" in op for op in mode.ops)
+
+
+def test_profiler_still_names_the_engine_call() -> None:
+    _, gm = compiled_two_layers()
+    x = torch.randn(3, 8)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        gm(x)
+    assert any(e.name == "kiln::execute_engine" for e in prof.events())
+
+
+def test_direct_call_still_runs_hooks_and_traces() -> None:
+    model, gm = compiled_two_layers()
+    assert type(gm).__dict__["__call__"].__name__ == "_direct_call"
+    x = torch.randn(3, 8)
+    seen: list[str] = []
+    pre = gm.register_forward_pre_hook(lambda mod, args: seen.append("pre"))
+    post = gm.register_forward_hook(lambda mod, args, out: seen.append("post"))
+    gm(x)
+    pre.remove()
+    post.remove()
+    assert seen == ["pre", "post"]
+    gm(x)
+    assert seen == ["pre", "post"], "removed hooks do not run"
+    traced = torch.jit.trace(gm, (x,), check_trace=False)
+    assert "kiln::execute_engine" in str(traced.graph)
+    torch.testing.assert_close(traced(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_export_of_a_compiled_module_records_the_op() -> None:
+    _, gm = compiled_two_layers()
+    ep = torch.export.export(gm, (torch.randn(4, 8),))
+    assert any(n.target is EXECUTE for n in ep.graph.nodes)
