@@ -220,19 +220,18 @@ Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::
 cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry, std::string* why) {
   bool staging = false;
   for (size_t b = 0; b < r.staged.size(); ++b) staging = staging || r.staged[b];
-  if (!staging && !st.pointers_ready && !st.bindPointers().ok()) {
-    *why = "binding the tensors' pointers";  // checked by the enqueue: does not happen
-    return nullptr;
-  }
   if (staging) {
     r.saved_addresses.assign(st.addresses.begin(), st.addresses.end());
     for (size_t b = 0; b < r.staged.size(); ++b)
       if (r.staged[b]) st.addresses[b] = binding_bytes(st, b) > 0 ? entry.staging[b] : nullptr;
-    if (!st.bindPointers().ok()) {
-      st.addresses.assign(r.saved_addresses.begin(), r.saved_addresses.end());
-      st.pointers_ready = false;
-      return nullptr;
-    }
+    st.pointers_ready = false;
+  }
+  // Replays skip binding (cuda_enqueue); a capture launches kernels, so every pointer is bound.
+  if (!st.pointers_ready && !st.bindPointers().ok()) {
+    *why = "binding the tensors' pointers";  // addresses checked by the enqueue: does not happen
+    if (staging) st.addresses.assign(r.saved_addresses.begin(), r.saved_addresses.end());
+    st.pointers_ready = false;
+    return nullptr;
   }
   cudaGraph_t graph = nullptr;
   cudaStream_t stream = r.capture_stream;
