@@ -21,37 +21,61 @@ using cutlass::epilogue::TmaWarpSpecialized;
 template <class T> using Act = cutlass::epilogue::thread::Identity<T>;
 #define ACT_NAME "identity"
 #elif ACT == 1
-template <class T> using Act = cutlass::epilogue::thread::GELU<T>;
-#define ACT_NAME "gelu(erff)"
+template <class T> using Act = kiln::cuda::sm90a::detail::GeluExp2<T>;
+#define ACT_NAME "gelu(exp2 polynomial, kiln)"
 #else
-template <class T> using Act = kiln::cuda::sm90a::detail::GeluErfc<T>;
-#define ACT_NAME "gelu(erfc formula)"
+// A cost probe, not a candidate: the tanh-form gelu on the hardware tanh (one MUFU op and four
+// FMAs per element, about what cuBLASLt's GELU epilogue pays). Its result is not exact gelu.
+CUTLASS_HOST_DEVICE float gelu_tanh_approx(float x) {
+  float th;
+#ifdef __CUDA_ARCH__
+  asm("tanh.approx.f32 %0, %1;" : "=f"(th) : "f"(0.7978845608f * fmaf(0.044715f * x, x * x, x)));
+#else
+  th = tanhf(0.7978845608f * fmaf(0.044715f * x, x * x, x));
+#endif
+  const float h = 0.5f * x;
+  return fmaf(h, th, h);
+}
+template <class T>
+struct Act {
+  CUTLASS_HOST_DEVICE T operator()(T const& x) const { return T(gelu_tanh_approx(float(x))); }
+};
+template <class T, int N>
+struct Act<cutlass::Array<T, N>> {
+  CUTLASS_HOST_DEVICE cutlass::Array<T, N> operator()(cutlass::Array<T, N> const& x) const {
+    cutlass::Array<T, N> y;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < N; ++i) y[i] = T(gelu_tanh_approx(float(x[i])));
+    return y;
+  }
+};
+#define ACT_NAME "gelu(tanh.approx probe)"
 #endif
 
 #if CFG == 0
 using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "128x256 coop 2x1"
+#define CFG_NAME "128x256 coop 2x1 (kiln)"
 #elif CFG == 1
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act, cutlass::gemm::StreamKScheduler>;
-#define CFG_NAME "128x256 coop 2x1 streamK"
-#elif CFG == 2
 using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _128, _64>, Shape<_1, _2, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "256x128 coop 1x2"
-#elif CFG == 3
+#define CFG_NAME "256x128 coop 1x2 (kiln)"
+#elif CFG == 2
 using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _128, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "128x128 pingpong 2x1"
+#define CFG_NAME "128x128 pingpong 2x1 (kiln)"
+#elif CFG == 3
+using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _128, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
+#define CFG_NAME "128x128 pingpong 1x1"
 #elif CFG == 4
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _192, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "128x192 pingpong 2x1"
+using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_64, _256, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
+#define CFG_NAME "64x256 pingpong 1x1"
 #elif CFG == 5
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _128, _64>, Shape<_1, _2, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act, cutlass::gemm::StreamKScheduler>;
-#define CFG_NAME "256x128 coop 1x2 streamK"
+using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _192, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
+#define CFG_NAME "128x192 pingpong 1x1"
 #elif CFG == 6
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "128x256 coop 1x1"
-#else
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _192, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "256x192 coop 1x1"
+using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_1, _2, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
+#define CFG_NAME "128x256 coop 1x2"
+#elif CFG == 7
+using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _128, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
+#define CFG_NAME "256x128 coop 2x1"
 #endif
 
 }  // namespace sweep
