@@ -3,6 +3,8 @@
 // bounds: it is clamped into range (a zero element when the dim is empty) and the context's
 // device error word gets kDeviceErrorIndexOutOfRange (see cuda_kernels.h).
 
+#include <algorithm>
+
 #include "backends/cuda/device_util.cuh"
 
 namespace kiln::cuda {
@@ -32,6 +34,24 @@ __global__ void embedding_kernel(StridedIndex<1> ind_ix, const I* ind, const U* 
     bool empty;
     const int64_t r = checked_index(ind, ind_ix.offset(p), rows, err, empty);
     y[i] = empty ? U{0} : w[r * rs + j * cs];
+  }
+}
+
+// The same for rows of whole 16-byte vectors (w's columns contiguous, its row stride and D a
+// multiple of 16 bytes, both pointers aligned): a warp moves one row, lane by lane, so every
+// index is read once per row and every access is a coalesced 16-byte one. out has P rows of Dv
+// vectors; rs_v is w's row stride in vectors.
+template <typename I>
+__global__ void embedding_rows_kernel(StridedIndex<1> ind_ix, const I* ind, const uint4* w,
+                                      int64_t rs_v, int64_t rows, uint4* y, int64_t P,
+                                      int64_t Dv, uint32_t* err) {
+  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.y) + threadIdx.y; p < P;
+       p += static_cast<int64_t>(gridDim.x) * blockDim.y) {
+    bool empty;
+    const int64_t r = checked_index(ind, ind_ix.offset(p), rows, err, empty);
+    const uint4* src = w + r * rs_v;
+    uint4* dst = y + p * Dv;
+    for (int64_t j = threadIdx.x; j < Dv; j += blockDim.x) dst[j] = empty ? uint4{} : src[j];
   }
 }
 
@@ -88,6 +108,20 @@ Status run_embedding(const KernelArgs& args) {
   const StridedIndex<1> ind_ix = make_index(ind);
   cudaStream_t stream = stream_of(args);
   uint32_t* err = error_word(args);
+  const int64_t esize = static_cast<int64_t>(dtype_size(w.dtype));
+  if ((w.strides[1] == 1 || D == 1) && (D * esize) % 16 == 0 && (w.strides[0] * esize) % 16 == 0 &&
+      aligned_to(w.data, 16) && aligned_to(out.data, 16)) {
+    const int64_t P = ind.numel(), Dv = D * esize / 16;
+    constexpr int kRowsPerBlock = kBlock / 32;
+    const dim3 block(32, kRowsPerBlock);
+    const auto grid = static_cast<unsigned>(std::min<int64_t>((P + kRowsPerBlock - 1) / kRowsPerBlock, 65535));
+    return dispatch_indexed(args, ind.dtype, w.dtype, [&](auto itag, auto) {
+      using I = typename decltype(itag)::type;
+      embedding_rows_kernel<I><<<grid, block, 0, stream>>>(
+          ind_ix, ind.as<const I>(), w.as<const uint4>(), w.strides[0] * esize / 16, w.shape[0],
+          out.as<uint4>(), P, Dv, err);
+    });
+  }
   return dispatch_indexed(args, ind.dtype, w.dtype, [&](auto itag, auto utag) {
     using I = typename decltype(itag)::type;
     using U = typename decltype(utag)::type;

@@ -48,6 +48,37 @@ TEST_P(Embedding, LooksUpRowsForEveryIndexShapeAndDtype) {
   }
 }
 
+// Rows that are whole 16-byte vectors (the CUDA backend moves them a warp per row): every dtype
+// size, int32/int64 indices, repeated indices, and an out-of-range index (an error; the CUDA
+// backend clamps it to the last row).
+TEST_P(Embedding, WideRowsOfWholeVectors) {
+  const int64_t v = 9, d = 48;
+  for (DType dt : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt8}) {
+    for (DType it : kIndexDTypes) {
+      SCOPED_TRACE(str(dtype_name(dt), " idx ", dtype_name(it)));
+      auto wv = test::round_all(dt, test::random_values(v * d, 3, -5, 5));
+      const std::vector<double> iv = {8, 0, 3, 3, 7, 1, 0, 5, 2, 6, 4, 8};
+      auto w = make_tensor(dt, {v, d}, wv);
+      auto ind = make_tensor(it, {3, 4}, iv);
+      auto y = make_output(dt, {3, 4, d});
+      ASSERT_TRUE(run_kernel(OpKind::kEmbedding, {}, {&w, &ind}, {&y}).ok());
+      std::vector<double> ref;
+      for (double i : iv)
+        for (int64_t j = 0; j < d; ++j) ref.push_back(wv[static_cast<int64_t>(i) * d + j]);
+      EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
+
+      auto bad = make_tensor(it, {2}, {2, 9});
+      auto yb = make_output(dt, {2, d});
+      EXPECT_EQ(run_kernel(OpKind::kEmbedding, {}, {&w, &bad}, {&yb}).code(), StatusCode::kOutOfRange);
+      if (current_backend() != Backend::kCpu) {
+        std::vector<double> clamped(wv.begin() + 2 * d, wv.begin() + 3 * d);
+        clamped.insert(clamped.end(), wv.begin() + 8 * d, wv.end());
+        EXPECT_TRUE(test::expect_close(yb.view, clamped, {0, 0}));
+      }
+    }
+  }
+}
+
 TEST_P(Embedding, OutOfRangeAndNegativeIndicesAreOutOfRangeErrors) {
   auto w = make_tensor(DType::kFloat32, {4, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
   for (double bad : {4.0, -1.0}) {
