@@ -506,11 +506,30 @@ Status cuda_create_context(ContextState& st, bool allocate_memory) {
   return Status::Ok();
 }
 
+// A CUDA error that earlier work on this thread left pending (a launch or call whose error was
+// never read) would otherwise be read by Kiln's first launch check after it, reported as that
+// kernel's failure, and during a capture turn this context's graphs off for good. It is
+// reported here instead, once (reading it clears it, as any later check would), and nothing is
+// launched.
+Status pending_error_before_enqueue(const ContextState& st) {
+  const cudaError_t pending = cudaPeekAtLastError();
+  if (pending == cudaSuccess) return Status::Ok();
+  (void)cudaGetLastError();
+  // An event or stream query that found work still running leaves cudaErrorNotReady behind:
+  // not an error (PyTorch clears it after its own queries).
+  if (pending == cudaErrorNotReady) return Status::Ok();
+  return Status(StatusCode::kCudaError,
+                str("engine '", st.plan().name, "': a CUDA error was pending before the enqueue, left by earlier "
+                    "work on this thread (not by this engine, which launched nothing): ",
+                    cudaGetErrorName(pending), ": ", cudaGetErrorString(pending)));
+}
+
 Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
   CudaResources& r = *st.cuda;
   if (!st.arena && st.plan().arena_bytes > 0)
     return invalid_argument("context of engine '", st.plan().name, "' has no activation memory: call setDeviceMemory");
   DeviceGuard guard(r.device);
+  KILN_RETURN_IF_ERROR(pending_error_before_enqueue(st));
   if (!stream) stream = CudaStreamGuard::active() ? CudaStreamGuard::current() : cudaStreamPerThread;
   // Shapes and pointers are recomputed only when they changed since the last enqueue
   // (getTensorShape may have resolved new shapes in between: shape_generation tells).

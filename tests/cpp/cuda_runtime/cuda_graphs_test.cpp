@@ -86,6 +86,51 @@ TEST(CudaGraphs, ReplaysMatchGraphsOff) {
   EXPECT_EQ(off->plainLaunches(), kCalls);
 }
 
+// An error other code left pending (here cudaEventDestroy of a null event, as a tactic provider
+// once did) is reported by the next enqueue as what it is, nothing is launched, and it does not
+// reach the capture: the following enqueues capture and replay as usual.
+TEST(CudaGraphs, AnErrorLeftPendingByOtherWorkIsReportedAsSuchAndGraphsStayOn) {
+  REQUIRE_GPU();
+  Network net = mlp(kDim, 3, kMaxBatch);
+  auto engine = build(net, "cuda:0");
+  ASSERT_TRUE(engine);
+  auto ctx = engine->createExecutionContext().value();
+  DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
+  Stream s;
+  ASSERT_NO_FATAL_FAILURE(bind(*ctx, kMaxBatch, dx.ptr, dy.ptr));
+  ASSERT_NE(cudaEventDestroy(nullptr), cudaSuccess);
+  ASSERT_NE(cudaPeekAtLastError(), cudaSuccess) << "the test needs an error left pending";
+  const Status st = ctx->enqueue(s.s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kCudaError);
+  EXPECT_NE(st.message().find("pending before the enqueue"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("cudaErrorInvalidResourceHandle"), std::string::npos) << st.message();
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess) << "reported once, then cleared";
+  EXPECT_EQ(ctx->cudaGraphCaptures() + ctx->plainLaunches(), 0) << "nothing was launched";
+  for (int i = 0; i < 3; ++i) {
+    std::vector<float> x = random_floats(kMaxFloats, 60 + i);
+    std::vector<float> y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
+    EXPECT_LT(max_rel_error(y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+  }
+  EXPECT_TRUE(ctx->cudaGraphs()) << "graphs went off: " << ctx->cudaGraphFailure();
+  EXPECT_EQ(ctx->cudaGraphCaptures(), 1);
+  EXPECT_EQ(ctx->cudaGraphReplays(), 2);
+
+  // A query that found work still running leaves cudaErrorNotReady: not an error, the enqueue
+  // runs.
+  DeviceBuffer big(size_t{512} << 20);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(cudaMemsetAsync(big.ptr, i, size_t{512} << 20, s.s), cudaSuccess);
+  cudaEvent_t ev = nullptr;
+  ASSERT_EQ(cudaEventCreate(&ev), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(ev, s.s), cudaSuccess);
+  if (cudaEventQuery(ev) == cudaErrorNotReady) {  // else the stream drained first: nothing to test
+    std::vector<float> x = random_floats(kMaxFloats, 70);
+    std::vector<float> y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
+    EXPECT_LT(max_rel_error(y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+  }
+  cudaEventDestroy(ev);
+}
+
 TEST(CudaGraphs, NewShapeRecapturesAndCachedShapesReplay) {
   REQUIRE_GPU();
   Network net = mlp(kDim, 3, kMaxBatch);
