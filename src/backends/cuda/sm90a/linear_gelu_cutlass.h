@@ -2,8 +2,8 @@
 
 // Hopper (sm_90a) GEMMs with the bias and exact (erf) gelu in the epilogue, built from CUTLASS's
 // warp-specialized TMA/WGMMA collectives: y[M, N] = gelu(x[M, K] w[N, K]^T + bias[N]), float
-// accumulation and epilogue (gelu through a branch-free erfc formula with a relative error below
-// 4e-6: linear_gelu_cutlass.cuh), one rounding to fp16/bf16. cuBLASLt's GELU epilogue is the tanh
+// accumulation and epilogue (gelu_exp2 of backends/cuda/gelu_math.h, relative error below 5e-6),
+// one rounding to fp16/bf16. cuBLASLt's GELU epilogue is the tanh
 // form, so without this an exact-gelu linear writes the GEMM's result and a second kernel reads
 // it back and writes it again.
 //
