@@ -145,6 +145,9 @@ class KILN_API ExecutionContext {
   Status setInputShape(const std::string& name, std::span<const int64_t> dims);
   // Shape of any binding; outputs are known once every input shape is set.
   Result<std::vector<int64_t>> getTensorShape(const std::string& name) const;
+  // The same into `dims`, reusing its capacity (no allocation per call once it is large
+  // enough); `dims` is left unchanged on failure.
+  Status getTensorShape(const std::string& name, std::vector<int64_t>& dims) const;
   Status setTensorAddress(const std::string& name, void* data);
   // Caller-owned activation memory of at least engine().deviceMemorySize() bytes, 256-aligned.
   Status setDeviceMemory(void* memory, size_t bytes);

@@ -281,14 +281,21 @@ Status ExecutionContext::setInputShape(const std::string& name, std::span<const 
   return Status::Ok();
 }
 
-Result<std::vector<int64_t>> ExecutionContext::getTensorShape(const std::string& name) const {
+Status ExecutionContext::getTensorShape(const std::string& name, std::vector<int64_t>& dims) const {
   ContextState& st = *state_;
   KILN_ASSIGN_OR_RETURN(size_t index, find_binding(*st.es, name));
   if (!st.shapes_ready) KILN_RETURN_IF_ERROR(st.resolveShapes());
   const format::Binding& b = index < st.plan().inputs.size() ? st.plan().inputs[index]
                                                              : st.plan().outputs[index - st.plan().inputs.size()];
   const TensorView& v = st.tensors[static_cast<size_t>(b.tensor)].view;
-  return std::vector<int64_t>(v.shape, v.shape + v.rank);
+  dims.assign(v.shape, v.shape + v.rank);
+  return Status::Ok();
+}
+
+Result<std::vector<int64_t>> ExecutionContext::getTensorShape(const std::string& name) const {
+  std::vector<int64_t> dims;
+  KILN_RETURN_IF_ERROR(getTensorShape(name, dims));
+  return dims;
 }
 
 Status ExecutionContext::setTensorAddress(const std::string& name, void* data) {

@@ -88,6 +88,7 @@ class EngineHolder : public torch::CustomClassHolder {
   std::vector<bool> owned_;          // per output, with preallocate_
   std::vector<at::Tensor> kept_;     // per output: the reused buffer, or next call's tensor
   void* kept_stream_ = nullptr;      // the stream kept_ was made for (nullptr on the CPU)
+  std::vector<int64_t> shape_scratch_;  // execute's output shapes, one at a time
 };
 
 }  // namespace kiln::torch_ext

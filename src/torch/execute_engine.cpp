@@ -3,6 +3,7 @@
 // runs it on the current torch stream of that device without synchronizing the host.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
 #include <chrono>
@@ -34,7 +35,7 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
                     inputs.size(), " inputs, engine expects ", inputs_.size(), " (",
                     c10::Join(", ", input_names_), ")");
   // Check everything before touching the context, so a bad call leaves it as it was.
-  std::vector<at::Tensor> contiguous;
+  c10::SmallVector<at::Tensor, 8> contiguous;  // no heap allocation up to eight inputs
   contiguous.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const BindingInfo& b = *inputs_[i];
@@ -78,13 +79,13 @@ std::vector<at::Tensor> EngineHolder::execute(at::TensorList inputs) {
   outputs.reserve(outputs_.size());
   for (size_t i = 0; i < outputs_.size(); ++i) {
     const BindingInfo* b = outputs_[i];
-    auto dims = context_->getTensorShape(b->name);
-    if (!dims.ok()) check(dims.status());
+    std::vector<int64_t>& dims = shape_scratch_;  // keeps its buffer from call to call
+    check(context_->getTensorShape(b->name, dims));
     at::Tensor out;
-    if (reuse && kept_[i].defined() && kept_[i].sizes() == c10::IntArrayRef(*dims)) {
+    if (reuse && kept_[i].defined() && kept_[i].sizes() == c10::IntArrayRef(dims)) {
       out = owned_[i] ? kept_[i] : std::move(kept_[i]);
     } else {
-      out = at::empty(*dims, at::TensorOptions().dtype(to_torch_dtype(b->dtype)).device(device_.device));
+      out = at::empty(dims, at::TensorOptions().dtype(to_torch_dtype(b->dtype)).device(device_.device));
     }
     check(context_->setTensorAddress(b->name, out.data_ptr()));
     outputs.push_back(std::move(out));

@@ -13,6 +13,7 @@
 // The profiler still sees the call as kiln::execute_engine (RECORD_FUNCTION).
 #include <ATen/PythonTorchFunctionTLS.h>
 #include <ATen/record_function.h>
+#include <c10/util/SmallVector.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/autograd/python_variable.h>
@@ -44,12 +45,14 @@ constexpr c10::DispatchKeySet kPlainKeys = c10::DispatchKeySet({
     c10::DispatchKey::AutocastCUDA,
 });
 
-// The list's tensors when each is a plain eager tensor; nullopt otherwise.
-std::optional<std::vector<at::Tensor>> plain_tensors(py::handle inputs) {
+// The list's tensors when each is a plain eager tensor; nullopt otherwise. Up to eight inputs
+// need no heap allocation.
+using Tensors = c10::SmallVector<at::Tensor, 8>;
+std::optional<Tensors> plain_tensors(py::handle inputs) {
   if (!PyList_Check(inputs.ptr()) && !PyTuple_Check(inputs.ptr())) return std::nullopt;
   py::sequence seq = py::reinterpret_borrow<py::sequence>(inputs);
   const bool grad = c10::GradMode::is_enabled();
-  std::vector<at::Tensor> tensors;
+  Tensors tensors;
   tensors.reserve(seq.size());
   for (py::handle item : seq) {
     if (!THPVariable_CheckExact(item.ptr())) return std::nullopt;
@@ -63,7 +66,7 @@ std::optional<std::vector<at::Tensor>> plain_tensors(py::handle inputs) {
 
 py::object execute_engine_fast(py::handle inputs, py::handle engine) {
   if (!plain_eager_state()) return py::none();
-  std::optional<std::vector<at::Tensor>> tensors = plain_tensors(inputs);
+  std::optional<Tensors> tensors = plain_tensors(inputs);
   if (!tensors) return py::none();
   const auto& engine_type = c10::getCustomClassType<c10::intrusive_ptr<EngineHolder>>();
   c10::intrusive_ptr<EngineHolder> holder;

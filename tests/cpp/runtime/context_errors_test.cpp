@@ -98,6 +98,25 @@ TEST_F(ContextErrors, UnknownBindingNameIsRefused) {
   EXPECT_EQ(ctx_->getTensorShape("nothing").status().code(), StatusCode::kNotFound);
 }
 
+// The overload that fills a caller's vector: the same shapes, the same errors (the vector left
+// as it was), and no new buffer when the vector's capacity suffices.
+TEST_F(ContextErrors, ShapeIntoACallersVectorReusesItsBuffer) {
+  std::vector<int64_t> dims = {7, 7, 7};
+  EXPECT_EQ(ctx_->getTensorShape("nothing", dims).code(), StatusCode::kNotFound);
+  EXPECT_FALSE(ctx_->getTensorShape("output", dims).ok()) << "the dynamic input has no shape yet";
+  EXPECT_EQ(dims, (std::vector<int64_t>{7, 7, 7}));
+  bind_all(2);
+  dims.reserve(8);
+  const int64_t* buffer = dims.data();
+  for (const char* name : {"input", "output"}) {
+    SCOPED_TRACE(name);
+    KILN_ASSERT_OK(ctx_->getTensorShape(name, dims));
+    KILN_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> fresh, ctx_->getTensorShape(name));
+    EXPECT_EQ(dims, fresh);
+    EXPECT_EQ(dims.data(), buffer);
+  }
+}
+
 TEST_F(ContextErrors, OutputTakesNoShape) {
   std::vector<int64_t> dims = {2, 10};
   kiln::Status st = ctx_->setInputShape("output", dims);
