@@ -4,10 +4,7 @@
 # gtest filter, such as CudaAttention*), then the benchmark (all cases, no profile). Logs under
 # $OUT.
 set -u
-export OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-cd "$(dirname "$0")/.."
-tools/gpu_check.sh build > "$OUT/build.txt" 2>&1; tail -2 "$OUT/build.txt"
-export PYTHONPATH=$PWD/python LD_LIBRARY_PATH=/tmp/kiln-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+source "$(dirname "$0")/device_env.sh"
 if [ -z "${SKIP_PROBES:-}" ]; then
   echo "=== gemm tactic probe (vit b32 fc2) ==="; timeout 120 python3 tools/gemm_tactic_probe.py 2>&1 | grep -v -i warn
   echo "=== host profile gpt2 b1 ==="; timeout 150 python3 tools/host_profile.py gpt2 1 2>&1 | grep -v -i warn

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <type_traits>
 
 #include "backends/cuda/sm90a/linear_gelu_cutlass.cuh"
 
@@ -52,31 +53,22 @@ struct Act<cutlass::Array<T, N>> {
 #define ACT_NAME "gelu(tanh.approx probe)"
 #endif
 
-#if CFG == 0
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "128x256 coop 2x1 (kiln)"
-#elif CFG == 1
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _128, _64>, Shape<_1, _2, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "256x128 coop 1x2 (kiln)"
-#elif CFG == 2
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _128, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "128x128 pingpong 2x1 (kiln)"
-#elif CFG == 3
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _128, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "128x128 pingpong 1x1"
-#elif CFG == 4
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_64, _256, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "64x256 pingpong 1x1"
-#elif CFG == 5
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _192, _64>, Shape<_1, _1, _1>, KernelTmaWarpSpecializedPingpong, TmaWarpSpecialized, Act>;
-#define CFG_NAME "128x192 pingpong 1x1"
-#elif CFG == 6
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_128, _256, _64>, Shape<_1, _2, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "128x256 coop 1x2"
-#elif CFG == 7
-using C = kiln::cuda::sm90a::detail::Config<cutlass::half_t, Shape<_256, _128, _64>, Shape<_2, _1, _1>, KernelTmaWarpSpecializedCooperative, TmaWarpSpecializedCooperative, Act>;
-#define CFG_NAME "256x128 coop 2x1"
-#endif
+// The configurations run.sh builds (CFG indexes this table): tile M x N (K 64), cluster, kernel
+// schedule; "kiln" marks those Kiln's tactic compiles (linear_gelu_cutlass_*.cu).
+struct Params {
+  int m, n, cluster_m, cluster_n;
+  bool cooperative, kiln;
+};
+constexpr Params kConfigs[] = {{128, 256, 2, 1, true, true},  {256, 128, 1, 2, true, true},
+                               {128, 128, 2, 1, false, true}, {128, 128, 1, 1, false, false},
+                               {64, 256, 1, 1, false, false}, {128, 192, 1, 1, false, false},
+                               {128, 256, 1, 2, true, false}, {256, 128, 2, 1, true, false}};
+static_assert(CFG >= 0 && CFG < 8, "run.sh builds CFG 0-7");
+constexpr Params P = kConfigs[CFG];
+using C = kiln::cuda::sm90a::detail::Config<
+    cutlass::half_t, Shape<Int<P.m>, Int<P.n>, _64>, Shape<Int<P.cluster_m>, Int<P.cluster_n>, _1>,
+    std::conditional_t<P.cooperative, KernelTmaWarpSpecializedCooperative, KernelTmaWarpSpecializedPingpong>,
+    std::conditional_t<P.cooperative, TmaWarpSpecializedCooperative, TmaWarpSpecialized>, Act>;
 
 }  // namespace sweep
 
@@ -90,7 +82,10 @@ extern "C" double FN(const kiln::cuda::sm90a::GeluGemm& p, void* ws, size_t ws_b
                      const char** name) {
   using namespace kiln::cuda::sm90a;
   static char label[96];
-  std::snprintf(label, sizeof label, "%s %s", CFG_NAME, ACT_NAME);
+  using sweep::P;
+  std::snprintf(label, sizeof label, "%dx%d %s %dx%d%s %s", P.m, P.n,
+                P.cooperative ? "coop" : "pingpong", P.cluster_m, P.cluster_n,
+                P.kiln ? " (kiln)" : "", ACT_NAME);
   *name = label;
   if (!detail::refusal<sweep::C>(p).empty()) return -1;
   if (detail::workspace<sweep::C>(p) > ws_bytes) return -2;

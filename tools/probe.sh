@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A GPU-machine diagnostic round: the build (tools/device_env.sh), then each part its variable
+# names, in this order (logs under $OUT):
+#   RT_FILTER=gtest-filter     the CUDA runtime tests it selects, failures with their messages
+#   PROBE_FILTER=gtest-filter  the CUDA kernel tests it selects, the same
+#   MEMBENCH=1                 the memory-bound kernel bench (CudaMemoryBoundBench, graph-timed)
+#   HOST_CASES="gpt2:1 ..."    the host-time split of one engine call (tools/host_profile.py)
+#   TACTIC_CASES="vit_b_16:32" the fastest candidate of each kernel per op signature
+#   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
+#                              --profile); with NO_CUDNN=1 also Kiln alone on those cases with
+#                              cuDNN attention excluded
+set -u
+source "$(dirname "$0")/device_env.sh"
+failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure" | head -60; }
+if [ -n "${RT_FILTER:-}" ]; then
+  echo "=== runtime tests: $RT_FILTER ==="
+  timeout 200 build/gpu/tests/cpp/kiln_cuda_runtime_tests --gtest_filter="$RT_FILTER" 2>&1 | failures
+fi
+if [ -n "${PROBE_FILTER:-}" ]; then
+  echo "=== kernel tests: $PROBE_FILTER ==="
+  timeout 200 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="$PROBE_FILTER" 2>&1 | failures
+fi
+if [ -n "${MEMBENCH:-}" ]; then
+  echo "=== memory-bound bench ==="
+  timeout 100 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="CudaMemoryBoundBench.*" 2>&1 | grep -E "\[bench\]|FAILED|Failure"
+fi
+for c in ${HOST_CASES:-}; do
+  echo "=== host profile $c ==="
+  HOST_PROFILE_QUICK=1 timeout 150 python3 tools/host_profile.py "${c%%:*}" "${c##*:}" 2>&1 | grep -v -i warn | grep -v "cls.__new__" | tail -12
+done
+for c in ${TACTIC_CASES:-}; do
+  echo "=== tactic timings $c ==="
+  timeout 150 python3 tools/tactic_timings.py "${c%%:*}" "${c##*:}" 2>&1 | grep -v -i warn | tail -30
+done
+if [ -n "${PROFILE_MODELS:-}" ]; then
+  echo "=== profile ($PROFILE_MODELS b32, kiln) ==="
+  timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches 32 --contenders kiln --profile \
+    --out "$OUT/prof" > "$OUT/prof.log" 2>&1; echo "rc $?"
+  python3 - "$OUT/prof/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    k = r.get("kiln", {})
+    print(f"== {r['model']} b{r['batch']}: {k.get('median_ms')} ms")
+    for row in k.get("kernels", []):
+        print(f"  {row['us_per_call']:8.1f} us {row['launches_per_call']:5.1f}x  {row['kernel'][:80]}")
+PY
+  if [ -n "${NO_CUDNN:-}" ]; then
+    echo "=== kiln without cuDNN attention ==="
+    KILN_EXCLUDE_TACTICS=cuda.attention.cudnn timeout 200 python3 bench/run.py --models "$PROFILE_MODELS" \
+      --batches 32 --contenders kiln --out "$OUT/nocudnn" 2>&1 | grep -E "^\| [a-z]"
+  fi
+fi
