@@ -9,6 +9,9 @@
 #   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
 #                              --profile); with NO_CUDNN=1 also Kiln alone on those cases with
 #                              cuDNN attention excluded
+#   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
+#                              Kiln alone on those cases with AB_ENV and without, twice each,
+#                              interleaved (an env variable's effect on Kiln's own time)
 set -u
 source "$(dirname "$0")/device_env.sh"
 failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure" | head -60; }
@@ -49,4 +52,18 @@ PY
     KILN_EXCLUDE_TACTICS=cuda.attention.cudnn timeout 200 python3 bench/run.py --models "$PROFILE_MODELS" \
       --batches 32 --contenders kiln --out "$OUT/nocudnn" 2>&1 | grep -E "^\| [a-z]"
   fi
+fi
+if [ -n "${AB_ENV:-}" ]; then
+  ab() {  # ab LABEL [VAR=val...]: one kiln-only bench of the AB cases, its table rows
+    local label=$1; shift
+    echo "--- $label"
+    env "$@" timeout 240 python3 bench/run.py --models "${AB_MODELS:-vit_b_16,gpt2}" \
+      --batches "${AB_BATCHES:-32}" --contenders kiln --out "$OUT/ab_$label" > "$OUT/ab_$label.log" 2>&1
+    echo "rc $?"; grep -E "^\| [a-z]" "$OUT/ab_$label/"*.md 2>/dev/null
+  }
+  echo "=== A/B: with and without $AB_ENV ==="
+  ab base1 KILN_AB=base
+  ab env1 $AB_ENV
+  ab base2 KILN_AB=base
+  ab env2 $AB_ENV
 fi
