@@ -3,7 +3,8 @@
 # names, in this order (logs under $OUT):
 #   RT_FILTER=gtest-filter     the CUDA runtime tests it selects, failures with their messages
 #   PROBE_FILTER=gtest-filter  the CUDA kernel tests it selects, the same
-#   MEMBENCH=1                 the memory-bound kernel bench (CudaMemoryBoundBench, graph-timed)
+#   MEMBENCH=1                 the memory-bound kernel bench (CudaMemoryBoundBench, graph-timed);
+#                              with AB_ENV also run with that setting
 #   HOST_CASES="gpt2:1 ..."    the host-time split of one engine call (tools/host_profile.py)
 #   TACTIC_CASES="vit_b_16:32" the fastest candidate of each kernel per op signature
 #   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
@@ -11,7 +12,8 @@
 #                              cuDNN attention excluded
 #   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
 #                              Kiln alone on those cases with AB_ENV and without, twice each,
-#                              interleaved (an env variable's effect on Kiln's own time)
+#                              interleaved (an env variable's effect on Kiln's own time;
+#                              AB_ROUNDS=1: one round)
 set -u
 source "$(dirname "$0")/device_env.sh"
 failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure" | head -60; }
@@ -26,6 +28,10 @@ fi
 if [ -n "${MEMBENCH:-}" ]; then
   echo "=== memory-bound bench ==="
   timeout 100 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="CudaMemoryBoundBench.*" 2>&1 | grep -E "\[bench\]|FAILED|Failure"
+  if [ -n "${AB_ENV:-}" ]; then
+    echo "=== memory-bound bench with $AB_ENV ==="
+    env $AB_ENV timeout 100 build/gpu/tests/cpp/kiln_cuda_tests --gtest_filter="CudaMemoryBoundBench.*" 2>&1 | grep -E "\[bench\]|FAILED|Failure"
+  fi
 fi
 for c in ${HOST_CASES:-}; do
   echo "=== host profile $c ==="
@@ -64,6 +70,8 @@ if [ -n "${AB_ENV:-}" ]; then
   echo "=== A/B: with and without $AB_ENV ==="
   ab base1 KILN_AB=base
   ab env1 $AB_ENV
-  ab base2 KILN_AB=base
-  ab env2 $AB_ENV
+  if [ "${AB_ROUNDS:-2}" -gt 1 ]; then
+    ab base2 KILN_AB=base
+    ab env2 $AB_ENV
+  fi
 fi

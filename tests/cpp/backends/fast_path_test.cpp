@@ -241,21 +241,23 @@ TestTensor lead_transposed(DType dt, int64_t a, int64_t b, int64_t len,
 // x [rows, len] (+ residual, whose rounded sum is also returned) normalized with float32
 // weight and sliced bias; x offset `off` elements, or permuted when `permuted`. With
 // `lead` > 0, x and the residual are [rows / lead, lead, len] views of transposed buffers.
+// `typed`: the weight and bias are contiguous tensors of x's dtype instead (CUDA's packed
+// warp-per-row kernel for 2-byte dtypes takes only those).
 void check_layer_norm(DType dt, int64_t rows, int64_t len, bool residual, int64_t off,
-                      bool permuted = false, int64_t lead = 0) {
+                      bool permuted = false, int64_t lead = 0, bool typed = false) {
   SCOPED_TRACE(str(dtype_name(dt), " rows ", rows, " len ", len, " residual ", residual, " offset ",
-                   off, permuted ? " permuted" : "", " lead ", lead));
+                   off, permuted ? " permuted" : "", " lead ", lead, typed ? " typed" : ""));
   const Shape64 shape = lead ? Shape64{rows / lead, lead, len} : Shape64{rows, len};
   auto in = test::round_all(dt, test::random_values(rows * len, 10, -3, 5));
   auto rin = test::round_all(dt, test::random_values(rows * len, 11, -2, 2));
-  auto pw = test::round_all(DType::kFloat32, test::random_values(len, 12, 0.5, 2));
+  auto pw = test::round_all(typed ? dt : DType::kFloat32, test::random_values(len, 12, 0.5, 2));
   auto pb = test::round_all(dt, test::random_values(len, 13));
   auto x = lead       ? lead_transposed(dt, rows / lead, lead, len, in)
             : permuted ? make_tensor(dt, shape, in, Layout::kPermuted)
                        : offset_tensor(dt, shape, in, off);
   auto r = lead ? lead_transposed(dt, rows / lead, lead, len, rin) : offset_tensor(dt, shape, rin, 0);
-  auto w = make_tensor(DType::kFloat32, {len}, pw);
-  auto b = make_tensor(dt, {len}, pb, Layout::kSliced);
+  auto w = make_tensor(typed ? dt : DType::kFloat32, {len}, pw);
+  auto b = typed ? make_tensor(dt, {len}, pb) : make_tensor(dt, {len}, pb, Layout::kSliced);
   auto y = make_output(dt, shape), s = make_output(dt, shape);
   Attrs attrs{{"normalized_ndim", int64_t{1}}, {"eps", 1e-5}};
   std::vector<const TestTensor*> inputs = {&x, &w, &b};
@@ -306,6 +308,36 @@ TEST_P(FastPathNorm, LayerNormWithoutResidual) {
     check_layer_norm(dt, 2, 4096, false, 0);
     check_layer_norm(dt, 3, 40, false, 0, true);
     check_layer_norm(dt, 4 * 3, 768, false, 0, false, 3);
+  }
+}
+
+// Many rows (more than two per SM, so not a block per row) with parameters of x's dtype: on
+// CUDA, fp16 and bf16 take the packed warp-per-row kernel, whose chunk count follows len
+// (1 to 4 vectors of 8 per lane, the last one partial or not).
+TEST_P(FastPathNorm, ManyRowsWithParametersOfTheInputDtype) {
+  for (DType dt : test::kFloatDTypes) {
+    for (int64_t len : {int64_t{200}, int64_t{512}, int64_t{768}, int64_t{1000}, int64_t{1024}}) {
+      check_layer_norm(dt, 600, len, true, 0, false, 0, true);
+      check_layer_norm(dt, 601, len, false, 0, false, 0, true);
+    }
+    check_layer_norm(dt, 6 * 100, 768, true, 0, false, 100, true);  // strided rows
+    check_layer_norm(dt, 300, 768, false, 1, false, 0, true);       // misaligned: not packed
+    // rms_norm over the same kind of rows, with a weight of x's dtype.
+    const int64_t rows = 700, len = 768;
+    auto in = test::round_all(dt, test::random_values(rows * len, 16));
+    auto pw = test::round_all(dt, test::random_values(len, 17, 0.5, 1.5));
+    auto x = make_tensor(dt, {rows, len}, in);
+    auto w = make_tensor(dt, {len}, pw);
+    auto y = make_output(dt, {rows, len});
+    ASSERT_OK(run_kernel(OpKind::kRmsNorm, {{"normalized_ndim", int64_t{1}}, {"eps", 1e-6}}, {&x, &w}, {&y}));
+    std::vector<double> ref(in.size());
+    for (int64_t row = 0; row < rows; ++row) {
+      double ss = 0;
+      for (int64_t j = 0; j < len; ++j) ss += in[row * len + j] * in[row * len + j] / len;
+      for (int64_t j = 0; j < len; ++j)
+        ref[row * len + j] = test::round_to(dt, in[row * len + j] / std::sqrt(ss + 1e-6) * pw[j]);
+    }
+    EXPECT_TRUE(test::expect_close(y.view, ref, norm_tol(dt)));
   }
 }
 
