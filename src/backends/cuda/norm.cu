@@ -293,7 +293,7 @@ __global__ void fast_row_norm_kernel(const T* __restrict__ x, const T* __restric
 }
 
 // The warp-per-row layer_norm / rms_norm for 2-byte dtypes with typed parameters (or none):
-// fast_row_norm_kernel's arithmetic, in the same order (the same results, bit for bit), with the
+// fast_row_norm_kernel's arithmetic, the same operations in the same order, with the
 // row kept as its packed 16-byte vectors (kChunks of them per lane, exactly what len needs)
 // instead of floats, and the weight and bias read when used. About half the registers, so about
 // twice the rows in flight per SM (fp16, len 768: 54 registers, 9 blocks of 4 warps per SM,
@@ -425,7 +425,7 @@ bool launch_fast_norm_vw(const T* x, const T* res, T* y, T* sum_out, const Strid
   }
   if constexpr (VW == 8 && sizeof(T) == 2) {
     if (len <= 1024 && typed && packed_norm_enabled()) {
-      const int warps = 4;
+      const int warps = rows >= 4 * sms ? 4 : 1;  // as below: fewer rows spread over more SMs
       const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((rows + warps - 1) / warps, sms * 16));
       const int chunks = (len / VW + 31) / 32;
       auto go = [&](auto kernel) {

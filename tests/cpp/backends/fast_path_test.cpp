@@ -321,6 +321,7 @@ TEST_P(FastPathNorm, ManyRowsWithParametersOfTheInputDtype) {
       check_layer_norm(dt, 601, len, false, 0, false, 0, true);
     }
     check_layer_norm(dt, 6 * 100, 768, true, 0, false, 100, true);  // strided rows
+    check_layer_norm(dt, 400, 768, true, 0, false, 0, true);  // fewer than 4 rows per SM: 1-warp blocks
     check_layer_norm(dt, 300, 768, false, 1, false, 0, true);       // misaligned: not packed
     // rms_norm over the same kind of rows, with a weight of x's dtype.
     const int64_t rows = 700, len = 768;
