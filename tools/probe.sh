@@ -2,21 +2,23 @@
 # A GPU-machine diagnostic round: the build (tools/device_env.sh), then each part its variable
 # names, in this order (logs under $OUT):
 #   RT_FILTER=gtest-filter     the CUDA runtime tests it selects, failures with their messages
-#   PROBE_FILTER=gtest-filter  the CUDA kernel tests it selects, the same
+#   PROBE_FILTER=gtest-filter  the CUDA kernel tests it selects, the same, and their
+#                              "[ timing ]" lines (CudaAttentionMma.PrintsTimingsOfBothKernels)
 #   MEMBENCH=1                 the memory-bound kernel bench (CudaMemoryBoundBench, graph-timed);
 #                              with AB_ENV also run with that setting
 #   HOST_CASES="gpt2:1 ..."    the host-time split of one engine call (tools/host_profile.py)
 #   TACTIC_CASES="vit_b_16:32" the fastest candidate of each kernel per op signature
 #   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
 #                              --profile); with NO_CUDNN=1 also Kiln alone on those cases with
-#                              cuDNN attention excluded
+#                              cuDNN attention excluded, with NO_CUDNN=profile that run's
+#                              per-kernel profile (Kiln's own attention kernels in the model)
 #   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
 #                              Kiln alone on those cases with AB_ENV and without, twice each,
 #                              interleaved (an env variable's effect on Kiln's own time;
 #                              AB_ROUNDS=1: one round)
 set -u
 source "$(dirname "$0")/device_env.sh"
-failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure" | head -60; }
+failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure|^\[ timing \]" | head -80; }
 if [ -n "${RT_FILTER:-}" ]; then
   echo "=== runtime tests: $RT_FILTER ==="
   timeout 200 build/gpu/tests/cpp/kiln_cuda_runtime_tests --gtest_filter="$RT_FILTER" 2>&1 | failures
@@ -41,22 +43,28 @@ for c in ${TACTIC_CASES:-}; do
   echo "=== tactic timings $c ==="
   timeout 150 python3 tools/tactic_timings.py "${c%%:*}" "${c##*:}" 2>&1 | grep -v -i warn | tail -30
 done
+show_profile() {  # show_profile RESULTS_JSON LABEL: Kiln's per-kernel device time per case
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    k = r.get("kiln", {})
+    print(f"== {r['model']} b{r['batch']}{sys.argv[2]}: {k.get('median_ms')} ms")
+    for row in k.get("kernels", []):
+        print(f"  {row['us_per_call']:8.1f} us {row['launches_per_call']:5.1f}x  {row['kernel'][:80]}")
+PY
+}
 if [ -n "${PROFILE_MODELS:-}" ]; then
   echo "=== profile ($PROFILE_MODELS b32, kiln) ==="
   timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches 32 --contenders kiln --profile \
     --out "$OUT/prof" > "$OUT/prof.log" 2>&1; echo "rc $?"
-  python3 - "$OUT/prof/results.json" <<'PY'
-import json, sys
-for r in json.load(open(sys.argv[1])):
-    k = r.get("kiln", {})
-    print(f"== {r['model']} b{r['batch']}: {k.get('median_ms')} ms")
-    for row in k.get("kernels", []):
-        print(f"  {row['us_per_call']:8.1f} us {row['launches_per_call']:5.1f}x  {row['kernel'][:80]}")
-PY
+  show_profile "$OUT/prof/results.json" ""
   if [ -n "${NO_CUDNN:-}" ]; then
     echo "=== kiln without cuDNN attention ==="
-    KILN_EXCLUDE_TACTICS=cuda.attention.cudnn timeout 200 python3 bench/run.py --models "$PROFILE_MODELS" \
-      --batches 32 --contenders kiln --out "$OUT/nocudnn" 2>&1 | grep -E "^\| [a-z]"
+    prof=""; [ "$NO_CUDNN" = profile ] && prof=--profile
+    KILN_EXCLUDE_TACTICS=cuda.attention.cudnn timeout 240 python3 bench/run.py --models "$PROFILE_MODELS" \
+      --batches 32 --contenders kiln $prof --out "$OUT/nocudnn" > "$OUT/nocudnn.log" 2>&1
+    grep -E "^\| [a-z]" "$OUT/nocudnn/"*.md 2>/dev/null
+    if [ -n "$prof" ]; then show_profile "$OUT/nocudnn/results.json" " without cuDNN attention"; fi
   fi
 fi
 if [ -n "${AB_ENV:-}" ]; then
