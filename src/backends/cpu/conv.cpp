@@ -145,7 +145,7 @@ Status apply_epilogue(const KernelArgs& args, float* y, int64_t n) {
     if (z.numel() != n) {
       return kernel_error(args, "residual has ", z.numel(), " elements, expected ", n);
     }
-    std::vector<float> zf;
+    thread_local std::vector<float> zf;  // kept scratch (cpu_util.h)
     load_as_float(z, zf);
     for (int64_t i = 0; i < n; ++i) y[i] += zf[static_cast<size_t>(i)];
   }
@@ -210,7 +210,8 @@ Status run_conv(const KernelArgs& args) {
   }
   if (y.numel() == 0) return Status::Ok();
 
-  std::vector<float> x_store, w_store, b_store, y_store, col;
+  // Scratch kept per thread between calls (cpu_util.h: kept scratch).
+  thread_local std::vector<float> x_store, w_store, b_store, y_store, col;
   const float* xf = contiguous_float(x, x_store);
   const float* wf = contiguous_float(w, w_store);
   const float* bias = nullptr;
@@ -265,7 +266,7 @@ Status run_conv(const KernelArgs& args) {
   }
   // out: the result in the output's physical order.
   float* out = yf;
-  std::vector<float> phys;
+  thread_local std::vector<float> phys;  // kept scratch (cpu_util.h)
   if (nhwc) {
     out = y.dtype == DType::kFloat32 ? y_out.as<float>() : nullptr;
     if (!out) {

@@ -70,7 +70,7 @@ Status run_batch_norm(const KernelArgs& args) {
     scale[ch] = static_cast<float>(s);
     shift[ch] = static_cast<float>((b.empty() ? 0.0 : b[ch]) - mean[ch] * s);
   }
-  std::vector<float> buf;
+  thread_local std::vector<float> buf;  // kept scratch (cpu_util.h)
   load_as_float(x, buf);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t ch = 0; ch < c; ++ch) {
@@ -106,19 +106,19 @@ Status run_trailing_norm(const KernelArgs& args) {
     }
   }
   const double eps = args.attrs.getDouble("eps", 1e-5);
-  std::vector<float> buf;
+  thread_local std::vector<float> buf;  // kept scratch (cpu_util.h)
   load_as_float(x, buf);
   if (residual) {
     const TensorView& res = args.inputs.back();
     if (!same_shape(res, x) || res.dtype != x.dtype)
       return kernel_error(args, "residual shape or dtype differs from the input's");
-    std::vector<float> r;
+    thread_local std::vector<float> r;
     load_as_float(res, r);
     for (size_t i = 0; i < buf.size(); ++i) buf[i] += r[i];
     // Round the sum to x's dtype where the unfused add stored it, and return it if asked.
     const bool sum_out = args.outputs.size() > 1;
     TensorView sum_view = sum_out ? args.outputs[1] : x;
-    std::vector<std::byte> rounded;
+    thread_local std::vector<std::byte> rounded;
     if (!sum_out) {
       rounded.resize(buf.size() * dtype_size(x.dtype));
       sum_view.data = rounded.data();
@@ -163,7 +163,7 @@ Status run_group_norm(const KernelArgs& args) {
   KILN_ASSIGN_OR_RETURN(std::vector<float> w, load_param(args, 1, c, "weight"));
   KILN_ASSIGN_OR_RETURN(std::vector<float> b, load_param(args, 2, c, "bias"));
   const double eps = args.attrs.getDouble("eps", 1e-5);
-  std::vector<float> buf;
+  thread_local std::vector<float> buf;  // kept scratch (cpu_util.h)
   load_as_float(x, buf);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t g = 0; g < groups; ++g) {
