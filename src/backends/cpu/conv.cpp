@@ -47,6 +47,11 @@ const float* contiguous_float(const TensorView& v, std::vector<float>& storage) 
   return storage.data();
 }
 
+// y[i] += b over n floats (a loop of its own, so that GCC vectorizes it).
+void add_scalar(float* __restrict y, int64_t n, float b) {
+  for (int64_t i = 0; i < n; ++i) y[i] += b;
+}
+
 // Columns of one image and group: col[(c*kvol + kidx), out_pos] = x[c, in_pos] (0 in padding).
 void vol2col(const float* x, int64_t channels, const ConvGeom& g, float* col) {
   const int64_t ovol = g.out_vol();
@@ -66,10 +71,21 @@ void vol2col(const float* x, int64_t channels, const ConvGeom& g, float* col) {
                 continue;
               }
               const float* src = xc + (id * g.in[1] + ih) * g.in[2];
-              for (int64_t ow = 0; ow < g.out[2]; ++ow) {
-                const int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dil[2];
-                dst[ow] = (iw >= 0 && iw < g.in[2]) ? src[iw] : 0.0f;
+              // Output columns ow read input column iw = ow * s + off; [lo, hi) are those
+              // inside the row, zeros (padding) on either side. No test per element, so the
+              // copy vectorizes (a plain copy at stride 1).
+              const int64_t s = g.stride[2], off = kw * g.dil[2] - g.pad[2], n = g.out[2];
+              int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+              int64_t hi = g.in[2] - off <= 0 ? 0 : (g.in[2] - off + s - 1) / s;
+              lo = std::min(lo, n);
+              hi = std::min(std::max(hi, lo), n);
+              std::fill(dst, dst + lo, 0.0f);
+              if (s == 1) {
+                std::copy(src + lo + off, src + hi + off, dst + lo);
+              } else {
+                for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s + off];
               }
+              std::fill(dst + hi, dst + n, 0.0f);
             }
           }
         }
@@ -146,11 +162,19 @@ Status apply_epilogue(const KernelArgs& args, float* y, int64_t n) {
       return kernel_error(args, "residual has ", z.numel(), " elements, expected ", n);
     }
     thread_local std::vector<float> zf;  // kept scratch (cpu_util.h)
-    load_as_float(z, zf);
-    for (int64_t i = 0; i < n; ++i) y[i] += zf[static_cast<size_t>(i)];
+    const float* __restrict zp = z.dtype == DType::kFloat32 && z.isContiguous()
+                                     ? z.as<const float>()
+                                     : (load_as_float(z, zf), zf.data());
+    float* __restrict yp = y;
+    for (int64_t i = 0; i < n; ++i) yp[i] += zp[i];
   }
-  if (act == "relu")
-    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.0f ? y[i] : (y[i] == y[i] ? 0.0f : y[i]);
+  if (act == "relu") {
+    // Negatives and zeros (-0 too) become +0; a NaN stays NaN. One select per element, so the
+    // loop vectorizes (the branchy form ran scalar: 15% of a CPU ResNet-50 call with the bias
+    // and residual loops, which __restrict lets vectorize too).
+    float* __restrict yp = y;
+    for (int64_t i = 0; i < n; ++i) yp[i] = yp[i] <= 0.0f ? 0.0f : yp[i];
+  }
   return Status::Ok();
 }
 
@@ -247,10 +271,7 @@ Status run_conv(const KernelArgs& args) {
       }
     if (bias)
       for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t o = 0; o < g.O; ++o) {
-          float* yo = yf + (n * g.O + o) * ovol;
-          for (int64_t i = 0; i < ovol; ++i) yo[i] += bias[o];
-        }
+        for (int64_t o = 0; o < g.O; ++o) add_scalar(yf + (n * g.O + o) * ovol, ovol, bias[o]);
   } else {
     // Transposed: col[Og*kvol, ivol] = w_g^T x x_g, w_g being the [Cg, Og*kvol] rows of group gi.
     col.resize(static_cast<size_t>(Og * kvol * ivol));

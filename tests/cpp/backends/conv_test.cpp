@@ -122,6 +122,9 @@ TEST_P(Conv, Conv1dMatchesReference) {
   for (DType dt : kFloatDTypes) {
     check_conv({{2, 3, 11}, 4, {3}, {2}, {1}, {1}}, dt);
     check_conv({{1, 5, 9}, 2, {4}, {1}, {0}, {2}, {}, 1, false, false}, dt);
+    // Wide padding, stride and dilation: taps that fall wholly or partly in the padding.
+    check_conv({{2, 2, 7}, 3, {5}, {3}, {5}, {3}}, dt);
+    check_conv({{1, 2, 4}, 2, {3}, {2}, {6}, {4}}, dt);
   }
 }
 
