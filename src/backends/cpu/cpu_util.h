@@ -367,12 +367,13 @@ inline TensorView contiguous_or_copy(const TensorView& in, std::vector<std::byte
   return v;
 }
 
-// Loads any-dtype strided `in` into a contiguous row-major float buffer (resized to numel).
 // Kept scratch: kernels whose temporaries grow with the tensors (conv's im2col columns and
 // float copies, the norms' float rows) keep them in thread_local vectors, so a call reuses the
 // capacity the last one on its thread left instead of allocating (and page-faulting) megabytes
 // again. The memory stays with the thread, the largest size it has needed, until it exits. A
 // kernel may not call itself (none does), and each vector belongs to one kernel function.
+
+// Loads any-dtype strided `in` into a contiguous row-major float buffer (resized to numel).
 inline void load_as_float(const TensorView& in, std::vector<float>& out) {
   out.resize(static_cast<size_t>(in.numel()));
   dispatch_all(in.dtype, [&](auto tag) {
