@@ -103,7 +103,7 @@ Status run_attention(const KernelArgs& args) {
   }
   if (out.numel() == 0) return Status::Ok();
 
-  std::vector<float> q_store, k_store, v_store, o_store;
+  thread_local std::vector<float> q_store, k_store, v_store, o_store;  // kept scratch (cpu_util.h)
   const TensorView fq = float_view(q, q_store), fk = float_view(k, k_store);
   const TensorView fv = float_view(v, v_store);
   BatchMap mq, mk, mv, mm;
@@ -139,7 +139,8 @@ Status run_attention(const KernelArgs& args) {
   const int64_t o_rs = L == 1 ? Ev : ov.strides[r - 2];  // one row: any stride, BLAS wants >= Ev
   BatchMap mo;
   map_batch(ov, ov, mo);  // the output's own batch strides
-  std::vector<float> scores(static_cast<size_t>(L * S));
+  thread_local std::vector<float> scores;  // kept scratch; every row is written before it is read
+  scores.resize(static_cast<size_t>(L * S));
   const float* pq = fq.as<const float>();
   const float* pk = fk.as<const float>();
   const float* pv = fv.as<const float>();

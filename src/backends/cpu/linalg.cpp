@@ -126,7 +126,7 @@ Status run_matmul(const KernelArgs& args) {
   }
   if (out.numel() == 0) return Status::Ok();
 
-  std::vector<float> a_store, b_store, c_store;
+  thread_local std::vector<float> a_store, b_store, c_store;  // kept scratch (cpu_util.h)
   const TensorView fa = float_view(a, a_store);
   const TensorView fb = float_view(b, b_store);
   // Both operands viewed with the output's batch dims (stride 0 where broadcast).
@@ -219,7 +219,8 @@ Status run_linear(const KernelArgs& args) {
   if (out.numel() == 0) return Status::Ok();
   const int64_t P = out.numel() / N;
 
-  std::vector<float> x_store, w_store, bias_store, c_store;
+  // Kept scratch (cpu_util.h).
+  thread_local std::vector<float> x_store, w_store, bias_store, c_store;
   TensorView fx = float_view(x, x_store);
   int64_t x_rs = 0;
   if (!rows_collapse(fx, x_rs)) {  // e.g. a permuted activation: gather it
@@ -232,7 +233,7 @@ Status run_linear(const KernelArgs& args) {
   const bool residual = args.attrs.getBool("residual", false);
   const size_t operands = args.inputs.size() - (residual ? 1 : 0);
   // The residual is read whole before c is written: c may be out's own memory.
-  std::vector<float> z_store;
+  thread_local std::vector<float> z_store;  // kept scratch (cpu_util.h)
   if (residual) {
     const TensorView& z = args.inputs.back();
     if (z.numel() != out.numel())
@@ -278,7 +279,7 @@ void sgemm_strided(int64_t M, int64_t N, int64_t K, float alpha, const float* a,
       for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  std::vector<float> a_pack, b_pack;
+  thread_local std::vector<float> a_pack, b_pack;  // kept scratch (cpu_util.h)
   const BlasOperand oa = blas_operand(a, M, K, a_rs, a_cs, a_pack);
   const BlasOperand ob = blas_operand(b, K, N, b_rs, b_cs, b_pack);
   cblas_sgemm(CblasRowMajor, oa.trans, ob.trans, static_cast<blasint>(M),

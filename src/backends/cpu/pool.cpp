@@ -172,7 +172,7 @@ Status run_pool(const KernelArgs& args) {
   }
   const TensorView& y = args.outputs[0];
   if (y.numel() == 0) return Status::Ok();
-  std::vector<float> x_store, y_store;
+  thread_local std::vector<float> x_store, y_store;  // kept scratch (cpu_util.h)
   const float* xf = contiguous_float(v.x, x_store);
   float* yf = result_buffer(v, y_store);
   if (kind == "max") {
@@ -196,7 +196,7 @@ Status run_adaptive_avg_pool(const KernelArgs& args) {
   KILN_RETURN_IF_ERROR(read_planes(args, v.x, v.y, g));
   const TensorView& y = args.outputs[0];
   if (y.numel() == 0) return Status::Ok();
-  std::vector<float> x_store, y_store;
+  thread_local std::vector<float> x_store, y_store;  // kept scratch (cpu_util.h)
   const float* xf = contiguous_float(v.x, x_store);
   float* yf = result_buffer(v, y_store);
   auto start = [&](int i, int64_t o) { return o * g.in[i] / g.out[i]; };
