@@ -162,9 +162,7 @@ Status apply_epilogue(const KernelArgs& args, float* y, int64_t n) {
       return kernel_error(args, "residual has ", z.numel(), " elements, expected ", n);
     }
     thread_local std::vector<float> zf;  // kept scratch (cpu_util.h)
-    const float* __restrict zp = z.dtype == DType::kFloat32 && z.isContiguous()
-                                     ? z.as<const float>()
-                                     : (load_as_float(z, zf), zf.data());
+    const float* __restrict zp = contiguous_float(z, zf);
     float* __restrict yp = y;
     for (int64_t i = 0; i < n; ++i) yp[i] += zp[i];
   }
