@@ -11,5 +11,8 @@ namespace kiln::cuda {
 // tactic falls back to the CUDA-core kernel for shapes or layouts it does not serve; tests read
 // this to check which path a case took.
 int64_t attention_mma_launch_count();
+// Of those, the launches of the short-sequence kernel (all keys of a batch entry in shared
+// memory: S <= 256 at head dim 64, S <= 128 at 128); the rest streamed K and V in tiles.
+int64_t attention_mma_short_launch_count();
 
 }  // namespace kiln::cuda

@@ -357,6 +357,44 @@ TEST(CudaAttentionMma, ScaleAttributeAndLargeBatch) {
   }
 }
 
+// Which tensor-core kernel serves a case: the short-sequence one (all of an entry's keys in
+// shared memory) up to 256 keys at head dim 64 and 128 at head dim 128, the streaming one past
+// that. Both paths, with whole batch entries per block (many entries) and with an entry's
+// strips split over blocks (few), causal or not, masked or not.
+void check_kernel(const Case& c, DType dtype, bool short_kernel) {
+  const int64_t before = cuda::attention_mma_short_launch_count();
+  check(c, dtype);
+  EXPECT_EQ(cuda::attention_mma_short_launch_count() - before, short_kernel ? 1 : 0)
+      << "q " << dims_str(c.q) << " k " << dims_str(c.k);
+}
+
+TEST(CudaAttentionMma, ShortAndLongSequencesTakeTheirKernels) {
+  KILN_REQUIRE_CUDA();
+  for (DType dt : kHalfDTypes) {
+    // Many batch entries (more than two per SM): a block per entry.
+    check_kernel({{24, 12, 197, 64}, {24, 12, 197, 64}, {24, 12, 197, 64}}, dt, true);
+    check_kernel({{24, 12, 128, 64}, {24, 12, 128, 64}, {24, 12, 128, 64}, {}, DType::kBool,
+                  true},
+                 dt, true);
+    check_kernel({{24, 12, 100, 64}, {24, 12, 256, 64}, {24, 12, 256, 64}, {24, 1, 1, 256}, dt},
+                 dt, true);
+    // Few entries: strips split over blocks; L past S and S past L; head dim 128.
+    check_kernel({{1, 3, 250, 64}, {1, 3, 256, 64}, {1, 3, 256, 64}, {}, DType::kBool, true},
+                 dt, true);
+    check_kernel({{2, 2, 33, 128}, {2, 2, 128, 128}, {2, 2, 128, 128}}, dt, true);
+    // Past the short kernel's keys: streamed.
+    check_kernel({{2, 2, 64, 64}, {2, 2, 257, 64}, {2, 2, 257, 64}}, dt, false);
+    check_kernel({{1, 2, 300, 64}, {1, 2, 300, 64}, {1, 2, 300, 64}, {}, DType::kBool, true}, dt,
+                 false);
+    check_kernel({{2, 2, 70, 128}, {2, 2, 129, 128}, {2, 2, 129, 128}}, dt, false);
+  }
+  // A scale of zero or less: the short kernel takes the max of unscaled scores, so it refuses.
+  check_kernel({{2, 2, 40, 64}, {2, 2, 50, 64}, {2, 2, 50, 64}, {}, DType::kBool, false, -0.5},
+               DType::kFloat16, false);
+  // More batch entries than a grid's y dimension holds (65535): blocks loop over entries.
+  check_kernel({{65600, 1, 64}, {65600, 2, 64}, {65600, 2, 64}}, DType::kFloat16, true);
+}
+
 TEST(CudaAttentionMma, OtherShapesFallBackToCudaCores) {
   KILN_REQUIRE_CUDA();
   for (DType dt : kHalfDTypes) {
