@@ -50,17 +50,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   for (int64_t work = blockIdx.x; work < batches * tiles; work += gridDim.x) {
     const int64_t b = work / tiles, i0 = (work - b * tiles) * R;
-    int64_t idx[kMaxRank];
-    int64_t rest = b;
-    for (int d = p.nb - 1; d >= 0; --d) {
-      idx[d] = rest % p.batch_shape[d];
-      rest /= p.batch_shape[d];
-    }
-    const T* qb = q + batch_offset(p.qm, idx, p.nb);
-    const T* kb = k + batch_offset(p.km, idx, p.nb);
-    const T* vb = v + batch_offset(p.vm, idx, p.nb);
-    T* ob = out + batch_offset(p.om, idx, p.nb);
-    const int64_t mask_base = p.has_mask ? batch_offset(p.mm, idx, p.nb) : 0;
+    const EntryOffsets eo = entry_offsets(p, b);
+    const T* qb = q + eo.q;
+    const T* kb = k + eo.k;
+    const T* vb = v + eo.v;
+    T* ob = out + eo.out;
+    const int64_t mask_base = eo.mask;
 
     __syncthreads();  // the previous work item is done with the shared buffers
     for (int64_t t = threadIdx.x; t < R * E; t += blockDim.x) {

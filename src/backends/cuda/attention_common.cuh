@@ -39,9 +39,23 @@ struct AttnParams {
   int64_t q_rs, q_cs, k_rs, k_cs, v_rs, v_cs, m_rs, m_cs, o_rs, o_cs;
 };
 
-__device__ __forceinline__ int64_t batch_offset(const BatchMap& m, const int64_t* idx, int nb) {
-  int64_t o = 0;
-  for (int d = 0; d < nb; ++d) o += (idx[d] / m.div[d]) * m.stride[d];
+// The element offsets of batch entry `b` (row-major over p.batch_shape) in each operand. One
+// pass over the batch dims, no index array (which would live in local memory).
+struct EntryOffsets {
+  int64_t q = 0, k = 0, v = 0, mask = 0, out = 0;
+};
+__device__ __forceinline__ EntryOffsets entry_offsets(const AttnParams& p, int64_t b) {
+  EntryOffsets o;
+  int64_t rest = b;
+  for (int d = p.nb - 1; d >= 0; --d) {
+    const int64_t i = rest % p.batch_shape[d];
+    rest /= p.batch_shape[d];
+    o.q += (i / p.qm.div[d]) * p.qm.stride[d];
+    o.k += (i / p.km.div[d]) * p.km.stride[d];
+    o.v += (i / p.vm.div[d]) * p.vm.stride[d];
+    if (p.has_mask) o.mask += (i / p.mm.div[d]) * p.mm.stride[d];
+    o.out += i * p.om.stride[d];
+  }
   return o;
 }
 

@@ -123,16 +123,11 @@ __global__ void __launch_bounds__(kThreads)
   const float scale_log2 = p.scale * kLog2e;
 
   for (int64_t b = blockIdx.y; b < batches; b += gridDim.y) {
-    int64_t idx[kMaxRank];
-    int64_t rest = b;
-    for (int d = p.nb - 1; d >= 0; --d) {
-      idx[d] = rest % p.batch_shape[d];
-      rest /= p.batch_shape[d];
-    }
-    const T* qb = static_cast<const T*>(p.q) + batch_offset(p.qm, idx, p.nb);
-    const T* kb = static_cast<const T*>(p.k) + batch_offset(p.km, idx, p.nb);
-    const T* vb = static_cast<const T*>(p.v) + batch_offset(p.vm, idx, p.nb);
-    const int64_t mask_base = p.has_mask ? batch_offset(p.mm, idx, p.nb) : 0;
+    const EntryOffsets eo = entry_offsets(p, b);
+    const T* qb = static_cast<const T*>(p.q) + eo.q;
+    const T* kb = static_cast<const T*>(p.k) + eo.k;
+    const T* vb = static_cast<const T*>(p.v) + eo.v;
+    const int64_t mask_base = eo.mask;
 
     for (int c = tid; c < kBlockM * kChunks; c += kThreads) {
       const int r = c / kChunks, cc = c - r * kChunks, i = i0 + r;
@@ -300,7 +295,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncwarp();
     // Rows are o_rs apart: D when contiguous, H * D when sequence-major (seq_major_out).
-    T* ob = static_cast<T*>(p.out) + batch_offset(p.om, idx, p.nb);
+    T* ob = static_cast<T*>(p.out) + eo.out;
     for (int c = lane; c < 16 * kChunks; c += 32) {
       const int r = row0 + c / kChunks, cc = c % kChunks, i = i0 + r;
       if (i < L)
@@ -522,17 +517,12 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
   };
 
   for (int64_t b = blockIdx.y; b < batches; b += gridDim.y) {
-    int64_t idx[kMaxRank];
-    int64_t rest = b;
-    for (int d = p.nb - 1; d >= 0; --d) {
-      idx[d] = rest % p.batch_shape[d];
-      rest /= p.batch_shape[d];
-    }
-    const T* qb = static_cast<const T*>(p.q) + batch_offset(p.qm, idx, p.nb);
-    const T* kb = static_cast<const T*>(p.k) + batch_offset(p.km, idx, p.nb);
-    const T* vb = static_cast<const T*>(p.v) + batch_offset(p.vm, idx, p.nb);
-    T* ob = static_cast<T*>(p.out) + batch_offset(p.om, idx, p.nb);
-    const int64_t mask_base = kHasMask ? batch_offset(p.mm, idx, p.nb) : 0;
+    const EntryOffsets eo = entry_offsets(p, b);
+    const T* qb = static_cast<const T*>(p.q) + eo.q;
+    const T* kb = static_cast<const T*>(p.k) + eo.k;
+    const T* vb = static_cast<const T*>(p.v) + eo.v;
+    T* ob = static_cast<T*>(p.out) + eo.out;
+    const int64_t mask_base = eo.mask;
 
     auto load_q = [&](int strip) {  // the warp's lanes copy one strip of Q
       for (int c = lane; c < 16 * kChunks; c += 32) {
