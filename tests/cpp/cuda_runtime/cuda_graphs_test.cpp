@@ -52,6 +52,22 @@ void bind(ExecutionContext& ctx, int64_t batch, void* dx, void* dy) {
   ASSERT_TRUE(ctx.setTensorAddress("y", dy).ok());
 }
 
+// An MLP of `layers` layers built for cuda:0, one execution context, and an input and an output
+// buffer of the largest batch bound to it (call under ASSERT_NO_FATAL_FAILURE).
+struct BoundMlp {
+  Network net;
+  std::shared_ptr<Engine> engine;
+  std::unique_ptr<ExecutionContext> ctx;
+  DeviceBuffer dx{kMaxFloats * 4}, dy{kMaxFloats * 4};
+};
+void make_bound_mlp(int layers, BoundMlp& m) {
+  m.net = mlp(kDim, layers, kMaxBatch);
+  m.engine = build(m.net, "cuda:0");
+  ASSERT_TRUE(m.engine);
+  m.ctx = m.engine->createExecutionContext().value();
+  ASSERT_NO_FATAL_FAILURE(bind(*m.ctx, kMaxBatch, m.dx.ptr, m.dy.ptr));
+}
+
 TEST(CudaGraphs, ReplaysMatchGraphsOff) {
   REQUIRE_GPU();
   Network net = mlp(kDim, 4, kMaxBatch);
@@ -91,30 +107,26 @@ TEST(CudaGraphs, ReplaysMatchGraphsOff) {
 // reach the capture: the following enqueues capture and replay as usual.
 TEST(CudaGraphs, AnErrorLeftPendingByOtherWorkIsReportedAsSuchAndGraphsStayOn) {
   REQUIRE_GPU();
-  Network net = mlp(kDim, 3, kMaxBatch);
-  auto engine = build(net, "cuda:0");
-  ASSERT_TRUE(engine);
-  auto ctx = engine->createExecutionContext().value();
-  DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
+  BoundMlp m;
+  ASSERT_NO_FATAL_FAILURE(make_bound_mlp(3, m));
   Stream s;
-  ASSERT_NO_FATAL_FAILURE(bind(*ctx, kMaxBatch, dx.ptr, dy.ptr));
   ASSERT_NE(cudaEventDestroy(nullptr), cudaSuccess);
   ASSERT_NE(cudaPeekAtLastError(), cudaSuccess) << "the test needs an error left pending";
-  const Status st = ctx->enqueue(s.s);
+  const Status st = m.ctx->enqueue(s.s);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), StatusCode::kCudaError);
   EXPECT_NE(st.message().find("pending before the enqueue"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("cudaErrorInvalidResourceHandle"), std::string::npos) << st.message();
   EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess) << "reported once, then cleared";
-  EXPECT_EQ(ctx->cudaGraphCaptures() + ctx->plainLaunches(), 0) << "nothing was launched";
+  EXPECT_EQ(m.ctx->cudaGraphCaptures() + m.ctx->plainLaunches(), 0) << "nothing was launched";
   for (int i = 0; i < 3; ++i) {
     std::vector<float> x = random_floats(kMaxFloats, 60 + i);
-    std::vector<float> y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
-    EXPECT_LT(max_rel_error(y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+    std::vector<float> y = run_once(*m.ctx, s.s, x, m.dx.ptr, m.dy.ptr);
+    EXPECT_LT(max_rel_error(y, cpu_reference(m.net, x, kMaxBatch, kDim)), 1e-3);
   }
-  EXPECT_TRUE(ctx->cudaGraphs()) << "graphs went off: " << ctx->cudaGraphFailure();
-  EXPECT_EQ(ctx->cudaGraphCaptures(), 1);
-  EXPECT_EQ(ctx->cudaGraphReplays(), 2);
+  EXPECT_TRUE(m.ctx->cudaGraphs()) << "graphs went off: " << m.ctx->cudaGraphFailure();
+  EXPECT_EQ(m.ctx->cudaGraphCaptures(), 1);
+  EXPECT_EQ(m.ctx->cudaGraphReplays(), 2);
 
   // A query that found work still running leaves cudaErrorNotReady: not an error, the enqueue
   // runs.
@@ -125,8 +137,8 @@ TEST(CudaGraphs, AnErrorLeftPendingByOtherWorkIsReportedAsSuchAndGraphsStayOn) {
   ASSERT_EQ(cudaEventRecord(ev, s.s), cudaSuccess);
   if (cudaEventQuery(ev) == cudaErrorNotReady) {  // else the stream drained first: nothing to test
     std::vector<float> x = random_floats(kMaxFloats, 70);
-    std::vector<float> y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
-    EXPECT_LT(max_rel_error(y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+    std::vector<float> y = run_once(*m.ctx, s.s, x, m.dx.ptr, m.dy.ptr);
+    EXPECT_LT(max_rel_error(y, cpu_reference(m.net, x, kMaxBatch, kDim)), 1e-3);
   }
   cudaEventDestroy(ev);
 }
@@ -229,36 +241,32 @@ TEST(CudaGraphs, ThousandEnqueuesOnAlternatingStreamsWithoutCallerSync) {
 // The caller captures our enqueue into a graph of its own; we must neither capture ourselves
 // nor break their capture, and their graph must compute the engine when they launch it.
 void check_enqueue_inside_callers_capture(bool warm) {
-  Network net = mlp(kDim, 3, kMaxBatch);
-  auto engine = build(net, "cuda:0");
-  ASSERT_TRUE(engine);
-  auto ctx = engine->createExecutionContext().value();
-  DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
+  BoundMlp m;
+  ASSERT_NO_FATAL_FAILURE(make_bound_mlp(3, m));
   Stream s;
-  ASSERT_NO_FATAL_FAILURE(bind(*ctx, kMaxBatch, dx.ptr, dy.ptr));
-  if (warm) run_once(*ctx, s.s, random_floats(kMaxFloats, 1), dx.ptr, dy.ptr);
-  const int64_t captures = ctx->cudaGraphCaptures();
+  if (warm) run_once(*m.ctx, s.s, random_floats(kMaxFloats, 1), m.dx.ptr, m.dy.ptr);
+  const int64_t captures = m.ctx->cudaGraphCaptures();
   CUDA_OK(cudaStreamBeginCapture(s.s, cudaStreamCaptureModeGlobal));
-  Status st = ctx->enqueue(s.s);
+  Status st = m.ctx->enqueue(s.s);
   cudaGraph_t graph = nullptr;
   cudaError_t end = cudaStreamEndCapture(s.s, &graph);
   ASSERT_TRUE(st.ok()) << st.toString();
   ASSERT_EQ(end, cudaSuccess) << cudaGetErrorString(end);
   ASSERT_NE(graph, nullptr);
-  EXPECT_EQ(ctx->cudaGraphCaptures(), captures) << "captured its own graph inside the caller's capture";
+  EXPECT_EQ(m.ctx->cudaGraphCaptures(), captures) << "captured its own graph inside the caller's capture";
   cudaGraphExec_t exec = nullptr;
   CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   for (uint32_t seed : {11u, 12u}) {
     std::vector<float> x = random_floats(kMaxFloats, seed), y(kMaxFloats, NAN);
-    CUDA_OK(cudaMemcpyAsync(dx.ptr, x.data(), x.size() * 4, cudaMemcpyHostToDevice, s.s));
+    CUDA_OK(cudaMemcpyAsync(m.dx.ptr, x.data(), x.size() * 4, cudaMemcpyHostToDevice, s.s));
     CUDA_OK(cudaGraphLaunch(exec, s.s));
-    CUDA_OK(cudaMemcpyAsync(y.data(), dy.ptr, y.size() * 4, cudaMemcpyDeviceToHost, s.s));
+    CUDA_OK(cudaMemcpyAsync(y.data(), m.dy.ptr, y.size() * 4, cudaMemcpyDeviceToHost, s.s));
     CUDA_OK(cudaStreamSynchronize(s.s));
-    EXPECT_LT(max_rel_error(y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3) << "seed " << seed;
+    EXPECT_LT(max_rel_error(y, cpu_reference(m.net, x, kMaxBatch, kDim)), 1e-3) << "seed " << seed;
   }
   // And the context still runs on its own afterwards.
   std::vector<float> x = random_floats(kMaxFloats, 13);
-  EXPECT_LT(max_rel_error(run_once(*ctx, s.s, x, dx.ptr, dy.ptr), cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+  EXPECT_LT(max_rel_error(run_once(*m.ctx, s.s, x, m.dx.ptr, m.dy.ptr), cpu_reference(m.net, x, kMaxBatch, kDim)), 1e-3);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
@@ -462,19 +470,15 @@ TEST(CudaGraphsStaging, FourOutputBuffersInTurnAreStaged) {
 
 TEST(CudaGraphsStaging, StableBindingsAreNotStaged) {
   REQUIRE_GPU();
-  Network net = mlp(kDim, 2, kMaxBatch);
-  auto engine = build(net, "cuda:0");
-  ASSERT_TRUE(engine);
-  auto ctx = engine->createExecutionContext().value();
-  DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
+  BoundMlp m;
+  ASSERT_NO_FATAL_FAILURE(make_bound_mlp(2, m));
   Stream s;
-  ASSERT_NO_FATAL_FAILURE(bind(*ctx, kMaxBatch, dx.ptr, dy.ptr));
   for (uint32_t seed : {61u, 62u, 63u, 64u}) {
     std::vector<float> x = random_floats(kMaxFloats, seed);
-    EXPECT_LT(max_rel_error(run_once(*ctx, s.s, x, dx.ptr, dy.ptr), cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+    EXPECT_LT(max_rel_error(run_once(*m.ctx, s.s, x, m.dx.ptr, m.dy.ptr), cpu_reference(m.net, x, kMaxBatch, kDim)), 1e-3);
   }
-  EXPECT_EQ(ctx->cudaGraphReplays(), 3);
-  EXPECT_EQ(ctx->cudaGraphStagedCopies(), 0);
+  EXPECT_EQ(m.ctx->cudaGraphReplays(), 3);
+  EXPECT_EQ(m.ctx->cudaGraphStagedCopies(), 0);
 }
 
 TEST(CudaGraphsStaging, ShapeChangesWithStagedBindings) {
