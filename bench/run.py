@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -110,8 +111,10 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                     cache = Path(tempfile.gettempdir()) / f"kiln_bench_{name}_{batch}.timing"
                     cache.unlink(missing_ok=True)
 
+                    # KILN_BENCH_OPT_LEVEL: the builder's optimization level (1 unless set)
+                    opt_level = int(os.environ.get("KILN_BENCH_OPT_LEVEL", "1"))
                     build = functools.partial(kiln.compile, model, inputs=kin, device=device,
-                                              optimization_level=1, timing_cache_path=str(cache))
+                                              optimization_level=opt_level, timing_cache_path=str(cache))
                     build()  # cold: times tactics, fills the cache
                     torch.cuda.synchronize()
                     entry["build_cold_s"] = time.perf_counter() - t0

@@ -36,7 +36,10 @@ struct BuildProgress {
 struct BuilderConfig {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::vector<OptimizationProfile> profiles;  // at most one for now
-  int optimization_level = 1;  // 0: first working kernel; higher: time more candidates
+  // 0: the first working kernel. 1: time the first 8 candidates of each kernel (a library's
+  // heuristic lists its best first). 2 and up: time every candidate, with up to 32 algorithms
+  // from each library (cuBLASLt, cuDNN): slower builds.
+  int optimization_level = 1;
   size_t workspace_limit = size_t{1} << 30;
   std::string timing_cache_path;  // empty: no cache file
   bool cuda_graphs = true;

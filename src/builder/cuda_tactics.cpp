@@ -117,8 +117,8 @@ struct TimingBuffers {
 // algorithms, one entry per Kiln kernel otherwise. Times candidates on the device.
 class CudaTacticProvider final : public TacticProvider {
  public:
-  CudaTacticProvider(std::unique_ptr<cuda::CudaBackendState> state, size_t workspace_limit)
-      : state_(std::move(state)), workspace_limit_(workspace_limit) {}
+  CudaTacticProvider(std::unique_ptr<cuda::CudaBackendState> state, size_t workspace_limit, int max_candidates)
+      : state_(std::move(state)), workspace_limit_(workspace_limit), max_candidates_(max_candidates) {}
   ~CudaTacticProvider() override {
     DeviceScope scope(state_->device);
     buffers_.release();
@@ -141,7 +141,7 @@ class CudaTacticProvider final : public TacticProvider {
       if (!s.ok()) reasons += (reasons.empty() ? "" : "; ") + s.message();
     }
     KILN_ASSIGN_OR_RETURN(auto cands, cuda::tactic_candidates(*state_, op, shapes.inputs, shapes.outputs,
-                                                              shapes.bindings, workspace_limit_));
+                                                              shapes.bindings, workspace_limit_, max_candidates_));
     std::vector<TacticCandidate> out;
     for (auto& c : cands) {
       const cuda::CudaKernel* k = cuda::find_kernel(op.kind, c.tactic);
@@ -323,6 +323,7 @@ class CudaTacticProvider final : public TacticProvider {
 
   std::unique_ptr<cuda::CudaBackendState> state_;
   size_t workspace_limit_;
+  int max_candidates_;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr;
   cudaEvent_t events_[10] = {};
@@ -335,9 +336,11 @@ class CudaTacticProvider final : public TacticProvider {
 
 }  // namespace
 
-Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, size_t workspace_limit) {
+Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, size_t workspace_limit,
+                                                                  int max_candidates) {
   KILN_ASSIGN_OR_RETURN(auto state, cuda::create_backend_state(device));
-  return std::unique_ptr<TacticProvider>(new CudaTacticProvider(std::move(state), workspace_limit));
+  return std::unique_ptr<TacticProvider>(
+      new CudaTacticProvider(std::move(state), workspace_limit, max_candidates));
 }
 
 Result<format::Target> cuda_build_target(int device) {

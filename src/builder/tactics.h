@@ -52,8 +52,10 @@ class TacticProvider {
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
 #ifdef KILN_HAS_CUDA
-// cuda_tactics.cpp: candidates from the CUDA backend, for target "cuda:N".
-Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, size_t workspace_limit);
+// cuda_tactics.cpp: candidates from the CUDA backend, for target "cuda:N": up to
+// `max_candidates` of each library's algorithms (cuBLASLt's heuristic, cuDNN's engines).
+Result<std::unique_ptr<TacticProvider>> make_cuda_tactic_provider(int device, size_t workspace_limit,
+                                                                  int max_candidates);
 Result<format::Target> cuda_build_target(int device);
 #endif
 

@@ -231,5 +231,28 @@ TEST(CudaGemmBuild, WarmTimingCacheRebuildTimesNothing) {
   std::filesystem::remove_all(dir);
 }
 
+// Level 1 times the first 8 of cuBLASLt's heuristic algorithms per GEMM; level 2 asks the
+// heuristic for up to 32 and times them all, and still picks a working one.
+TEST(CudaGemmBuild, LevelTwoTimesMoreAlgorithmsThanLevelOne) {
+  REQUIRE_GPU();
+  const int64_t dim = 512, batch = 256;
+  Network net = mlp(DType::kFloat16, dim, {"relu", "relu"}, batch);
+  BuildReport reports[2];
+  std::shared_ptr<Engine> engines[2];
+  for (int level = 1; level <= 2; ++level) {
+    BuilderConfig config;
+    config.device = "cuda:0";
+    config.optimization_level = level;
+    engines[level - 1] = build(net, config, &reports[level - 1]);
+    ASSERT_TRUE(engines[level - 1]);
+  }
+  EXPECT_GT(reports[0].tactic_timings, 0);
+  EXPECT_GT(reports[1].tactic_timings, reports[0].tactic_timings);
+  auto cpu = build(net, BuilderConfig{});
+  auto x = random_floats(batch * dim, 1.0f, 9);
+  auto want = run(*cpu, false, {x}, {{batch, dim}});
+  for (const auto& e : engines) EXPECT_LT(max_rel_error(run(*e, true, {x}, {{batch, dim}}), want), 1e-2);
+}
+
 }  // namespace
 }  // namespace kiln
