@@ -1,4 +1,6 @@
+#include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -156,7 +158,11 @@ class CudaTacticProvider final : public TacticProvider {
   }
 
   bool can_time() const override { return true; }
-  std::string timing_method() const override { return time_cold() ? "L2 flushed" : "L2 warm"; }
+  // cuBLASLt's and cuDNN's versions too: another release has other algorithms and timings.
+  std::string timing_method() const override {
+    return str(time_cold() ? "L2 flushed" : "L2 warm", ", cuBLASLt ", cublasLtGetVersion(), ", cuDNN ",
+               cudnnGetVersion());
+  }
 
   // Warm-up 2, then the median of 10 runs, each between two events on the provider's stream.
   Result<double> time(const Network&, const Op& op, const OpShapes& shapes,

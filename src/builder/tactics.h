@@ -46,11 +46,16 @@ class TacticProvider {
                               const TacticCandidate& tactic) {
     return unsupported("timing");
   }
-  // How time() measures, when that changes its figures (part of the timing cache's key).
+  // How time() measures and with which libraries, when that changes its figures (part of the
+  // timing cache's key).
   virtual std::string timing_method() const { return {}; }
 };
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
+
+// 16 hex digits that change whenever a kernel source (src/backends) changes: timing cache keys
+// carry it, so a rebuilt Kiln does not choose by timings its earlier kernels recorded.
+const char* kernels_id();
 #ifdef KILN_HAS_CUDA
 // cuda_tactics.cpp: candidates from the CUDA backend, for target "cuda:N": up to
 // `max_candidates` of each library's algorithms (cuBLASLt's heuristic, cuDNN's engines).
@@ -68,7 +73,8 @@ struct TacticSelection {
 // One tactic per op: the first candidate at optimization level 0; above, for ops with more than
 // one candidate, the fastest by time() (level 1: the first 8 candidates of each registered
 // kernel; level 2+: all). Timings are read from and added to config.timing_cache_path under
-// keys made of `device_key` (device name and SM), the Kiln version, the op's signature (kind,
+// keys made of `device_key` (device name and SM, the provider's timing method and libraries),
+// the Kiln version and its kernels' revision (kernels_id), the op's signature (kind,
 // attrs, shapes, dtypes, strides) and the candidate (name, hash of its data, and its label, so
 // the cache file reads as a table of what was timed). A timing-cache problem is a line in
 // `log`, never an error.

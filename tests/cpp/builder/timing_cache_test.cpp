@@ -191,6 +191,35 @@ TEST_F(TimingCacheTest, OtherDeviceKeyMissesTheCache) {
   EXPECT_EQ(linear_choices(sel), kAllSlow);
 }
 
+// Keys carry the kernels' revision (a hash of the kernel sources): timings recorded by a Kiln
+// whose kernels differ are not reused, whatever the version string says.
+TEST_F(TimingCacheTest, TimingsOfOtherKernelSourcesMissTheCache) {
+  const std::string id = kiln::builder::kernels_id();
+  ASSERT_EQ(id.size(), 16u);
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  FakeProvider a({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
+  select(a);
+  std::ifstream in(config_.timing_cache_path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  std::string why;
+  auto entries = kiln::builder::TimingCache::parse(text, why);
+  ASSERT_TRUE(entries) << why;
+  ASSERT_EQ(entries->size(), 6u);
+  // The same file as another revision of the kernels would have written it.
+  std::map<std::string, double> other;
+  for (const auto& [key, ms] : *entries) {
+    const size_t at = key.find(" kernels " + id + " ");
+    ASSERT_NE(at, std::string::npos) << key;
+    other[key.substr(0, at) + " kernels 0123456789abcdef " + key.substr(at + 26)] = ms;
+  }
+  std::ofstream(config_.timing_cache_path) << kiln::builder::TimingCache::serialize(other);
+  FakeProvider b({{"fake.slow", 0.5}, {"fake.fast", 1.0}});
+  auto sel = select(b);
+  EXPECT_EQ(b.calls, 6) << "every candidate timed again";
+  EXPECT_EQ(linear_choices(sel), kAllSlow);
+}
+
 TEST_F(TimingCacheTest, LevelZeroTakesTheFirstCandidateWithoutTiming) {
   config_.optimization_level = 0;
   FakeProvider p({{"fake.slow", 2.0}, {"fake.fast", 1.0}});
