@@ -44,7 +44,6 @@ struct ContextState {
   int64_t plain_launches = 0;       // enqueues that launched the kernels one by one
   int64_t graph_nodes = 0;          // nodes of the graph captured last (0 before any capture)
   int64_t graph_memset_nodes_replaced = 0;  // memset nodes turned into fill kernels, all captures
-  int64_t graph_host_copy_nodes_replaced = 0;  // pageable host copies turned into kernels, all captures
   // Host time spent so far inside enqueue, and inside the graph launches it made (steady clock).
   int64_t enqueue_host_ns = 0;
   int64_t graph_launch_host_ns = 0;

@@ -465,17 +465,13 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
   }
-  // Memset and pageable-copy nodes make the host launch wait for a busy GPU: kernels instead.
-  int replaced = 0, copies = 0;
-  cudaError_t err = cuda::replace_memset_nodes(graph, &replaced);
-  if (err == cudaSuccess) err = cuda::replace_host_copy_nodes(graph, &copies);
-  if (err != cudaSuccess) {
+  int replaced = 0;
+  if (cudaError_t err = cuda::replace_memset_nodes(graph, &replaced); err != cudaSuccess) {
     cudaGraphDestroy(graph);
-    give_up_graphs(st, r, str("replacing the graph's memset and host copy nodes: ", cudaGetErrorString(err)));
+    give_up_graphs(st, r, str("replacing the graph's memset nodes: ", cudaGetErrorString(err)));
     return Status::Ok();
   }
   st.graph_memset_nodes_replaced += replaced;
-  st.graph_host_copy_nodes_replaced += copies;
   size_t nodes = 0;
   if (cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) st.graph_nodes = static_cast<int64_t>(nodes);
   dump_graph(st, graph);

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 namespace kiln::cuda {
 namespace {
@@ -48,60 +47,14 @@ cudaError_t add_fill_node(cudaGraph_t graph, const cudaMemsetParams& p, const st
   return cudaGraphAddKernelNode(node, graph, deps.data(), deps.size(), &k);
 }
 
-// Up to kMaxBytes bytes captured from the host, written by one block.
-struct HostBytes {
-  static constexpr int kMaxBytes = 2048;
-  char* dst = nullptr;
-  int count = 0;
-  unsigned char bytes[kMaxBytes];
-};
-
-__global__ void write_bytes_kernel(HostBytes w) {
-  for (int i = threadIdx.x; i < w.count; i += blockDim.x) w.dst[i] = static_cast<char>(w.bytes[i]);
-}
-
-std::vector<cudaGraphNode_t> graph_nodes(cudaGraph_t graph, cudaError_t* err) {
-  size_t count = 0;
-  std::vector<cudaGraphNode_t> nodes;
-  if ((*err = cudaGraphGetNodes(graph, nullptr, &count)) != cudaSuccess) return nodes;
-  nodes.resize(count);
-  *err = cudaGraphGetNodes(graph, nodes.data(), &count);
-  return nodes;
-}
-
-// Puts the node `add` makes (given the dependencies) in `old`'s place: same dependencies, same
-// dependents; then destroys `old`. A node with programmatic edges stays (*done false).
-template <typename Add>
-cudaError_t replace_node(cudaGraph_t graph, cudaGraphNode_t old, Add add, bool* done) {
-  *done = false;
-  size_t n_deps = 0, n_outs = 0;
-  if (cudaError_t e = cudaGraphNodeGetDependencies(old, nullptr, nullptr, &n_deps); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaGraphNodeGetDependentNodes(old, nullptr, nullptr, &n_outs); e != cudaSuccess) return e;
-  std::vector<cudaGraphNode_t> deps(n_deps), outs(n_outs);
-  std::vector<cudaGraphEdgeData> dep_edges(n_deps), out_edges(n_outs);
-  if (cudaError_t e = cudaGraphNodeGetDependencies(old, deps.data(), dep_edges.data(), &n_deps); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaGraphNodeGetDependentNodes(old, outs.data(), out_edges.data(), &n_outs); e != cudaSuccess) return e;
-  // Only plain full dependencies are carried over.
-  bool plain = true;
-  for (const cudaGraphEdgeData& d : dep_edges) plain = plain && d.type == cudaGraphDependencyTypeDefault && d.from_port == 0;
-  for (const cudaGraphEdgeData& d : out_edges) plain = plain && d.type == cudaGraphDependencyTypeDefault && d.from_port == 0;
-  if (!plain) return cudaSuccess;
-  cudaGraphNode_t fresh = nullptr;
-  if (cudaError_t e = add(deps, &fresh); e != cudaSuccess) return e;
-  for (cudaGraphNode_t out : outs)
-    if (cudaError_t e = cudaGraphAddDependencies(graph, &fresh, &out, nullptr, 1); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaGraphDestroyNode(old); e != cudaSuccess) return e;
-  *done = true;
-  return cudaSuccess;
-}
-
 }  // namespace
 
 cudaError_t replace_memset_nodes(cudaGraph_t graph, int* replaced) {
   *replaced = 0;
-  cudaError_t err = cudaSuccess;
-  const std::vector<cudaGraphNode_t> nodes = graph_nodes(graph, &err);
-  if (err != cudaSuccess) return err;
+  size_t count = 0;
+  if (cudaError_t e = cudaGraphGetNodes(graph, nullptr, &count); e != cudaSuccess) return e;
+  std::vector<cudaGraphNode_t> nodes(count);
+  if (cudaError_t e = cudaGraphGetNodes(graph, nodes.data(), &count); e != cudaSuccess) return e;
   for (cudaGraphNode_t m : nodes) {
     cudaGraphNodeType type;
     if (cudaError_t e = cudaGraphNodeGetType(m, &type); e != cudaSuccess) return e;
@@ -109,59 +62,27 @@ cudaError_t replace_memset_nodes(cudaGraph_t graph, int* replaced) {
     cudaMemsetParams p{};
     if (cudaError_t e = cudaGraphMemsetNodeGetParams(m, &p); e != cudaSuccess) return e;
     if (p.width * p.height == 0) continue;
-    bool done = false;
-    auto add = [&](const std::vector<cudaGraphNode_t>& deps, cudaGraphNode_t* fill) {
-      return p.elementSize == 1   ? add_fill_node<uint8_t>(graph, p, deps, fill)
-             : p.elementSize == 2 ? add_fill_node<uint16_t>(graph, p, deps, fill)
-                                  : add_fill_node<uint32_t>(graph, p, deps, fill);
-    };
-    if (cudaError_t e = replace_node(graph, m, add, &done); e != cudaSuccess) return e;
-    *replaced += done ? 1 : 0;
-  }
-  return cudaSuccess;
-}
-
-cudaError_t replace_host_copy_nodes(cudaGraph_t graph, int* replaced) {
-  *replaced = 0;
-  cudaError_t err = cudaSuccess;
-  const std::vector<cudaGraphNode_t> nodes = graph_nodes(graph, &err);
-  if (err != cudaSuccess) return err;
-  for (cudaGraphNode_t m : nodes) {
-    cudaGraphNodeType type;
-    if (cudaError_t e = cudaGraphNodeGetType(m, &type); e != cudaSuccess) return e;
-    if (type != cudaGraphNodeTypeMemcpy) continue;
-    cudaMemcpy3DParms p{};
-    if (cudaError_t e = cudaGraphMemcpyNodeGetParams(m, &p); e != cudaSuccess) return e;
-    // One contiguous run of at most kMaxBytes, from host memory the driver does not map (pageable)
-    // into device memory.
-    const size_t bytes = p.extent.width;
-    if (p.srcArray || p.dstArray || p.extent.height != 1 || p.extent.depth != 1 || bytes == 0 ||
-        bytes > HostBytes::kMaxBytes || !p.srcPtr.ptr || !p.dstPtr.ptr || p.srcPos.x || p.srcPos.y ||
-        p.srcPos.z || p.dstPos.x || p.dstPos.y || p.dstPos.z)
-      continue;
-    cudaPointerAttributes src{}, dst{};
-    if (cudaPointerGetAttributes(&src, p.srcPtr.ptr) != cudaSuccess ||
-        cudaPointerGetAttributes(&dst, p.dstPtr.ptr) != cudaSuccess) {
-      (void)cudaGetLastError();
-      continue;
-    }
-    if (src.type != cudaMemoryTypeUnregistered || dst.type != cudaMemoryTypeDevice) continue;
-    HostBytes w;
-    w.dst = static_cast<char*>(p.dstPtr.ptr);
-    w.count = static_cast<int>(bytes);
-    std::memcpy(w.bytes, p.srcPtr.ptr, bytes);
-    bool done = false;
-    auto add = [&](const std::vector<cudaGraphNode_t>& deps, cudaGraphNode_t* node) {
-      void* params[] = {&w};
-      cudaKernelNodeParams k{};
-      k.func = reinterpret_cast<void*>(&write_bytes_kernel);
-      k.blockDim = dim3(128);
-      k.gridDim = dim3(1);
-      k.kernelParams = params;
-      return cudaGraphAddKernelNode(node, graph, deps.data(), deps.size(), &k);
-    };
-    if (cudaError_t e = replace_node(graph, m, add, &done); e != cudaSuccess) return e;
-    *replaced += done ? 1 : 0;
+    size_t n_deps = 0, n_outs = 0;
+    if (cudaError_t e = cudaGraphNodeGetDependencies(m, nullptr, nullptr, &n_deps); e != cudaSuccess) return e;
+    if (cudaError_t e = cudaGraphNodeGetDependentNodes(m, nullptr, nullptr, &n_outs); e != cudaSuccess) return e;
+    std::vector<cudaGraphNode_t> deps(n_deps), outs(n_outs);
+    std::vector<cudaGraphEdgeData> dep_edges(n_deps), out_edges(n_outs);
+    if (cudaError_t e = cudaGraphNodeGetDependencies(m, deps.data(), dep_edges.data(), &n_deps); e != cudaSuccess) return e;
+    if (cudaError_t e = cudaGraphNodeGetDependentNodes(m, outs.data(), out_edges.data(), &n_outs); e != cudaSuccess) return e;
+    // Only plain full dependencies are carried over; a memset with programmatic edges stays.
+    bool plain = true;
+    for (const cudaGraphEdgeData& d : dep_edges) plain = plain && d.type == cudaGraphDependencyTypeDefault && d.from_port == 0;
+    for (const cudaGraphEdgeData& d : out_edges) plain = plain && d.type == cudaGraphDependencyTypeDefault && d.from_port == 0;
+    if (!plain) continue;
+    cudaGraphNode_t fill = nullptr;
+    cudaError_t e = p.elementSize == 1   ? add_fill_node<uint8_t>(graph, p, deps, &fill)
+                    : p.elementSize == 2 ? add_fill_node<uint16_t>(graph, p, deps, &fill)
+                                         : add_fill_node<uint32_t>(graph, p, deps, &fill);
+    if (e != cudaSuccess) return e;
+    for (cudaGraphNode_t out : outs)
+      if ((e = cudaGraphAddDependencies(graph, &fill, &out, nullptr, 1)) != cudaSuccess) return e;
+    if ((e = cudaGraphDestroyNode(m)) != cudaSuccess) return e;
+    ++*replaced;
   }
   return cudaSuccess;
 }

@@ -776,55 +776,5 @@ TEST(CudaGraphs, MemsetNodesBecomeFillKernelsInTheSameOrder) {
   for (size_t i = 0; i < kBytes; ++i) ASSERT_EQ(host[i], want[i]) << "byte " << i;
 }
 
-// Small copies from pageable host memory into device memory become kernel nodes writing the
-// bytes the host held at replacement; a copy from device memory, or one too large, stays.
-TEST(CudaGraphs, PageableHostCopyNodesBecomeKernelsWritingTheSameBytes) {
-  REQUIRE_GPU();
-  DeviceBuffer dev(8192), src_dev(4096);
-  char* d = static_cast<char*>(dev.ptr);
-  std::vector<uint8_t> host(100), big(4096, 0x5A);
-  for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<uint8_t>(3 * i + 1);
-  ASSERT_EQ(cudaMemset(src_dev.ptr, 0x42, 64), cudaSuccess);
-  cudaGraph_t g = nullptr;
-  ASSERT_EQ(cudaGraphCreate(&g, 0), cudaSuccess);
-  cudaGraphNode_t a = nullptr, b = nullptr, c = nullptr;
-  ASSERT_EQ(cudaGraphAddMemcpyNode1D(&a, g, nullptr, 0, d + 1, host.data(), host.size(), cudaMemcpyHostToDevice),
-            cudaSuccess);
-  ASSERT_EQ(cudaGraphAddMemcpyNode1D(&b, g, &a, 1, d + 256, src_dev.ptr, 64, cudaMemcpyDeviceToDevice),
-            cudaSuccess);
-  ASSERT_EQ(cudaGraphAddMemcpyNode1D(&c, g, &b, 1, d + 4096, big.data(), big.size(), cudaMemcpyHostToDevice),
-            cudaSuccess);
-  int replaced = 0;
-  ASSERT_EQ(cuda::replace_host_copy_nodes(g, &replaced), cudaSuccess);
-  EXPECT_EQ(replaced, 1) << "only the small pageable copy";
-  size_t count = 0;
-  ASSERT_EQ(cudaGraphGetNodes(g, nullptr, &count), cudaSuccess);
-  std::vector<cudaGraphNode_t> nodes(count);
-  ASSERT_EQ(cudaGraphGetNodes(g, nodes.data(), &count), cudaSuccess);
-  int kernels = 0, copies = 0;
-  for (cudaGraphNode_t n : nodes) {
-    cudaGraphNodeType type;
-    ASSERT_EQ(cudaGraphNodeGetType(n, &type), cudaSuccess);
-    kernels += type == cudaGraphNodeTypeKernel;
-    copies += type == cudaGraphNodeTypeMemcpy;
-  }
-  EXPECT_EQ(kernels, 1);
-  EXPECT_EQ(copies, 2);
-  ASSERT_EQ(cudaMemset(dev.ptr, 0, 8192), cudaSuccess);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
-  ASSERT_EQ(cudaGraphLaunch(exec, nullptr), cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<uint8_t> got(8192);
-  ASSERT_EQ(cudaMemcpy(got.data(), dev.ptr, got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(g);
-  std::vector<uint8_t> want(8192, 0);
-  for (size_t i = 0; i < host.size(); ++i) want[1 + i] = host[i];
-  for (size_t i = 0; i < 64; ++i) want[256 + i] = 0x42;
-  for (size_t i = 0; i < big.size(); ++i) want[4096 + i] = 0x5A;
-  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "byte " << i;
-}
-
 }  // namespace
 }  // namespace kiln
