@@ -6,6 +6,8 @@ p90; Kiln's output checked against eager (cosine similarity > 0.999, no NaN) bef
 Also reports build time, peak device memory and host overhead per execute_engine call.
 
     python bench/run.py --models resnet50,vit_b_16,bert,gpt2 --batches 1,32 --out results/
+
+Kiln builds at optimization level 1 unless KILN_BENCH_OPT_LEVEL names another.
 """
 
 from __future__ import annotations
