@@ -179,10 +179,9 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
     target.device_name = cpu_name();
   } else {
 #ifdef KILN_HAS_CUDA
-    // Level 1 times the libraries' first 8 algorithms (select_tactics); higher levels ask for more.
-    const int max_candidates = config.optimization_level >= 2 ? 32 : 8;
-    KILN_ASSIGN_OR_RETURN(provider,
-                          builder::make_cuda_tactic_provider(device.index, config.workspace_limit, max_candidates));
+    KILN_ASSIGN_OR_RETURN(provider, builder::make_cuda_tactic_provider(
+                                        device.index, config.workspace_limit,
+                                        builder::library_candidates(config.optimization_level)));
     KILN_ASSIGN_OR_RETURN(format::Target cuda_target, builder::cuda_build_target(device.index));
     cuda_target.platform = target.platform;
     target = cuda_target;

@@ -222,9 +222,9 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
   std::vector<size_t> best(ops.size(), 0);
   if (!to_time.empty()) {
     TimingCache cache = TimingCache::load(config.timing_cache_path, log);
-    // Level 1 times the first 8 candidates of each registered kernel (a library's heuristic
+    // Level 1 times the first kLevelOneCandidates of each registered kernel (a library's heuristic
     // lists its best first), so one kernel's long list cannot crowd out another kernel's.
-    const size_t limit = config.optimization_level == 1 ? 8 : SIZE_MAX;
+    const size_t limit = config.optimization_level == 1 ? size_t{kLevelOneCandidates} : SIZE_MAX;
     const std::string prefix_base = str(device_key, " | kiln ", version(), " kernels ", kernels_id(), " | ");
     int64_t failed = 0;
     const int64_t total = static_cast<int64_t>(to_time.size());

@@ -53,6 +53,14 @@ class TacticProvider {
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
 
+// Level 1 times the first kLevelOneCandidates candidates of each registered kernel, which is as
+// many as it asks each library (cuBLASLt's heuristic, cuDNN) for; levels 2 and up ask for up to
+// 32 and time them all.
+inline constexpr int kLevelOneCandidates = 8;
+inline int library_candidates(int optimization_level) {
+  return optimization_level >= 2 ? 32 : kLevelOneCandidates;
+}
+
 // 16 hex digits that change whenever a kernel source (src/backends) changes: timing cache keys
 // carry it, so a rebuilt Kiln does not choose by timings its earlier kernels recorded.
 const char* kernels_id();
