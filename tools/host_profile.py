@@ -7,6 +7,8 @@ own host-time stats and the rest, then a torch CUDA graph of tiny kernels for co
 torch.profiler: CUPTI's tracing inflates every CUDA call it sees (cudaGraphLaunch ~200 us).
 
     python3 tools/host_profile.py [bert|gpt2|vit_b_16|resnet50] [batch]
+
+SDPA_PROBE_LMEM=1 creates the CUDA context with CU_CTX_LMEM_RESIZE_TO_MAX (tools/sdpa_wait_probe.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import sys
 import time
 
+# Before torch: with SDPA_PROBE_LMEM=1 it sets LMEM_RESIZE_TO_MAX before torch creates the context.
+import sdpa_wait_probe
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
@@ -27,12 +31,17 @@ def per_call_us(fn, calls: int, busy_ms: float = 0.0) -> float:
     torch.cuda.synchronize()
     if busy_ms:
         torch.cuda._sleep(int(busy_ms * 1.7e6))  # roughly ms at the H100's clock
-    t0 = time.perf_counter()
+    times = []
     for _ in range(calls):
+        t0 = time.perf_counter()
         fn()
-    t1 = time.perf_counter()
+        times.append(time.perf_counter() - t0)
     torch.cuda.synchronize()
-    return (t1 - t0) / calls * 1e6
+    if busy_ms:
+        # One long wait, or a wait per call, or a full queue after some calls?
+        slow = [(i, round(t * 1e3, 1)) for i, t in enumerate(times) if t > 100e-6]
+        print(f"      behind the spin, calls over 100 us (index, ms): {slow[:8]}")
+    return sum(times) / calls * 1e6
 
 
 def host_split(engine, fn, calls: int, busy_ms: float = 0.0) -> str:
@@ -63,6 +72,7 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
     call = lambda: compiled(*inputs)
     print(f"    module call:              {host_split(engine, call, 50)}")
     print(f"    module call, GPU busy:    {host_split(engine, call, 50, 200)}")
+    print(f"    module call, queue depth: {sdpa_wait_probe.queue_depth(call)}")
     if len(engine.input_names()) == len(inputs):
         op = torch.ops.kiln.execute_engine.default
         direct_inputs = list(inputs)
