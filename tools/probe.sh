@@ -74,6 +74,14 @@ if [ -n "${AB_ENV:-}" ]; then
     env "$@" timeout 240 python3 bench/run.py --models "${AB_MODELS:-vit_b_16,gpt2}" \
       --batches "${AB_BATCHES:-32}" --contenders kiln --out "$OUT/ab_$label" > "$OUT/ab_$label.log" 2>&1
     echo "rc $?"; grep -E "^\| [a-z]" "$OUT/ab_$label/"*.md 2>/dev/null
+    python3 - "$OUT/ab_$label/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    k = r.get("kiln", {})
+    print(f"  {r['model']} b{r['batch']}: host us per module call {k.get('host_overhead_us', -1):.1f} "
+          f"(rounds {min(k.get('host_overhead_us_rounds', [-1])):.1f}-{max(k.get('host_overhead_us_rounds', [-1])):.1f}), "
+          f"engine call {k.get('host_execute_engine_fast_us', -1):.1f}")
+PY
   }
   echo "=== A/B: with and without $AB_ENV ==="
   ab base1 KILN_AB=base

@@ -22,7 +22,8 @@ import json, sys
 for r in json.load(open(sys.argv[1])):
     k = r.get("kiln", {})
     print(r["model"], r["batch"], "cos", round(k.get("cosine", 0), 7), "host us/call",
-          round(k.get("host_overhead_us", -1), 1), "execute_engine alone",
+          round(k.get("host_overhead_us", -1), 1),
+          "rounds", [round(x, 1) for x in k.get("host_overhead_us_rounds", [])], "execute_engine alone",
           round(k.get("host_execute_engine_us", -1), 1), "fast",
           round(k.get("host_execute_engine_fast_us", -1), 1), "build cold/warm",
           round(k.get("build_cold_s", -1), 1), round(k.get("build_s", -1), 1), "mem MB",
