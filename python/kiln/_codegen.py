@@ -19,6 +19,11 @@
   ``forward`` at once while nothing would run in between: no hooks, no ``module.compile()``, no
   TorchScript tracing; otherwise it takes the original path. A later ``gm.recompile()`` puts
   FX's own ``__call__`` back (still correct, only slower).
+- ``EngineCall``: where the whole forward is one engine call on the module's positional
+  arguments (a model that compiles whole), the direct ``__call__`` hands the arguments to
+  ``kiln._C.EngineCall``, which runs the engine and returns its outputs in the forward's
+  structure: no generated forward, input list, output list or indexing in Python. It declines
+  (None) wherever ``execute_engine_fast`` would, and the forward runs then.
 - ``drop_per_call_hooks(gm)``: ``ep.module()`` registers forward hooks (an input-constraint check,
   and nn.Module-input pytree hooks that do nothing for tensor inputs); any hook sends every call
   through nn.Module's slow path.
@@ -34,6 +39,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -121,23 +127,82 @@ def lean_codegen(gm: torch.fx.GraphModule) -> None:
 
 
 _hooks = torch.nn.modules.module
+_is_compiling = torch.compiler.is_compiling
+_tracing_state = torch._C._get_tracing_state
 
 
 def _direct_call(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    cls = type(self)
     if (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
             or self._backward_pre_hooks or _hooks._global_forward_hooks
             or _hooks._global_forward_pre_hooks or _hooks._global_backward_hooks
             or _hooks._global_backward_pre_hooks or self._compiled_call_impl is not None
-            or torch._C._get_tracing_state()):
-        return type(self)._kiln_fx_call(self, *args, **kwargs)
+            or _tracing_state()):
+        return cls._kiln_fx_call(self, *args, **kwargs)
+    engine_call = cls._kiln_engine_call
+    if engine_call is not None and not kwargs and not _is_compiling():
+        result = engine_call(self, args)
+        if result is not None:
+            return result
     return self.forward(*args, **kwargs)
 
 
+def _getitem_index(node: Any, call: torch.fx.Node) -> int | None:
+    if (isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is operator.getitem
+            and node.args[0] is call and isinstance(node.args[1], int)):
+        return node.args[1]
+    return None
+
+
+def engine_call_of(gm: torch.fx.GraphModule) -> Any:
+    """A ``kiln._C.EngineCall`` for gm when its forward is exactly one engine call on its
+    positional arguments in order, returning engine outputs as one value or a flat tuple/list
+    (what kiln.compile makes of a model that compiles whole); None otherwise. Anything else in
+    the graph (another op, a second engine, an input or constant returned as it is, nested
+    outputs) keeps the generated forward."""
+    codegen = gm.graph._codegen
+    if type(codegen) is not LeanPyTreeCodeGen or codegen.pytree_info is None:
+        return None
+    count = _positional_only(codegen.pytree_info.in_spec)
+    out_spec = codegen.pytree_info.out_spec
+    nodes = list(gm.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    calls = [n for n in nodes if n.op == "call_function" and n.target is EXECUTE]
+    if count is None or count != len(placeholders) or len(calls) != 1 or out_spec is None:
+        return None
+    call = calls[0]
+    inputs, engine = call.args
+    if (not isinstance(inputs, (list, tuple)) or list(inputs) != placeholders
+            or not isinstance(engine, torch.fx.Node) or engine.op != "get_attr" or "." in engine.target):
+        return None
+    output = nodes[-1]
+    leaves = output.args[0] if output.op == "output" else None
+    if not isinstance(leaves, (list, tuple)):
+        return None
+    indices = [_getitem_index(leaf, call) for leaf in leaves]
+    if any(i is None for i in indices):
+        return None
+    known = {*placeholders, engine, call, output, *leaves}
+    if any(n not in known and _getitem_index(n, call) is None for n in nodes):
+        return None
+    if out_spec.is_leaf() and len(indices) == 1:
+        shape = 0
+    elif _flat_leaves(out_spec) and out_spec.num_children == len(indices):
+        shape = 1 if out_spec.type is tuple else 2
+    else:
+        return None
+    return _C.EngineCall(engine.target, count, indices, shape)
+
+
 def direct_call(gm: torch.fx.GraphModule) -> None:
-    """Gives gm's own class the direct ``__call__`` (module docstring)."""
+    """Gives gm's own class the direct ``__call__`` (module docstring), and the ``EngineCall``
+    that module calls take where the forward is one engine call (``engine_call_of``)."""
     cls = type(gm)
     if cls is torch.fx.GraphModule or not issubclass(cls, torch.fx.GraphModule):
         return  # a class other modules share: leave it alone
+    # On the class, not the module: it holds no reference to the engine, and copies and pickles
+    # of the module do not carry it (a copy gets a class of its own, and FX's call).
+    cls._kiln_engine_call = engine_call_of(gm)
     if cls.__dict__.get("__call__") is _direct_call:
         return
     cls._kiln_fx_call = cls.__call__

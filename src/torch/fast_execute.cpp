@@ -64,28 +64,91 @@ std::optional<Tensors> plain_tensors(py::handle inputs) {
   return tensors;
 }
 
+// The engine's holder, or null when `engine` is not a torch.classes.kiln.Engine.
+c10::intrusive_ptr<EngineHolder> holder_of(py::handle engine) {
+  const auto& engine_type = c10::getCustomClassType<c10::intrusive_ptr<EngineHolder>>();
+  try {
+    return torch::jit::toIValue(engine, engine_type).toCustomClass<EngineHolder>();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::vector<at::Tensor> run(EngineHolder& holder, const Tensors& tensors) {
+  py::gil_scoped_release no_gil;
+  RECORD_FUNCTION("kiln::execute_engine", std::vector<c10::IValue>());
+  return holder.execute(tensors);
+}
+
+py::object wrap(at::Tensor tensor) {
+  return py::reinterpret_steal<py::object>(THPVariable_Wrap(std::move(tensor)));
+}
+
 py::object execute_engine_fast(py::handle inputs, py::handle engine) {
   if (!plain_eager_state()) return py::none();
   std::optional<Tensors> tensors = plain_tensors(inputs);
   if (!tensors) return py::none();
-  const auto& engine_type = c10::getCustomClassType<c10::intrusive_ptr<EngineHolder>>();
-  c10::intrusive_ptr<EngineHolder> holder;
-  try {
-    holder = torch::jit::toIValue(engine, engine_type).toCustomClass<EngineHolder>();
-  } catch (const std::exception&) {
-    return py::none();  // not an Engine: torch.ops names the argument at fault
-  }
-  std::vector<at::Tensor> outputs;
-  {
-    py::gil_scoped_release no_gil;
-    RECORD_FUNCTION("kiln::execute_engine", std::vector<c10::IValue>());
-    outputs = holder->execute(*tensors);
-  }
+  c10::intrusive_ptr<EngineHolder> holder = holder_of(engine);
+  if (!holder) return py::none();  // not an Engine: torch.ops names the argument at fault
+  std::vector<at::Tensor> outputs = run(*holder, *tensors);
   py::list result(outputs.size());
-  for (size_t i = 0; i < outputs.size(); ++i)
-    result[i] = py::reinterpret_steal<py::object>(THPVariable_Wrap(std::move(outputs[i])));
+  for (size_t i = 0; i < outputs.size(); ++i) result[i] = wrap(std::move(outputs[i]));
   return result;
 }
+
+// A compiled module whose whole forward is one engine call on its positional arguments, in
+// order, returning some of the engine's outputs (python/kiln/_codegen.py, `EngineCall`): the
+// module's call without its generated forward, the input list, the output list and the
+// indexing. It holds no reference to the engine (the module does): each call reads the
+// module's attribute, so a module whose engine attribute was replaced runs the new engine.
+class EngineCall {
+ public:
+  // `outputs`: the engine output index of each returned value; `shape`: 0 returns the single
+  // value itself, 1 a tuple, 2 a list.
+  EngineCall(std::string attribute, size_t num_inputs, std::vector<size_t> outputs, int shape)
+      : attribute_(py::str(attribute)), num_inputs_(num_inputs), outputs_(std::move(outputs)), shape_(shape) {
+    if (shape_ < 0 || shape_ > 2 || (shape_ == 0 && outputs_.size() != 1))
+      throw py::value_error("EngineCall: shape must be 0 (one output), 1 (tuple) or 2 (list)");
+  }
+
+  // The module's result, or None where the caller must run its forward instead: a call the
+  // fast path declines (execute_engine_fast's rules), another argument count, or an attribute
+  // that is no Engine.
+  py::object call(py::handle module, py::handle args) const {
+    if (!PyTuple_Check(args.ptr()) || static_cast<size_t>(PyTuple_GET_SIZE(args.ptr())) != num_inputs_)
+      return py::none();
+    if (!plain_eager_state()) return py::none();
+    std::optional<Tensors> tensors = plain_tensors(args);
+    if (!tensors) return py::none();
+    py::object engine = py::reinterpret_steal<py::object>(PyObject_GetAttr(module.ptr(), attribute_.ptr()));
+    if (!engine) {
+      PyErr_Clear();
+      return py::none();
+    }
+    c10::intrusive_ptr<EngineHolder> holder = holder_of(engine);
+    if (!holder) return py::none();
+    std::vector<at::Tensor> outputs = run(*holder, *tensors);
+    for (size_t index : outputs_) {
+      if (index >= outputs.size())  // the module's graph and its engine disagree: forward says why
+        return py::none();
+    }
+    if (shape_ == 0) return wrap(outputs[outputs_[0]]);
+    py::object result = py::reinterpret_steal<py::object>(shape_ == 1 ? PyTuple_New(outputs_.size())
+                                                                       : PyList_New(outputs_.size()));
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      PyObject* item = wrap(outputs[outputs_[i]]).release().ptr();
+      if (shape_ == 1) PyTuple_SET_ITEM(result.ptr(), i, item);
+      else PyList_SET_ITEM(result.ptr(), i, item);
+    }
+    return result;
+  }
+
+ private:
+  py::str attribute_;
+  size_t num_inputs_;
+  std::vector<size_t> outputs_;
+  int shape_;
+};
 
 }  // namespace
 
@@ -94,6 +157,13 @@ void bind_fast_execute(py::module_& m) {
         "kiln::execute_engine(inputs, engine) without the dispatcher, for a plain eager call; "
         "None where the dispatcher's path could differ (tracing, modes, tensor subclasses, "
         "inputs that need grad): the caller then calls torch.ops.kiln.execute_engine.");
+  py::class_<EngineCall>(m, "EngineCall",
+                         "The call of a compiled module whose forward is one engine call on its "
+                         "positional arguments (kiln._codegen): call(module, args) returns the "
+                         "module's result, or None where the module's forward must run instead.")
+      .def(py::init<std::string, size_t, std::vector<size_t>, int>(), py::arg("attribute"),
+           py::arg("num_inputs"), py::arg("outputs"), py::arg("shape"))
+      .def("__call__", &EngineCall::call, py::arg("module"), py::arg("args"));
 }
 
 }  // namespace kiln::torch_ext

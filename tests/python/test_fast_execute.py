@@ -129,3 +129,84 @@ def test_export_of_a_compiled_module_records_the_op() -> None:
     _, gm = compiled_two_layers()
     ep = torch.export.export(gm, (torch.randn(4, 8),))
     assert any(n.target is EXECUTE for n in ep.graph.nodes)
+
+
+class TwoOutputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.b = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.a(x))
+        return self.b(h), h
+
+
+class WithTorchStep(torch.nn.Module):
+    """A block Kiln runs, an op it is told to leave to PyTorch, another block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.b = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.sigmoid(torch.relu(self.a(x))))
+
+
+def engine_call(gm: torch.nn.Module):
+    return type(gm).__dict__.get("_kiln_engine_call")
+
+
+def test_whole_model_call_skips_the_forward_and_matches_it() -> None:
+    model, gm = compiled_two_layers()
+    assert engine_call(gm) is not None, "one engine on the inputs: the call takes EngineCall"
+    x = torch.randn(3, 8)
+    forward_calls = []
+    original = gm.forward
+    gm.forward = lambda *a, **k: forward_calls.append(1) or original(*a, **k)
+    out = gm(x)
+    assert forward_calls == [], "the generated forward did not run"
+    torch.testing.assert_close(out, original(x), rtol=0, atol=0)
+    torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
+    # Where the fast path declines, the forward runs (and through it the dispatcher).
+    with CountingMode() as mode:
+        gm(x)
+    assert forward_calls == [1] and any("kiln.execute_engine" in op for op in mode.ops)
+    with pytest.raises(TypeError):  # a wrong argument count is the forward's error
+        gm(x, x)
+
+
+def test_whole_model_call_keeps_the_output_structure() -> None:
+    torch.manual_seed(2)
+    model = TwoOutputs().eval()
+    gm = kiln.compile(model, inputs=[torch.randn(3, 8)], device="cpu")
+    assert engine_call(gm) is not None
+    x = torch.randn(3, 8)
+    out = gm(x)
+    assert isinstance(out, tuple) and len(out) == 2
+    for got, want in zip(out, model(x)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_whole_model_call_reads_the_engine_attribute_each_call() -> None:
+    _, gm = compiled_two_layers()
+    (name, _engine), = kiln.runtime.engines(gm)
+    x = torch.randn(3, 8)
+    other, w = mlp_engine()  # 8 -> 4 as well, other weights
+    setattr(gm, name, other)
+    torch.testing.assert_close(gm(x), mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+    setattr(gm, name, "not an engine")
+    with pytest.raises(RuntimeError, match="argument 'engine'"):  # the forward's op says why
+        gm(x)
+
+
+def test_partly_compiled_modules_keep_the_forward() -> None:
+    torch.manual_seed(3)
+    model = WithTorchStep().eval()
+    gm = kiln.compile(model, inputs=[torch.randn(3, 8)], device="cpu", min_block_size=1,
+                      torch_executed_ops=[torch.ops.aten.sigmoid.default])
+    assert sum(n.target is EXECUTE for n in gm.graph.nodes) == 2
+    assert engine_call(gm) is None
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-4)
