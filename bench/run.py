@@ -150,6 +150,8 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                     rounds = host_overhead_rounds_us(call, engines)
                     entry["host_overhead_us"] = statistics.median(rounds)
                     entry["host_overhead_us_rounds"] = rounds
+                    # Whether module calls skip the generated forward (kiln._C.EngineCall).
+                    entry["engine_call"] = type(fn).__dict__.get("_kiln_engine_call") is not None
                     # The same for the engine called directly (no FX graph, no stream ops):
                     # what of the overhead is the engine call itself.
                     found = list(kiln.runtime.engines(fn))

@@ -71,6 +71,12 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
           f"device launches {stats['cuda_graph_device_launches']}, plain {stats['plain_launches']}")
     call = lambda: compiled(*inputs)
     print(f"    module call:              {host_split(engine, call, 50)}")
+    rounds = []
+    for _ in range(30):
+        rounds.append(per_call_us(call, 20))
+    rounds.sort()
+    print(f"    module call, 30 rounds of 20 calls: median {rounds[15]:.1f} us, "
+          f"quartiles {rounds[7]:.1f}-{rounds[22]:.1f}, min {rounds[0]:.1f}")
     print(f"    module call, GPU busy:    {host_split(engine, call, 50, 200)}")
     print(f"    module call, queue depth: {sdpa_wait_probe.queue_depth(call)}")
     if len(engine.input_names()) == len(inputs):

@@ -115,6 +115,14 @@ CUcontext graph_context(cudaStream_t stream) {
   return ctx;
 }
 
+bool done_node_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("KILN_GRAPH_DONE_NODE");
+    return !(v && v[0] == '0');
+  }();
+  return enabled;
+}
+
 bool graphs_on(const ContextState& st, const CudaResources& r) {
   return st.cuda_graphs_requested && r.graphs_allowed && !r.graphs_failed;
 }
@@ -217,7 +225,8 @@ Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::
 // bindings are bound to `entry`'s staging buffers for the capture and to the caller's addresses
 // again after it. Null when the capture failed (a kernel that cannot be captured); the stream is
 // then out of capture mode and no CUDA error is left pending.
-cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry, std::string* why) {
+cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCache::Entry& entry, bool record_done,
+                         std::string* why) {
   bool staging = false;
   for (size_t b = 0; b < r.staged.size(); ++b) staging = staging || r.staged[b];
   if (staging) {
@@ -239,6 +248,10 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   if (begun != cudaSuccess) *why = str("cudaStreamBeginCapture: ", cudaGetErrorString(begun));
   if (begun == cudaSuccess) {
     Status launched = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
+    if (launched.ok() && record_done) {
+      if (cudaError_t rec = cudaEventRecordWithFlags(r.done, stream, cudaEventRecordExternal); rec != cudaSuccess)
+        launched = cuda_status(rec, "recording the done event into the graph");
+    }
     cudaError_t err = cudaStreamEndCapture(stream, &graph);
     if (!launched.ok() || err != cudaSuccess) {
       *why = !launched.ok() ? str("capturing: ", launched.message())
@@ -356,7 +369,7 @@ void give_up_graphs(ContextState& st, CudaResources& r, std::string why) {
 // Sets *queued once the graph launch is queued; an error before that leaves nothing that matters
 // queued (staging buffers written only), an error after it is the enqueue's error.
 Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& entry, cudaStream_t stream,
-                    bool* queued) {
+                    bool* queued, bool* recorded_done) {
   const size_t num_inputs = st.plan().inputs.size();
   for (size_t b = 0; b < num_inputs && b < r.staged.size(); ++b) {
     if (!r.staged[b]) continue;
@@ -379,9 +392,11 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
     return Status::Ok();  // not queued: the enqueue launches plain
   }
   *queued = true;
+  *recorded_done = entry.records_done;
   if (entry.launcher) ++st.graph_device_launches;
   for (size_t b = num_inputs; b < r.staged.size(); ++b) {
     if (!r.staged[b]) continue;
+    *recorded_done = false;  // the copy out comes after the graph's record
     const size_t bytes = binding_bytes(st, b);
     if (bytes == 0) continue;
     cudaError_t err = cudaMemcpyAsync(st.addresses[b], entry.staging[b], bytes, cudaMemcpyDefault, stream);
@@ -398,7 +413,8 @@ Status launch_entry(ContextState& st, CudaResources& r, CudaGraphCache::Entry& e
 // addresses, or captures (and updates or instantiates) one, staging the bindings whose address
 // churns (the policy: cuda_graph_cache.h). Leaves *queued false when nothing was queued and the
 // enqueue must launch the kernels itself.
-Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUcontext ctx, bool* queued) {
+Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUcontext ctx, bool* queued,
+                    bool* recorded_done) {
   const size_t num_bindings = st.addresses.size();
   if (r.staged.size() != num_bindings) r.staged.assign(num_bindings, 0);
   r.address_key.clear();
@@ -413,7 +429,7 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     if (r.staged[b]) r.address_key[b] = CudaGraphCache::kStaged;
 
   if (CudaGraphCache::Entry* match = r.graphs.find(r.shape_key, r.address_key)) {
-    KILN_RETURN_IF_ERROR(launch_entry(st, r, *match, stream, queued));
+    KILN_RETURN_IF_ERROR(launch_entry(st, r, *match, stream, queued, recorded_done));
     if (*queued) {
       r.graphs.touch(*match);
       r.address_misses = 0;
@@ -459,8 +475,14 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, str("staging: ", staged.message()));
     return Status::Ok();  // runs plain, without staging
   }
+  // The graph records `done` itself unless staged outputs are copied out after it, or the graph
+  // is launched from the device (whose graphs take no event nodes). KILN_GRAPH_DONE_NODE=0: a
+  // cudaEventRecord after every launch instead (A/B timing).
+  bool any_staged = false;
+  for (size_t b = 0; b < num_bindings; ++b) any_staged = any_staged || r.staged[b];
+  const bool record_done = !any_staged && done_node_enabled() && !CudaGraphCache::deviceLaunchEnabled();
   std::string why;
-  cudaGraph_t graph = capture_plan(st, r, slot, &why);
+  cudaGraph_t graph = capture_plan(st, r, slot, record_done, &why);
   if (!graph) {
     give_up_graphs(st, r, why.empty() ? std::string("the capture failed") : why);
     return Status::Ok();
@@ -481,7 +503,8 @@ Status launch_graph(ContextState& st, CudaResources& r, cudaStream_t stream, CUc
     give_up_graphs(st, r, "cudaGraphInstantiate or cudaGraphExecUpdate failed");
     return Status::Ok();
   }
-  KILN_RETURN_IF_ERROR(launch_entry(st, r, slot, stream, queued));
+  slot.records_done = record_done;
+  KILN_RETURN_IF_ERROR(launch_entry(st, r, slot, stream, queued, recorded_done));
   if (*queued) ++st.graph_captures;
   return Status::Ok();
 }
@@ -557,14 +580,19 @@ Status cuda_enqueue(ContextState& st, cudaStream_t stream) {
         "cudaStreamWaitEvent"));
   KILN_RETURN_IF_ERROR(ensure_workspace(r, stream, in_callers_capture));
   Status status = Status::Ok();
-  bool queued = false;
-  if (how == Launch::kGraph) status = launch_graph(st, r, stream, ctx, &queued);
+  bool queued = false, recorded_done = false;
+  if (how == Launch::kGraph) status = launch_graph(st, r, stream, ctx, &queued, &recorded_done);
   if (status.ok() && !queued) {
     // Plain launches read and write the caller's addresses; a failed capture may have left the
     // pointers unbound.
     if (!st.pointers_ready) status = st.bindPointers();
     if (status.ok()) status = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
     ++st.plain_launches;
+  }
+  if (queued && recorded_done) {  // the graph's last node recorded it, on this stream
+    r.recorded = true;
+    r.done_stream = stream;
+    return status;
   }
   cudaError_t err = in_callers_capture ? cudaEventRecordWithFlags(r.done, stream, cudaEventRecordExternal)
                                        : cudaEventRecord(r.done, stream);

@@ -17,15 +17,15 @@ void release(CudaGraphCache::Entry& e) {
   e.exec = nullptr;
 }
 
+}  // namespace
+
 // Opt-in (KILN_DEVICE_GRAPH_LAUNCH=1), read at each instantiation. Off by default: under
 // torch.profiler (CUPTI tracing) the device-side launch fails, and a launch that fails cannot be
 // recovered on the device (graph_launcher.cu then traps, so the failure is loud).
-bool device_launch_enabled() {
+bool CudaGraphCache::deviceLaunchEnabled() {
   const char* v = std::getenv("KILN_DEVICE_GRAPH_LAUNCH");
   return v && std::strcmp(v, "1") == 0;
 }
-
-}  // namespace
 
 namespace {
 
@@ -96,7 +96,7 @@ bool CudaGraphCache::install(Entry& e, std::span<const uintptr_t> addresses, cud
       release(e);
     }
   }
-  if (!e.exec && device_launch_enabled()) {
+  if (!e.exec && deviceLaunchEnabled()) {
     // Device launch where CUDA accepts the graph (it refuses some node kinds), else host launch.
     if (cudaGraphInstantiate(&e.exec, graph, cudaGraphInstantiateFlagDeviceLaunch) != cudaSuccess ||
         make_tail_launcher(e.exec, &e.launcher) != cudaSuccess) {

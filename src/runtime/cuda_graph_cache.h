@@ -66,7 +66,13 @@ class CudaGraphCache {
     // when the slot is freed or reused for other shapes.
     std::vector<void*> staging;
     std::vector<size_t> staging_bytes;
+    // The graph ends with a record of the context's `done` event (an event record node), so a
+    // replay needs no cudaEventRecord of its own (cuda_context.cpp).
+    bool records_done = false;
   };
+
+  // Whether graphs are instantiated for device-side launch (KILN_DEVICE_GRAPH_LAUNCH=1).
+  static bool deviceLaunchEnabled();
 
   CudaGraphCache() { entries_.reserve(kMaxEntries); }
   CudaGraphCache(const CudaGraphCache&) = delete;
