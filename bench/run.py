@@ -52,23 +52,27 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
-def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int = 20, rounds: int = 10) -> list[float]:
-    """Host time per call (no synchronization inside), divided by the engines per call: the
-    figure of each of `rounds` rounds of `calls` calls back to back, each round after the GPU
-    went idle (the caller takes the median; one round alone moved by up to 2x between runs, as
-    a garbage collection of the process's Python objects or a scheduler tick lands in it or
-    not). 20 calls stay below the GPU queue's depth for every engine here (28 for
-    ViT b32 with cuDNN's attention, README), so no call waits for the GPU."""
-    per_round = []
+def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int = 20,
+                            rounds: int = 10) -> tuple[list[float], list[float]]:
+    """Host time per call (no synchronization inside), divided by the engines per call, for each
+    of `rounds` rounds of `calls` calls back to back, each round after the GPU went idle: wall
+    time, and the calling thread's CPU time (what the host did for the calls, without the time
+    it was not running: preemption, another tenant of the machine). The caller takes medians;
+    one round alone moved by up to 2x between runs. 20 calls stay below the GPU queue's depth
+    for every engine here (28 for ViT b32 with cuDNN's attention, README), so no call waits for
+    the GPU."""
+    wall, cpu = [], []
+    scale = 1e6 / calls / max(engines, 1)
     for _ in range(rounds):
         torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         for _ in range(calls):
             fn()
-        t1 = time.perf_counter()
-        per_round.append((t1 - t0) / calls / max(engines, 1) * 1e6)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        wall.append((t1 - t0) * scale)
+        cpu.append((c1 - c0) * scale)
     torch.cuda.synchronize()
-    return per_round
+    return wall, cpu
 
 
 def kernel_breakdown(fn: Callable[[], object], calls: int = 10, top: int = 20) -> list[dict]:
@@ -147,9 +151,11 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                 if contender == "kiln":
                     engines = sum(1 for n in fn.graph.nodes if "execute_engine" in str(n.target))
                     entry["engines"] = engines
-                    rounds = host_overhead_rounds_us(call, engines)
+                    rounds, cpu_rounds = host_overhead_rounds_us(call, engines)
                     entry["host_overhead_us"] = statistics.median(rounds)
                     entry["host_overhead_us_rounds"] = rounds
+                    entry["host_cpu_us"] = statistics.median(cpu_rounds)
+                    entry["host_cpu_us_rounds"] = cpu_rounds
                     # Whether module calls skip the generated forward (kiln._C.EngineCall).
                     entry["engine_call"] = type(fn).__dict__.get("_kiln_engine_call") is not None
                     # The same for the engine called directly (no FX graph, no stream ops):
@@ -158,11 +164,13 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                     if len(found) == 1 and len(found[0][1].input_names()) == len(inputs):
                         direct = functools.partial(torch.ops.kiln.execute_engine.default,
                                                    list(inputs), found[0][1])
-                        entry["host_execute_engine_us"] = statistics.median(host_overhead_rounds_us(direct, 1))
+                        entry["host_execute_engine_us"] = statistics.median(host_overhead_rounds_us(direct, 1)[0])
                         # What compiled modules call (kiln._codegen.execute_engine): the same
                         # engine call without the dispatcher.
                         fast = functools.partial(kiln._C.execute_engine_fast, list(inputs), found[0][1])
-                        entry["host_execute_engine_fast_us"] = statistics.median(host_overhead_rounds_us(fast, 1))
+                        wall, cpu = host_overhead_rounds_us(fast, 1)
+                        entry["host_execute_engine_fast_us"] = statistics.median(wall)
+                        entry["host_execute_engine_fast_cpu_us"] = statistics.median(cpu)
                     # CUDA graph replays vs plain launches, and why graphs went off if they did.
                     entry["runtime"] = list(kiln.runtime.stats(fn).values())
                 if profile and contender in ("kiln", "inductor-cg"):

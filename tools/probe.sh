@@ -80,7 +80,9 @@ for r in json.load(open(sys.argv[1])):
     k = r.get("kiln", {})
     print(f"  {r['model']} b{r['batch']}: host us per module call {k.get('host_overhead_us', -1):.1f} "
           f"(rounds {min(k.get('host_overhead_us_rounds', [-1])):.1f}-{max(k.get('host_overhead_us_rounds', [-1])):.1f}), "
-          f"engine call {k.get('host_execute_engine_fast_us', -1):.1f}")
+          f"engine call {k.get('host_execute_engine_fast_us', -1):.1f}; thread CPU time per module call "
+          f"{k.get('host_cpu_us', -1):.1f} (rounds {min(k.get('host_cpu_us_rounds', [-1])):.1f}-"
+          f"{max(k.get('host_cpu_us_rounds', [-1])):.1f}), engine call {k.get('host_execute_engine_fast_cpu_us', -1):.1f}")
 PY
   }
   echo "=== A/B: with and without $AB_ENV ==="
