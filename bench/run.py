@@ -52,25 +52,33 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
-def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int = 20,
-                            rounds: int = 10) -> tuple[list[float], list[float]]:
+def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int = 20, rounds: int = 10,
+                            split: Callable[[], dict] | None = None,
+                            split_rounds: list | None = None) -> tuple[list[float], list[float]]:
     """Host time per call (no synchronization inside), divided by the engines per call, for each
     of `rounds` rounds of `calls` calls back to back, each round after the GPU went idle: wall
     time, and the calling thread's CPU time (what the host did for the calls, without the time
     it was not running: preemption, another tenant of the machine). The caller takes medians;
     one round alone moved by up to 2x between runs. 20 calls stay below the GPU queue's depth
     for every engine here (28 for ViT b32 with cuDNN's attention, README), so no call waits for
-    the GPU."""
+    the GPU. With `split` (an engine's runtime_stats), `split_rounds` gets each round's engine
+    host time per call (us): the execute_engine body, the runtime's enqueue and the graph launch
+    inside it, which tells where a slow round spent its time."""
     wall, cpu = [], []
     scale = 1e6 / calls / max(engines, 1)
+    keys = ("execute_host_ns", "enqueue_host_ns", "graph_launch_host_ns")
     for _ in range(rounds):
         torch.cuda.synchronize()
+        before = dict(split()) if split else {}
         c0, t0 = time.thread_time(), time.perf_counter()
         for _ in range(calls):
             fn()
         t1, c1 = time.perf_counter(), time.thread_time()
         wall.append((t1 - t0) * scale)
         cpu.append((c1 - c0) * scale)
+        if split and split_rounds is not None:
+            after = dict(split())
+            split_rounds.append([round((after[k] - before[k]) / calls / 1e3, 2) for k in keys])
     torch.cuda.synchronize()
     return wall, cpu
 
@@ -151,7 +159,13 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                 if contender == "kiln":
                     engines = sum(1 for n in fn.graph.nodes if "execute_engine" in str(n.target))
                     entry["engines"] = engines
-                    rounds, cpu_rounds = host_overhead_rounds_us(call, engines)
+                    found = list(kiln.runtime.engines(fn))
+                    split_rounds: list = []
+                    split = found[0][1].runtime_stats if len(found) == 1 else None
+                    rounds, cpu_rounds = host_overhead_rounds_us(call, engines, split=split,
+                                                                 split_rounds=split_rounds)
+                    # Per round: execute_engine body, enqueue, graph launch (us per call).
+                    entry["host_split_us_rounds"] = split_rounds
                     entry["host_overhead_us"] = statistics.median(rounds)
                     entry["host_overhead_us_rounds"] = rounds
                     entry["host_cpu_us"] = statistics.median(cpu_rounds)
@@ -160,7 +174,6 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                     entry["engine_call"] = type(fn).__dict__.get("_kiln_engine_call") is not None
                     # The same for the engine called directly (no FX graph, no stream ops):
                     # what of the overhead is the engine call itself.
-                    found = list(kiln.runtime.engines(fn))
                     if len(found) == 1 and len(found[0][1].input_names()) == len(inputs):
                         direct = functools.partial(torch.ops.kiln.execute_engine.default,
                                                    list(inputs), found[0][1])

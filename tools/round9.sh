@@ -25,6 +25,8 @@ for r in json.load(open(sys.argv[1])):
           round(k.get("host_overhead_us", -1), 1),
           "rounds", [round(x, 1) for x in k.get("host_overhead_us_rounds", [])],
           "CPU", round(k.get("host_cpu_us", -1), 1), [round(x, 1) for x in k.get("host_cpu_us_rounds", [])],
+          "slowest round's body/enqueue/launch", (lambda w, sp: sp[w.index(max(w))] if w and sp else None)(
+              k.get("host_overhead_us_rounds", []), k.get("host_split_us_rounds", [])),
           "execute_engine alone",
           round(k.get("host_execute_engine_us", -1), 1), "fast",
           round(k.get("host_execute_engine_fast_us", -1), 1), "CPU",
