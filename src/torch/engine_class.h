@@ -44,6 +44,8 @@ class EngineHolder : public torch::CustomClassHolder {
   const std::string& name() const { return name_; }
   const std::vector<std::string>& inputNames() const { return input_names_; }
   const std::vector<std::string>& outputNames() const { return output_names_; }
+  // How many tensors execute() returns.
+  size_t numOutputs() const { return outputs_.size(); }
   const std::string& metadata() const { return metadata_; }
   const std::string& deviceInfo() const { return device_.info; }
   std::string device() const { return device_.device.str(); }

@@ -112,8 +112,8 @@ class EngineCall {
   }
 
   // The module's result, or None where the caller must run its forward instead: a call the
-  // fast path declines (execute_engine_fast's rules), another argument count, or an attribute
-  // that is no Engine.
+  // fast path declines (execute_engine_fast's rules), another argument count, an attribute
+  // that is no Engine, or an engine with fewer outputs than the graph reads.
   py::object call(py::handle module, py::handle args) const {
     if (!PyTuple_Check(args.ptr()) || static_cast<size_t>(PyTuple_GET_SIZE(args.ptr())) != num_inputs_)
       return py::none();
@@ -127,11 +127,11 @@ class EngineCall {
     }
     c10::intrusive_ptr<EngineHolder> holder = holder_of(engine);
     if (!holder) return py::none();
+    // The module's graph and its engine disagree: the forward says why (checked before running,
+    // so the engine does not run twice).
+    for (size_t index : outputs_)
+      if (index >= holder->numOutputs()) return py::none();
     std::vector<at::Tensor> outputs = run(*holder, *tensors);
-    for (size_t index : outputs_) {
-      if (index >= outputs.size())  // the module's graph and its engine disagree: forward says why
-        return py::none();
-    }
     if (shape_ == 0) return wrap(outputs[outputs_[0]]);
     py::object result = py::reinterpret_steal<py::object>(shape_ == 1 ? PyTuple_New(outputs_.size())
                                                                        : PyList_New(outputs_.size()));

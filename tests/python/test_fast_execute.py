@@ -210,3 +210,14 @@ def test_partly_compiled_modules_keep_the_forward() -> None:
     assert engine_call(gm) is None
     x = torch.randn(3, 8)
     torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_whole_model_call_declines_an_engine_with_too_few_outputs_without_running_it() -> None:
+    torch.manual_seed(2)
+    gm = kiln.compile(TwoOutputs().eval(), inputs=[torch.randn(3, 8)], device="cpu")
+    (name, _engine), = kiln.runtime.engines(gm)
+    one_output, _ = mlp_engine()  # the graph reads outputs 0 and 1
+    setattr(gm, name, one_output)
+    with pytest.raises(IndexError):  # the forward's getitem
+        gm(torch.randn(3, 8))
+    assert dict(one_output.runtime_stats())["calls"] == 1, "the engine ran once, in the forward"
