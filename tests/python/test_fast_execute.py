@@ -131,24 +131,14 @@ def test_export_of_a_compiled_module_records_the_op() -> None:
     assert any(n.target is EXECUTE for n in ep.graph.nodes)
 
 
-class TwoOutputs(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = torch.nn.Linear(8, 16)
-        self.b = torch.nn.Linear(16, 4)
-
+class TwoOutputs(TwoLayers):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.a(x))
         return self.b(h), h
 
 
-class WithTorchStep(torch.nn.Module):
+class WithTorchStep(TwoLayers):
     """A block Kiln runs, an op it is told to leave to PyTorch, another block."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = torch.nn.Linear(8, 16)
-        self.b = torch.nn.Linear(16, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(torch.sigmoid(torch.relu(self.a(x))))
