@@ -53,18 +53,17 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int = 20, rounds: int = 10,
-                            split: Callable[[], dict] | None = None,
-                            split_rounds: list | None = None) -> tuple[list[float], list[float]]:
+                            split: Callable[[], list] | None = None) -> tuple[list, list, list]:
     """Host time per call (no synchronization inside), divided by the engines per call, for each
     of `rounds` rounds of `calls` calls back to back, each round after the GPU went idle: wall
     time, and the calling thread's CPU time (what the host did for the calls, without the time
     it was not running: preemption, another tenant of the machine). The caller takes medians;
     one round alone moved by up to 2x between runs. 20 calls stay below the GPU queue's depth
     for every engine here (28 for ViT b32 with cuDNN's attention, README), so no call waits for
-    the GPU. With `split` (an engine's runtime_stats), `split_rounds` gets each round's engine
+    the GPU. With `split` (an engine's runtime_stats), the third list holds each round's engine
     host time per call (us): the execute_engine body, the runtime's enqueue and the graph launch
     inside it, which tells where a slow round spent its time."""
-    wall, cpu = [], []
+    wall, cpu, split_rounds = [], [], []
     scale = 1e6 / calls / max(engines, 1)
     keys = ("execute_host_ns", "enqueue_host_ns", "graph_launch_host_ns")
     for _ in range(rounds):
@@ -76,11 +75,11 @@ def host_overhead_rounds_us(fn: Callable[[], object], engines: int, calls: int =
         t1, c1 = time.perf_counter(), time.thread_time()
         wall.append((t1 - t0) * scale)
         cpu.append((c1 - c0) * scale)
-        if split and split_rounds is not None:
+        if split:
             after = dict(split())
             split_rounds.append([round((after[k] - before[k]) / calls / 1e3, 2) for k in keys])
     torch.cuda.synchronize()
-    return wall, cpu
+    return wall, cpu, split_rounds
 
 
 def kernel_breakdown(fn: Callable[[], object], calls: int = 10, top: int = 20) -> list[dict]:
@@ -160,10 +159,8 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                     engines = sum(1 for n in fn.graph.nodes if "execute_engine" in str(n.target))
                     entry["engines"] = engines
                     found = list(kiln.runtime.engines(fn))
-                    split_rounds: list = []
                     split = found[0][1].runtime_stats if len(found) == 1 else None
-                    rounds, cpu_rounds = host_overhead_rounds_us(call, engines, split=split,
-                                                                 split_rounds=split_rounds)
+                    rounds, cpu_rounds, split_rounds = host_overhead_rounds_us(call, engines, split=split)
                     # Per round: execute_engine body, enqueue, graph launch (us per call).
                     entry["host_split_us_rounds"] = split_rounds
                     entry["host_overhead_us"] = statistics.median(rounds)
@@ -178,10 +175,10 @@ def run_case(name: str, batch: int, contenders: list[str], device: str, profile:
                         direct = functools.partial(torch.ops.kiln.execute_engine.default,
                                                    list(inputs), found[0][1])
                         entry["host_execute_engine_us"] = statistics.median(host_overhead_rounds_us(direct, 1)[0])
-                        # What compiled modules call (kiln._codegen.execute_engine): the same
-                        # engine call without the dispatcher.
+                        # The same engine call without the dispatcher (what kiln._codegen's
+                        # forwards call where a module is more than one engine call).
                         fast = functools.partial(kiln._C.execute_engine_fast, list(inputs), found[0][1])
-                        wall, cpu = host_overhead_rounds_us(fast, 1)
+                        wall, cpu, _ = host_overhead_rounds_us(fast, 1)
                         entry["host_execute_engine_fast_us"] = statistics.median(wall)
                         entry["host_execute_engine_fast_cpu_us"] = statistics.median(cpu)
                     # CUDA graph replays vs plain launches, and why graphs went off if they did.
