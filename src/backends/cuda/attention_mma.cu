@@ -328,9 +328,11 @@ constexpr int kShortWarps = 4;
 constexpr int kShortMaxS = 256;
 
 template <int D>
-constexpr size_t short_smem_bytes(int kv_rows) {
-  // K and V, kv_rows each, then one 16-row Q buffer per warp; 2-byte elements.
-  return static_cast<size_t>(2 * kv_rows + kShortWarps * 16) * row_stride<D>() * 2;
+constexpr size_t short_smem_bytes(int kv_rows, bool mask_row) {
+  // K and V, kv_rows each, then one 16-row Q buffer per warp, 2-byte elements; then, for a
+  // mask shared by all query rows, its staged row (kv_rows floats).
+  return static_cast<size_t>(2 * kv_rows + kShortWarps * 16) * row_stride<D>() * 2 +
+         (mask_row ? static_cast<size_t>(kv_rows) * sizeof(float) : 0);
 }
 
 // The running state of one 16-row strip: O accumulators and, per row half h (rows lane / 4 and
@@ -370,7 +372,8 @@ template <typename T, int D, int NC, bool kCheck, bool kHasMask>
 __device__ __forceinline__ void attend_block(StripState<D>& st, const uint32_t (&qf)[D / 16][4],
                                              uint32_t k_lane, uint32_t v_lane, int j0,
                                              float scale_log2, const AttnParams& p,
-                                             int64_t mask_base, int i_lo) {
+                                             int64_t mask_base, int i_lo,
+                                             const float* mask_row) {
   constexpr int LD = row_stride<D>();
   const int lane = threadIdx.x & 31;
   float s[2 * NC][4];
@@ -400,7 +403,9 @@ __device__ __forceinline__ void attend_block(StripState<D>& st, const uint32_t (
       if constexpr (kHasMask) {
         x *= scale_log2;
         const int i = i_lo + (e >> 1) * 8;
-        if (i < p.L && j < p.S) {
+        if (mask_row) {
+          x += mask_row[j];  // the block's staged row (0 past the keys), already times log2(e)
+        } else if (i < p.L && j < p.S) {
           const int64_t mo =
               mask_base + static_cast<int64_t>(i) * p.m_rs + static_cast<int64_t>(j) * p.m_cs;
           if (p.mask_dtype == DType::kBool) {
@@ -470,14 +475,15 @@ __device__ __forceinline__ void attend_last_block(int nc, StripState<D>& st,
                                                   const uint32_t (&qf)[D / 16][4],
                                                   uint32_t k_lane, uint32_t v_lane, int j0,
                                                   float scale_log2, const AttnParams& p,
-                                                  int64_t mask_base, int i_lo) {
+                                                  int64_t mask_base, int i_lo,
+                                                  const float* mask_row) {
   if constexpr (NC > 0) {
     if (nc == NC) {
       attend_block<T, D, NC, true, kHasMask>(st, qf, k_lane, v_lane, j0, scale_log2, p,
-                                             mask_base, i_lo);
+                                             mask_base, i_lo, mask_row);
     } else {
       attend_last_block<T, D, NC - 1, kHasMask>(nc, st, qf, k_lane, v_lane, j0, scale_log2, p,
-                                                mask_base, i_lo);
+                                                mask_base, i_lo, mask_row);
     }
   }
 }
@@ -504,6 +510,12 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
   T* ks = reinterpret_cast<T*>(smem_raw);      // [kv_rows][LD]
   T* vs = ks + kv_rows * LD;                   // [kv_rows][LD]
   T* qs = vs + kv_rows * LD + warp * 16 * LD;  // this warp's [16][LD]
+  // A mask that is the same for every query row (a key padding mask, m_rs == 0) is staged once
+  // per batch entry as floats times log2(e) ([kv_rows], after the Q buffers): each score then
+  // adds a shared-memory word instead of loading the mask from global memory.
+  float* mask_row = (kHasMask && p.m_rs == 0)
+                        ? reinterpret_cast<float*>(vs + kv_rows * LD + kShortWarps * 16 * LD)
+                        : nullptr;
   // This lane's ldmatrix addresses at key 0 (K: rows of the 16x16 B tile; V: transposed).
   const uint32_t k_lane =
       smem_addr(ks + ((lane & 7) + ((lane >> 4) << 3)) * LD + ((lane >> 3) & 1) * 8);
@@ -544,6 +556,18 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
     }
     if (strip_of(0) < last) load_q(strip_of(0));
     cp_async_commit();
+    if (mask_row) {
+      for (int j = tid; j < kv_rows; j += kShortWarps * 32) {
+        float m = 0.0f;  // keys past key_end: never seen (causal) or cut by the key limit
+        if (j < key_end) {
+          const int64_t mo = mask_base + static_cast<int64_t>(j) * p.m_cs;
+          m = p.mask_dtype == DType::kBool
+                  ? (static_cast<const bool*>(p.mask)[mo] ? 0.0f : -INFINITY)
+                  : load_float_dyn(p.mask, p.mask_dtype, mo) * kLog2e;
+        }
+        mask_row[j] = m;
+      }
+    }
     cp_async_wait<0>();
     __syncthreads();
 
@@ -578,10 +602,11 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
       const int full_blocks = (n_chunks - 1) / 4;  // the last block (1-4 chunks) is checked
       for (int fb = 0; fb < full_blocks; ++fb)
         attend_block<T, D, 4, false, kHasMask>(st, qf, k_lane, v_lane, fb * 64, scale_log2, p,
-                                               mask_base, i_lo);
+                                               mask_base, i_lo, mask_row);
       // No keys at all (S = 0) leaves zeros below.
       attend_last_block<T, D, 4, kHasMask>(n_chunks - full_blocks * 4, st, qf, k_lane, v_lane,
-                                           full_blocks * 64, scale_log2, p, mask_base, i_lo);
+                                           full_blocks * 64, scale_log2, p, mask_base, i_lo,
+                                           mask_row);
       // Normalize (all keys masked: sum 0, zeros as torch) and store the pairs straight from
       // the accumulators: a quad writes 16 contiguous bytes of a row.
 #pragma unroll
@@ -658,7 +683,7 @@ Status launch_short(const KernelArgs& args, const AttnParams& p, int64_t batches
   const int strips_per_block = (n_strips + split - 1) / split;
   const int blocks_x = (n_strips + strips_per_block - 1) / strips_per_block;
   const int kv_rows = static_cast<int>((p.S + 15) & ~int64_t{15});
-  const size_t bytes = short_smem_bytes<D>(kv_rows);
+  const size_t bytes = short_smem_bytes<D>(kv_rows, p.has_mask && p.m_rs == 0);
   if (bytes > 48 * 1024)
     KILN_CUDA_CHECK(args,
                     cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
