@@ -58,6 +58,44 @@ def host_split(engine, fn, calls: int, busy_ms: float = 0.0) -> str:
             f"Python/dispatch {wall - d['execute_host_ns']:6.1f}")
 
 
+def by_position(fn, stats=None, calls: int = 20, rounds: int = 30) -> None:
+    """Rounds of `calls` calls back to back, each round after the GPU went idle: the median host
+    time of the k-th call of a round, with (`stats`, an engine's runtime_stats) the engine's own
+    split of it. Tells whether a call costs more the more work is queued ahead of it (the GPU
+    queue's back-pressure, a graph still in flight) or the same at every depth."""
+    keys = ("execute_host_ns", "enqueue_host_ns", "graph_launch_host_ns")
+    wall = [[] for _ in range(calls)]
+    split = [[[] for _ in keys] for _ in range(calls)]
+    for _ in range(rounds):
+        torch.cuda.synchronize()
+        for k in range(calls):
+            before = dict(stats()) if stats else None
+            t0 = time.perf_counter()
+            fn()
+            wall[k].append((time.perf_counter() - t0) * 1e6)
+            if stats:
+                after = dict(stats())
+                for j, key in enumerate(keys):
+                    split[k][j].append((after[key] - before[key]) / 1e3)
+    torch.cuda.synchronize()
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    for k in (0, 1, 2, 3, 5, 8, 12, 16, calls - 1):
+        line = f"      call {k:2d}: {med(wall[k]):7.1f} us"
+        if stats:
+            body, enq, launch = (med(split[k][j]) for j in range(3))
+            line += f" = body {body:6.1f} (enqueue {enq:6.1f}, graph launch {launch:6.1f}) + rest {med(wall[k]) - body:5.1f}"
+        print(line)
+    quiet = []
+    for _ in range(200):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        quiet.append((time.perf_counter() - t0) * 1e6)
+    torch.cuda.synchronize()
+    quiet.sort()
+    print(f"      one call on an idle GPU, 200 calls: median {quiet[100]:.1f} us, p10 {quiet[20]:.1f}, p90 {quiet[180]:.1f}")
+
+
 def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
     compiled = kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0",
                             timing_cache_path=os.environ.get("HOST_PROFILE_TIMING_CACHE", ""))
@@ -70,6 +108,24 @@ def profile_engine(label: str, name: str, batch: int, model, inputs) -> None:
     print(f"  [{label}] {len(found)} engine(s), graph nodes {stats['cuda_graph_nodes']}, "
           f"device launches {stats['cuda_graph_device_launches']}, plain {stats['plain_launches']}")
     call = lambda: compiled(*inputs)
+    if os.environ.get("HOST_PROFILE_POSITIONS"):
+        print("    module call by position in a round of 20:")
+        by_position(call, engine.runtime_stats)
+        # The same for torch's own CUDA graph of the eager model, replayed back to back.
+        g = torch.cuda.CUDAGraph()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s), torch.no_grad():
+            for _ in range(3):
+                model(*inputs)
+            torch.cuda.synchronize()
+            with torch.cuda.graph(g, stream=s):
+                model(*inputs)
+        torch.cuda.synchronize()
+        print("    torch CUDAGraph.replay of the eager model by position:")
+        by_position(g.replay)
+        del g
+        return
     print(f"    module call:              {host_split(engine, call, 50)}")
     rounds = []
     for _ in range(30):
