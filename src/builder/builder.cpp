@@ -137,6 +137,7 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"gelu recognition", builder::recognize_gelu},
       // Before the epilogue/pointwise fusions, which would take the scale and mask add apart.
       {"attention fusion", builder::fuse_attention},
+      {"no-op attention masks", builder::drop_noop_attention_masks},
       // Before pointwise fusion, which merges the conversion into the mask's own kernel.
       {"attention masks", device.kind == format::DeviceKind::kCuda ? builder::attention_masks_to_bias
                                                                    : builder::keep_bool_attention_masks},

@@ -21,6 +21,69 @@
 #include "builder/rewrite.h"
 
 namespace kiln::builder {
+namespace {
+
+// Whether `mask`, read by an attention as its mask, masks nothing: a constant, or expands,
+// reshapes, squeezes and unsqueezes of one, whose every element keeps (bool true) or adds
+// nothing (float +0 or -0). NaN and -inf are not nothing.
+bool mask_is_noop(const Network& network, Tensor mask) {
+  const auto& ops = network.ops();
+  for (int depth = 0; depth < 8; ++depth) {
+    const TensorInfo& info = network.tensor(mask);
+    if (info.isConstant()) {
+      if (info.dtype == DType::kBool) {
+        for (std::byte b : *info.constant)
+          if (b == std::byte{0}) return false;
+        return true;
+      }
+      for (double x : constant_to_doubles(info))
+        if (x != 0.0) return false;
+      return true;
+    }
+    if (info.producer < 0) return false;
+    const Op& op = ops[static_cast<size_t>(info.producer)];
+    const bool same_values = op.kind == OpKind::kExpand || op.kind == OpKind::kReshape ||
+                             op.kind == OpKind::kSqueeze || op.kind == OpKind::kUnsqueeze;
+    if (!same_values || op.inputs.empty()) return false;
+    mask = op.inputs[0];
+  }
+  return false;
+}
+
+// Whether the mask's batch dims broadcast into the query's without widening them (dropping the
+// mask then keeps the output's shape).
+bool mask_within_query(const Network& network, const Op& attention) {
+  const Shape& q = network.tensor(attention.inputs[0]).shape;
+  const Shape& m = network.tensor(attention.inputs[3]).shape;
+  if (m.size() > q.size() || m.size() < 2) return false;
+  const size_t skip = q.size() - m.size();
+  for (size_t d = 0; d + 2 < m.size(); ++d)
+    if (!m[d].equals(SymExpr(1)) && !m[d].equals(q[skip + d])) return false;
+  return true;
+}
+
+}  // namespace
+
+Result<Network> drop_noop_attention_masks(const Network& network, std::vector<std::string>& log) {
+  Rewriter rw(network);
+  int64_t dropped = 0;
+  for (const Op& op : network.ops()) {
+    if (op.kind != OpKind::kAttention || op.inputs.size() != 4 || !mask_within_query(network, op) ||
+        !mask_is_noop(network, op.inputs[3])) {
+      KILN_RETURN_IF_ERROR(rw.keep(op));
+      continue;
+    }
+    KILN_ASSIGN_OR_RETURN(std::vector<Tensor> qkv, rw.mapAll({op.inputs[0], op.inputs[1], op.inputs[2]}));
+    KILN_ASSIGN_OR_RETURN(Tensor out, rw.target().add(OpKind::kAttention, qkv, op.attrs, op.name));
+    rw.target().renameTensor(out, network.tensor(op.outputs[0]).name);
+    rw.setMapping(op.outputs[0], out);
+    ++dropped;
+  }
+  if (dropped > 0)
+    log.push_back(str("attention masks: ", dropped, " constant mask", dropped == 1 ? "" : "s",
+                      " that mask nothing dropped (all true, or all zero)"));
+  return rw.finish();
+}
 
 Result<Network> attention_masks_to_bias(const Network& network, std::vector<std::string>& log) {
   const auto& ops = network.ops();

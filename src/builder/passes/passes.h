@@ -31,6 +31,11 @@ Result<Network> simplify(const Network& network, std::vector<std::string>& log);
 // (attention_fusion.cpp). Intermediates must have no other use and not be outputs.
 Result<Network> fuse_attention(const Network& network, std::vector<std::string>& log);
 
+// An attention mask that is a constant masking nothing (all true, or all zero; possibly expanded
+// or reshaped, as HF's BERT builds the mask it makes when no attention_mask is given) is dropped:
+// the attention runs unmasked, which is the same result (attention_masks.cpp).
+Result<Network> drop_noop_attention_masks(const Network& network, std::vector<std::string>& log);
+
 // Bool attention masks become additive, where(mask, 0, -inf) in the query's dtype, once per mask
 // tensor for every attention reading it (attention_masks.cpp); an expanded mask is converted
 // before its expand. The builder's entries: attention_masks_to_bias for CUDA targets (cuDNN's

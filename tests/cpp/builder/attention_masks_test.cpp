@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
+#include "builder/cpu_eval.h"
 #include "builder/passes/passes.h"
 #include "model_util.h"
 
@@ -97,6 +99,76 @@ TEST(AttentionMasks, AdditiveMasksComputeWhatBoolMasksDid) {
   // Batch 1 masks every key of attn1 and attn2: its rows are zeros, as torch 2.11 gives.
   const size_t per_batch = static_cast<size_t>(kH * kL * kE);
   for (size_t i = per_batch; i < 2 * per_batch; ++i) EXPECT_EQ(got[0].data[i], 0.0f);
+}
+
+// q [B,H,L,E] attending with `mask` (a constant of `mask_shape`), expanded to [B,1,L,L] as HF's
+// BERT builds its mask when no attention_mask is given.
+Network constant_mask_attention(DType mask_dtype, const std::vector<double>& mask_values,
+                                const std::vector<int64_t>& mask_shape) {
+  Network net("constant_mask");
+  kiln::SymExpr b = *net.addSymbol("batch", 1, 2, 4);
+  Tensor q = *net.addInput("q", DType::kFloat32, {b, kH, kL, kE});
+  Tensor k = *net.addInput("k", DType::kFloat32, {b, kH, kL, kE});
+  Tensor v = *net.addInput("v", DType::kFloat32, {b, kH, kL, kE});
+  kiln::ConstantBytes bytes = kiln::builder::doubles_to_constant(mask_values, mask_dtype);
+  Tensor m = *net.addConstant("mask", mask_dtype, mask_shape, bytes);
+  Tensor expanded = *net.add(OpKind::kExpand, {m}, {{"shape", kiln::Shape{b, 1, kL, kL}}}, "mask_expand");
+  const kiln::Attrs scale{{"scale", 0.5}};
+  auto added = net.add(OpKind::kAttention, {q, k, v, expanded}, scale, "attn");
+  EXPECT_TRUE(added.ok()) << added.status().message();
+  Tensor y = *added;
+  EXPECT_TRUE(net.markOutput(y, "y").ok());
+  return net;
+}
+
+size_t attention_inputs(const Network& net) {
+  for (const kiln::Op& op : net.ops())
+    if (op.kind == OpKind::kAttention) return op.inputs.size();
+  return 0;
+}
+
+TEST(AttentionMasks, ConstantMasksThatMaskNothingAreDropped) {
+  const std::vector<double> ones(kL, 1.0), zeros(kL, 0.0);
+  std::vector<double> neg_zero(kL, -0.0);
+  for (auto [dtype, values] : {std::pair{DType::kBool, ones}, std::pair{DType::kFloat32, zeros},
+                               std::pair{DType::kFloat32, neg_zero}}) {
+    Network net = constant_mask_attention(dtype, values, {1, 1, kL, 1});
+    std::vector<std::string> log;
+    KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::drop_noop_attention_masks(net, log));
+    EXPECT_EQ(attention_inputs(out), 3u) << kiln::dtype_name(dtype);
+    ASSERT_FALSE(log.empty());
+    EXPECT_EQ(log.back(), "attention masks: 1 constant mask that mask nothing dropped (all true, or all zero)");
+    // The same results as the masked network.
+    KILN_ASSERT_OK_AND_ASSIGN(auto before, build_engine(net));
+    KILN_ASSERT_OK_AND_ASSIGN(auto after, build_engine(out));
+    std::vector<HostTensor> in;
+    for (int i = 0; i < 3; ++i) in.push_back(random_tensor({2, kH, kL, kE}, 60 + i, -1, 1));
+    KILN_ASSERT_OK_AND_ASSIGN(auto want, run_engine(*before, in));
+    KILN_ASSERT_OK_AND_ASSIGN(auto got, run_engine(*after, in));
+    EXPECT_TRUE(all_close(got[0], ref::from(want[0]), 1e-6, 1e-6)) << kiln::dtype_name(dtype);
+  }
+}
+
+TEST(AttentionMasks, MasksThatMaskSomethingStay) {
+  std::vector<double> one_false(kL, 1.0), one_minus_inf(kL, 0.0), one_nan(kL, 0.0), small(kL, 0.0);
+  one_false[3] = 0.0;
+  one_minus_inf[1] = -std::numeric_limits<double>::infinity();
+  one_nan[2] = std::nan("");
+  small[4] = 1e-3;
+  for (auto [dtype, values] : {std::pair{DType::kBool, one_false}, std::pair{DType::kFloat32, one_minus_inf},
+                               std::pair{DType::kFloat32, one_nan}, std::pair{DType::kFloat32, small}}) {
+    Network net = constant_mask_attention(dtype, values, {1, 1, kL, 1});
+    std::vector<std::string> log;
+    KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::drop_noop_attention_masks(net, log));
+    EXPECT_EQ(attention_inputs(out), 4u) << kiln::dtype_name(dtype);
+    EXPECT_TRUE(log.empty());
+  }
+  // A mask the network computes from its inputs is no constant: it stays.
+  Network net = three_attentions();
+  std::vector<std::string> log;
+  KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::drop_noop_attention_masks(net, log));
+  for (const kiln::Op& op : out.ops())
+    if (op.kind == OpKind::kAttention) EXPECT_EQ(op.inputs.size(), 4u) << op.name;
 }
 
 }  // namespace
