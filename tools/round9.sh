@@ -25,6 +25,9 @@ for r in json.load(open(sys.argv[1])):
           round(k.get("host_overhead_us", -1), 1),
           "rounds", [round(x, 1) for x in k.get("host_overhead_us_rounds", [])],
           "CPU", round(k.get("host_cpu_us", -1), 1), [round(x, 1) for x in k.get("host_cpu_us_rounds", [])],
+          "first call", round(k.get("host_first_call_us", -1), 1),
+          "inductor-cg us/call", round(r.get("inductor-cg", {}).get("host_overhead_us", -1), 1),
+          "first", round(r.get("inductor-cg", {}).get("host_first_call_us", -1), 1),
           "slowest round's body/enqueue/launch", (lambda w, sp: sp[w.index(max(w))] if w and sp else None)(
               k.get("host_overhead_us_rounds", []), k.get("host_split_us_rounds", [])),
           "execute_engine alone",
