@@ -23,7 +23,10 @@
   arguments (a model that compiles whole), the direct ``__call__`` hands the arguments to
   ``kiln._C.EngineCall``, which runs the engine and returns its outputs in the forward's
   structure: no generated forward, input list, output list or indexing in Python. It declines
-  (None) wherever ``execute_engine_fast`` would, and the forward runs then.
+  (None) wherever ``execute_engine_fast`` would, and the forward runs then. There the class's
+  ``__call__`` is a ``kiln._C.DirectCall``, which makes ``_direct_call``'s checks and the
+  EngineCall in C (no Python frame, no pybind argument dispatch) and hands any other call to
+  ``_direct_call``.
 - ``drop_per_call_hooks(gm)``: ``ep.module()`` registers forward hooks (an input-constraint check,
   and nn.Module-input pytree hooks that do nothing for tensor inputs); any hook sends every call
   through nn.Module's slow path.
@@ -196,17 +199,21 @@ def engine_call_of(gm: torch.fx.GraphModule) -> Any:
 
 def direct_call(gm: torch.fx.GraphModule) -> None:
     """Gives gm's own class the direct ``__call__`` (module docstring), and the ``EngineCall``
-    that module calls take where the forward is one engine call (``engine_call_of``)."""
+    that module calls take where the forward is one engine call (``engine_call_of``). There the
+    ``__call__`` is a ``kiln._C.DirectCall``: ``_direct_call``'s checks and the EngineCall in C,
+    ``_direct_call`` itself for any call that is not plain."""
     cls = type(gm)
     if cls is torch.fx.GraphModule or not issubclass(cls, torch.fx.GraphModule):
         return  # a class other modules share: leave it alone
     # On the class, not the module: it holds no reference to the engine, and copies and pickles
     # of the module do not carry it (a copy gets a class of its own, and FX's call).
     cls._kiln_engine_call = engine_call_of(gm)
-    if cls.__dict__.get("__call__") is _direct_call:
-        return
-    cls._kiln_fx_call = cls.__call__
-    cls.__call__ = _direct_call
+    current = cls.__dict__.get("__call__")
+    if current is not _direct_call and not isinstance(current, _C.DirectCall):
+        cls._kiln_fx_call = cls.__call__
+    engine_call = cls._kiln_engine_call
+    cls.__call__ = (_direct_call if engine_call is None
+                    else _C.DirectCall(engine_call, _direct_call, _hooks, _is_compiling))
 
 
 def _is_noop_module_input_hook(hook: Any) -> bool:

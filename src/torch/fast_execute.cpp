@@ -48,20 +48,24 @@ constexpr c10::DispatchKeySet kPlainKeys = c10::DispatchKeySet({
 // The list's tensors when each is a plain eager tensor; nullopt otherwise. Up to eight inputs
 // need no heap allocation.
 using Tensors = c10::SmallVector<at::Tensor, 8>;
-std::optional<Tensors> plain_tensors(py::handle inputs) {
-  if (!PyList_Check(inputs.ptr()) && !PyTuple_Check(inputs.ptr())) return std::nullopt;
-  py::sequence seq = py::reinterpret_borrow<py::sequence>(inputs);
+std::optional<Tensors> plain_tensors(PyObject* const* items, size_t count) {
   const bool grad = c10::GradMode::is_enabled();
   Tensors tensors;
-  tensors.reserve(seq.size());
-  for (py::handle item : seq) {
-    if (!THPVariable_CheckExact(item.ptr())) return std::nullopt;
-    const at::Tensor& t = THPVariable_Unpack(item.ptr());
+  tensors.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (!THPVariable_CheckExact(items[i])) return std::nullopt;
+    const at::Tensor& t = THPVariable_Unpack(items[i]);
     if (!t.defined() || !kPlainKeys.isSupersetOf(t.key_set())) return std::nullopt;
     if (grad && t.requires_grad()) return std::nullopt;
     tensors.push_back(t);
   }
   return tensors;
+}
+
+std::optional<Tensors> plain_tensors(py::handle inputs) {
+  if (!PyList_Check(inputs.ptr()) && !PyTuple_Check(inputs.ptr())) return std::nullopt;
+  return plain_tensors(PySequence_Fast_ITEMS(inputs.ptr()),
+                       static_cast<size_t>(PySequence_Fast_GET_SIZE(inputs.ptr())));
 }
 
 // The engine's holder, or null when `engine` is not a torch.classes.kiln.Engine.
@@ -115,10 +119,15 @@ class EngineCall {
   // fast path declines (execute_engine_fast's rules), another argument count, an attribute
   // that is no Engine, or an engine with fewer outputs than the graph reads.
   py::object call(py::handle module, py::handle args) const {
-    if (!PyTuple_Check(args.ptr()) || static_cast<size_t>(PyTuple_GET_SIZE(args.ptr())) != num_inputs_)
-      return py::none();
+    if (!PyTuple_Check(args.ptr())) return py::none();
+    return call(module, &PyTuple_GET_ITEM(args.ptr(), 0), static_cast<size_t>(PyTuple_GET_SIZE(args.ptr())));
+  }
+
+  // The same over the positional arguments as an array (DirectCall's vectorcall).
+  py::object call(py::handle module, PyObject* const* args, size_t count) const {
+    if (count != num_inputs_) return py::none();
     if (!plain_eager_state()) return py::none();
-    std::optional<Tensors> tensors = plain_tensors(args);
+    std::optional<Tensors> tensors = plain_tensors(args, count);
     if (!tensors) return py::none();
     py::object engine = py::reinterpret_steal<py::object>(PyObject_GetAttr(module.ptr(), attribute_.ptr()));
     if (!engine) {
@@ -150,6 +159,184 @@ class EngineCall {
   int shape_;
 };
 
+// kiln._C.DirectCall(engine_call, fallback, hooks_module, is_compiling): the class-level
+// __call__ of a compiled module whose forward is one engine call (python/kiln/_codegen.py,
+// direct_call). It does in C what kiln._codegen._direct_call does in Python on the common path:
+// with no keyword arguments, no hooks (the module's and nn.Module's global ones), no
+// module.compile(), no TorchScript tracing and no torch.compile tracing, it runs the EngineCall
+// on the positional arguments; anything else, or an EngineCall that declines, goes to `fallback`
+// (_direct_call itself) with the same arguments. It saves the Python frame of _direct_call and
+// pybind's argument dispatch of EngineCall.__call__.
+//
+// A method descriptor (Py_TPFLAGS_METHOD_DESCRIPTOR): a call of the module reaches the vectorcall
+// with the module as the first argument and no bound method made; `module.__call__` still gives
+// a bound method.
+struct DirectCallObject {
+  PyObject_HEAD
+  vectorcallfunc vectorcall;
+  PyObject* engine_call;  // a kiln._C.EngineCall
+  PyObject* fallback;
+  PyObject* hooks_module;  // torch.nn.modules.module (its global hook dicts)
+  PyObject* is_compiling;  // torch.compiler.is_compiling
+  const EngineCall* call;  // engine_call's C++ object
+};
+
+PyObject* interned(const char* text) {
+  PyObject* s = PyUnicode_InternFromString(text);
+  if (!s) throw py::error_already_set();
+  return s;  // kept for the process
+}
+
+// Whether the attribute `name` of `owner` is truthy (a non-empty hook dict, a compiled call);
+// -1 on error (the Python error is set).
+int attribute_truthy(PyObject* owner, PyObject* name) {
+  PyObject* value = PyObject_GetAttr(owner, name);
+  if (!value) return -1;
+  const int truthy = value == Py_None ? 0 : PyObject_IsTrue(value);
+  Py_DECREF(value);
+  return truthy;
+}
+
+// 1 when nothing would run around the forward (what _direct_call checks), 0 when something
+// would, -1 on error.
+int nothing_around_forward(const DirectCallObject* self, PyObject* module) {
+  static PyObject* const instance_names[] = {interned("_forward_hooks"), interned("_forward_pre_hooks"),
+                                             interned("_backward_hooks"), interned("_backward_pre_hooks"),
+                                             interned("_compiled_call_impl")};
+  static PyObject* const global_names[] = {interned("_global_forward_hooks"), interned("_global_forward_pre_hooks"),
+                                           interned("_global_backward_hooks"),
+                                           interned("_global_backward_pre_hooks")};
+  for (PyObject* name : instance_names)
+    if (int t = attribute_truthy(module, name); t != 0) return t < 0 ? -1 : 0;
+  for (PyObject* name : global_names)
+    if (int t = attribute_truthy(self->hooks_module, name); t != 0) return t < 0 ? -1 : 0;
+  if (torch::jit::tracer::isTracing()) return 0;
+  PyObject* compiling = PyObject_CallNoArgs(self->is_compiling);
+  if (!compiling) return -1;
+  const int yes = PyObject_IsTrue(compiling);
+  Py_DECREF(compiling);
+  return yes < 0 ? -1 : !yes;
+}
+
+PyObject* direct_call_vectorcall(PyObject* callable, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  auto* self = reinterpret_cast<DirectCallObject*>(callable);
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs >= 1 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) {
+    const int plain = nothing_around_forward(self, args[0]);
+    if (plain < 0) return nullptr;
+    if (plain) {
+      try {
+        py::object result = self->call->call(args[0], args + 1, static_cast<size_t>(nargs - 1));
+        if (!result.is_none()) return result.release().ptr();
+      } catch (py::error_already_set& e) {
+        e.restore();
+        return nullptr;
+      } catch (...) {
+        // The engine's errors, as pybind would raise them from EngineCall.__call__.
+        py::detail::try_translate_exceptions();
+        return nullptr;
+      }
+    }
+  }
+  return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+PyObject* direct_call_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+  PyObject *engine_call, *fallback, *hooks_module, *is_compiling;
+  static const char* names[] = {"engine_call", "fallback", "hooks_module", "is_compiling", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO:DirectCall", const_cast<char**>(names), &engine_call,
+                                   &fallback, &hooks_module, &is_compiling))
+    return nullptr;
+  const EngineCall* call = nullptr;
+  try {
+    call = py::handle(engine_call).cast<const EngineCall*>();
+  } catch (const py::cast_error&) {
+    PyErr_SetString(PyExc_TypeError, "DirectCall: engine_call must be a kiln._C.EngineCall");
+    return nullptr;
+  }
+  if (!call || !PyCallable_Check(fallback) || !PyCallable_Check(is_compiling)) {
+    PyErr_SetString(PyExc_TypeError, "DirectCall: engine_call must be an EngineCall, fallback and is_compiling callables");
+    return nullptr;
+  }
+  auto* self = reinterpret_cast<DirectCallObject*>(type->tp_alloc(type, 0));
+  if (!self) return nullptr;
+  self->vectorcall = direct_call_vectorcall;
+  self->engine_call = Py_NewRef(engine_call);
+  self->fallback = Py_NewRef(fallback);
+  self->hooks_module = Py_NewRef(hooks_module);
+  self->is_compiling = Py_NewRef(is_compiling);
+  self->call = call;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+int direct_call_traverse(PyObject* o, visitproc visit, void* arg) {
+  auto* self = reinterpret_cast<DirectCallObject*>(o);
+  Py_VISIT(self->engine_call);
+  Py_VISIT(self->fallback);
+  Py_VISIT(self->hooks_module);
+  Py_VISIT(self->is_compiling);
+  return 0;
+}
+
+int direct_call_clear(PyObject* o) {
+  auto* self = reinterpret_cast<DirectCallObject*>(o);
+  self->call = nullptr;
+  Py_CLEAR(self->engine_call);
+  Py_CLEAR(self->fallback);
+  Py_CLEAR(self->hooks_module);
+  Py_CLEAR(self->is_compiling);
+  return 0;
+}
+
+void direct_call_dealloc(PyObject* o) {
+  PyObject_GC_UnTrack(o);
+  direct_call_clear(o);
+  Py_TYPE(o)->tp_free(o);
+}
+
+// Called as a plain object (DirectCall(...)(module, *args)): the same as through a module.
+PyObject* direct_call_call(PyObject* o, PyObject* args, PyObject* kwargs) {
+  return PyVectorcall_Call(o, args, kwargs);
+}
+
+PyObject* direct_call_get(PyObject* o, PyObject* obj, PyObject* /*type*/) {
+  if (!obj || obj == Py_None) return Py_NewRef(o);
+  return PyMethod_New(o, obj);
+}
+
+PyObject* direct_call_fallback(PyObject* o, void*) {
+  PyObject* f = reinterpret_cast<DirectCallObject*>(o)->fallback;
+  return Py_NewRef(f ? f : Py_None);
+}
+
+PyObject* direct_call_engine_call(PyObject* o, void*) {
+  PyObject* e = reinterpret_cast<DirectCallObject*>(o)->engine_call;
+  return Py_NewRef(e ? e : Py_None);
+}
+
+PyGetSetDef direct_call_getset[] = {
+    {"fallback", direct_call_fallback, nullptr, "what a call that is not plain goes to", nullptr},
+    {"engine_call", direct_call_engine_call, nullptr, "the kiln._C.EngineCall run on the plain path", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyTypeObject DirectCallType = [] {
+  PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+  t.tp_name = "kiln._C.DirectCall";
+  t.tp_basicsize = sizeof(DirectCallObject);
+  t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR;
+  t.tp_doc = "The __call__ of a compiled module whose forward is one engine call (kiln._codegen): "
+             "DirectCall(engine_call, fallback, hooks_module, is_compiling).";
+  t.tp_new = direct_call_new;
+  t.tp_dealloc = direct_call_dealloc;
+  t.tp_traverse = direct_call_traverse;
+  t.tp_clear = direct_call_clear;
+  t.tp_call = direct_call_call;
+  t.tp_descr_get = direct_call_get;
+  t.tp_vectorcall_offset = offsetof(DirectCallObject, vectorcall);
+  t.tp_getset = direct_call_getset;
+  return t;
+}();
+
 }  // namespace
 
 void bind_fast_execute(py::module_& m) {
@@ -163,7 +350,11 @@ void bind_fast_execute(py::module_& m) {
                          "module's result, or None where the module's forward must run instead.")
       .def(py::init<std::string, size_t, std::vector<size_t>, int>(), py::arg("attribute"),
            py::arg("num_inputs"), py::arg("outputs"), py::arg("shape"))
-      .def("__call__", &EngineCall::call, py::arg("module"), py::arg("args"));
+      .def("__call__", py::overload_cast<py::handle, py::handle>(&EngineCall::call, py::const_),
+           py::arg("module"), py::arg("args"));
+  if (PyType_Ready(&DirectCallType) < 0) throw py::error_already_set();
+  Py_INCREF(&DirectCallType);
+  m.add_object("DirectCall", py::handle(reinterpret_cast<PyObject*>(&DirectCallType)));
 }
 
 }  // namespace kiln::torch_ext

@@ -109,7 +109,8 @@ def test_profiler_still_names_the_engine_call() -> None:
 
 def test_direct_call_still_runs_hooks_and_traces() -> None:
     model, gm = compiled_two_layers()
-    assert type(gm).__dict__["__call__"].__name__ == "_direct_call"
+    call = type(gm).__dict__["__call__"]
+    assert isinstance(call, _C.DirectCall) and call.fallback.__name__ == "_direct_call"
     x = torch.randn(3, 8)
     seen: list[str] = []
     pre = gm.register_forward_pre_hook(lambda mod, args: seen.append("pre"))
@@ -189,6 +190,30 @@ def test_whole_model_call_reads_the_engine_attribute_each_call() -> None:
     setattr(gm, name, "not an engine")
     with pytest.raises(RuntimeError, match="argument 'engine'"):  # the forward's op says why
         gm(x)
+
+
+def test_direct_call_declines_to_the_python_path() -> None:
+    """kiln._C.DirectCall hands every call that is not plain to _direct_call: keyword
+    arguments, global hooks, a compiled call; errors come through as Python exceptions."""
+    model, gm = compiled_two_layers()
+    x = torch.randn(3, 8)
+    call = type(gm).__dict__["__call__"]
+    torch.testing.assert_close(gm.__call__(x), model(x), rtol=1e-4, atol=1e-4)  # a bound method
+    torch.testing.assert_close(call(gm, x), model(x), rtol=1e-4, atol=1e-4)  # called unbound
+    (name, _), = kiln.runtime.engines(gm)
+    placeholder = next(n.target for n in gm.graph.nodes if n.op == "placeholder")
+    torch.testing.assert_close(gm(**{placeholder: x}), model(x), rtol=1e-4, atol=1e-4)
+    seen: list[str] = []
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, a, o: seen.append(type(m).__name__))
+    try:
+        gm(x)
+    finally:
+        handle.remove()
+    assert seen and seen[-1] == type(gm).__name__, "a global forward hook ran: the Python path"
+    with pytest.raises(ValueError, match="execute_engine"):  # the engine's error, as a ValueError
+        gm(torch.randn(3, 9))
+    with pytest.raises(TypeError):
+        _C.DirectCall(object(), lambda: None, torch.nn.modules.module, torch.compiler.is_compiling)
 
 
 def test_partly_compiled_modules_keep_the_forward() -> None:
