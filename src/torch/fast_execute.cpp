@@ -222,9 +222,11 @@ PyObject* direct_call_vectorcall(PyObject* callable, PyObject* const* args, size
   auto* self = reinterpret_cast<DirectCallObject*>(callable);
   const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (nargs >= 1 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) {
+    // An error while checking (say, an attribute missing from an unusual module) is left to the
+    // Python path, which meets it again and raises it as it always did.
     const int plain = nothing_around_forward(self, args[0]);
-    if (plain < 0) return nullptr;
-    if (plain) {
+    if (plain < 0) PyErr_Clear();
+    if (plain > 0) {
       try {
         py::object result = self->call->call(args[0], args + 1, static_cast<size_t>(nargs - 1));
         if (!result.is_none()) return result.release().ptr();

@@ -213,6 +213,10 @@ def test_direct_call_declines_to_the_python_path() -> None:
         gm(torch.randn(3, 9))
     with pytest.raises(TypeError):
         _C.DirectCall(object(), lambda: None, torch.nn.modules.module, torch.compiler.is_compiling)
+    # An attribute the checks read is missing: the Python path meets it and raises its error.
+    del gm._forward_pre_hooks
+    with pytest.raises(AttributeError, match="_forward_pre_hooks"):
+        gm(x)
 
 
 def test_partly_compiled_modules_keep_the_forward() -> None:
