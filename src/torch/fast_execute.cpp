@@ -134,12 +134,14 @@ class EngineCall {
       PyErr_Clear();
       return py::none();
     }
-    c10::intrusive_ptr<EngineHolder> holder = holder_of(engine);
+    EngineHolder* holder = holder_of_cached(engine);
     if (!holder) return py::none();
     // The module's graph and its engine disagree: the forward says why (checked before running,
     // so the engine does not run twice).
     for (size_t index : outputs_)
       if (index >= holder->numOutputs()) return py::none();
+    // `engine` (a reference held for the call) keeps the holder alive, whatever happens to the
+    // module's attribute while the engine runs without the GIL.
     std::vector<at::Tensor> outputs = run(*holder, *tensors);
     if (shape_ == 0) return wrap(outputs[outputs_[0]]);
     py::object result = py::reinterpret_steal<py::object>(shape_ == 1 ? PyTuple_New(outputs_.size())
@@ -153,10 +155,32 @@ class EngineCall {
   }
 
  private:
+  // The engine's holder, or null when `engine` is not an Engine. The last engine's holder is
+  // remembered with a weak reference to its Python object: the same live object is the same
+  // engine, so its holder needs no new cast (a pybind lookup); a replaced attribute, or a dead
+  // object whose address was reused, misses. No strong reference: a module whose engine was
+  // replaced frees the old one at once.
+  EngineHolder* holder_of_cached(py::handle engine) const {
+    if (cached_engine_ && PyWeakref_GetObject(cached_engine_.ptr()) == engine.ptr()) return cached_holder_;
+    c10::intrusive_ptr<EngineHolder> holder = holder_of(engine);
+    if (!holder) return nullptr;
+    PyObject* weak = PyWeakref_NewRef(engine.ptr(), nullptr);
+    if (!weak) {
+      PyErr_Clear();  // no weak reference to this object: no cache, still correct
+      cached_engine_ = py::object();
+      return holder.get();  // `engine` keeps it alive for the caller
+    }
+    cached_engine_ = py::reinterpret_steal<py::object>(weak);
+    cached_holder_ = holder.get();
+    return cached_holder_;
+  }
+
   py::str attribute_;
   size_t num_inputs_;
   std::vector<size_t> outputs_;
   int shape_;
+  mutable py::object cached_engine_;  // a weakref to the last engine object, or null
+  mutable EngineHolder* cached_holder_ = nullptr;
 };
 
 // kiln._C.DirectCall(engine_call, fallback, hooks_module, is_compiling): the class-level

@@ -5,6 +5,8 @@ differently."""
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 from test_engine_class import mlp_engine, mlp_reference
@@ -217,6 +219,23 @@ def test_direct_call_declines_to_the_python_path() -> None:
     del gm._forward_pre_hooks
     with pytest.raises(AttributeError, match="_forward_pre_hooks"):
         gm(x)
+
+
+def test_whole_model_call_keeps_no_replaced_engine_alive() -> None:
+    """EngineCall remembers the last engine's holder through a weak reference only: an engine
+    replaced on the module is freed at once, and the next call runs the new one."""
+    _, gm = compiled_two_layers()
+    x = torch.randn(3, 8)
+    gm(x)
+    gm(x)  # the second call takes the remembered holder
+    (name, engine), = kiln.runtime.engines(gm)
+    gone = weakref.ref(engine)
+    other, w = mlp_engine()
+    setattr(gm, name, other)
+    del engine
+    assert gone() is None, "the replaced engine is freed without another call"
+    torch.testing.assert_close(gm(x), mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gm(x), mlp_reference(x, w), rtol=1e-4, atol=1e-4)
 
 
 def test_partly_compiled_modules_keep_the_forward() -> None:
