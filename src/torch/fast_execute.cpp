@@ -188,8 +188,8 @@ class EngineCall {
 // direct_call). It does in C what kiln._codegen._direct_call does in Python on the common path:
 // with no keyword arguments, no hooks (the module's and nn.Module's global ones), no
 // module.compile(), no TorchScript tracing and no torch.compile tracing, it runs the EngineCall
-// on the positional arguments; anything else, or an EngineCall that declines, goes to `fallback`
-// (_direct_call itself) with the same arguments. It saves the Python frame of _direct_call and
+// on the positional arguments, and the module's forward where the EngineCall declines; anything
+// else goes to `fallback` (_direct_call itself) with the same arguments. It saves the Python frame of _direct_call and
 // pybind's argument dispatch of EngineCall.__call__.
 //
 // A method descriptor (Py_TPFLAGS_METHOD_DESCRIPTOR): a call of the module reaches the vectorcall
@@ -262,6 +262,10 @@ PyObject* direct_call_vectorcall(PyObject* callable, PyObject* const* args, size
         py::detail::try_translate_exceptions();
         return nullptr;
       }
+      // The EngineCall declined after the checks passed: module.forward(*args), as _direct_call
+      // does then (without making the checks and the EngineCall's attempt a second time).
+      static PyObject* const forward = interned("forward");
+      return PyObject_VectorcallMethod(forward, args, static_cast<size_t>(nargs), nullptr);
     }
   }
   return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);

@@ -18,13 +18,14 @@
 
 #include "builder/cpu_eval.h"
 #include "builder/passes/passes.h"
+#include "builder/passes/view_atoms.h"
 #include "builder/rewrite.h"
 
 namespace kiln::builder {
 namespace {
 
-// Whether `mask`, read by an attention as its mask, masks nothing: a constant, or expands,
-// reshapes, squeezes and unsqueezes of one, whose every element keeps (bool true) or adds
+// Whether `mask`, read by an attention as its mask, masks nothing: a constant, or views
+// (is_view_chain_op) and expands of one, whose every element keeps (bool true) or adds
 // nothing (float +0 or -0). NaN and -inf are not nothing.
 bool mask_is_noop(const Network& network, Tensor mask) {
   const auto& ops = network.ops();
@@ -42,9 +43,8 @@ bool mask_is_noop(const Network& network, Tensor mask) {
     }
     if (info.producer < 0) return false;
     const Op& op = ops[static_cast<size_t>(info.producer)];
-    const bool same_values = op.kind == OpKind::kExpand || op.kind == OpKind::kReshape ||
-                             op.kind == OpKind::kSqueeze || op.kind == OpKind::kUnsqueeze;
-    if (!same_values || op.inputs.empty()) return false;
+    // Views and expands move or repeat elements: every one still masks nothing.
+    if ((op.kind != OpKind::kExpand && !is_view_chain_op(op.kind)) || op.inputs.empty()) return false;
     mask = op.inputs[0];
   }
   return false;
@@ -67,9 +67,15 @@ bool mask_within_query(const Network& network, const Op& attention) {
 Result<Network> drop_noop_attention_masks(const Network& network, std::vector<std::string>& log) {
   Rewriter rw(network);
   int64_t dropped = 0;
+  std::map<int32_t, bool> noop;  // per mask tensor: the layers of a model share one mask
+  auto is_noop = [&](Tensor mask) {
+    auto [it, fresh] = noop.try_emplace(mask.id, false);
+    if (fresh) it->second = mask_is_noop(network, mask);
+    return it->second;
+  };
   for (const Op& op : network.ops()) {
     if (op.kind != OpKind::kAttention || op.inputs.size() != 4 || !mask_within_query(network, op) ||
-        !mask_is_noop(network, op.inputs[3])) {
+        !is_noop(op.inputs[3])) {
       KILN_RETURN_IF_ERROR(rw.keep(op));
       continue;
     }
