@@ -57,6 +57,36 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// Shared-memory barriers that complete when this thread's earlier cp.async copies have landed:
+// each of `count` threads makes one arrive.noinc; a phase completes when all of theirs have.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Waits until the phase of parity `parity` has completed (acquire: the copies are visible).
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+#else
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+#endif
+  }
+}
+
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -316,7 +346,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 // Short sequences (S <= kShortMaxS keys): a block owns one batch entry (or, when there are too
 // few of those to fill the device, a range of its query rows) and loads that entry's K and V
-// into shared memory once, in full. Its warps then take 16-row query strips in turn (a snake
+// into shared memory once, in full, in groups of 64 keys that each signal a barrier as they land
+// (a strip waits for a group before its keys, so compute starts on the first keys). Its warps then take 16-row query strips in turn (a snake
 // order, so causal strips of unequal length pair up). Work is skipped at a granularity of 16 rows and 16 keys: L = 197 computes
 // 208 x 208 scores, not 256 x 256. Each warp's next Q unit loads while the current one runs.
 //
@@ -528,6 +559,16 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
     return first + n * kShortWarps + in_round;
   };
 
+  // K and V land in groups of 64 keys, each completing its own barrier, so a strip starts on
+  // its first keys while the later ones are still in flight (at most 4 groups: S <= 256). A
+  // block uses the same groups for every batch entry, so one phase parity serves them all.
+  __shared__ __align__(8) uint64_t kv_bar[kShortMaxS / 64];
+  if (tid == 0)
+    for (int g = 0; g < kShortMaxS / 64; ++g)
+      mbarrier_init(smem_addr(&kv_bar[g]), kShortWarps * 32);
+  __syncthreads();
+  uint32_t parity = 0;
+
   for (int64_t b = blockIdx.y; b < batches; b += gridDim.y) {
     const EntryOffsets eo = entry_offsets(p, b);
     const T* qb = static_cast<const T*>(p.q) + eo.q;
@@ -545,16 +586,22 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
       }
     };
     __syncthreads();  // the previous batch entry is done with K and V
-    for (int c = tid; c < kv_rows * kChunks; c += kShortWarps * 32) {
-      const int r = c / kChunks, cc = c - r * kChunks;
-      const bool valid = r < key_end;  // rows past the keys are zeros: P is 0 there
-      const int64_t r64 = valid ? r : 0;
-      cp_async_16(smem_addr(ks + r * LD + cc * 8), kb + r64 * p.k_rs + (valid ? cc * 8 : 0),
-                  valid);
-      cp_async_16(smem_addr(vs + r * LD + cc * 8), vb + r64 * p.v_rs + (valid ? cc * 8 : 0),
-                  valid);
-    }
     if (strip_of(0) < last) load_q(strip_of(0));
+    cp_async_commit();  // the warp's first Q strip, waited for before the strips start
+    const int kv_groups = (kv_rows + 63) / 64;
+    for (int g = 0; g < kv_groups; ++g) {
+      const int r_end = min(kv_rows, g * 64 + 64);
+      for (int c = g * 64 * kChunks + tid; c < r_end * kChunks; c += kShortWarps * 32) {
+        const int r = c / kChunks, cc = c - r * kChunks;
+        const bool valid = r < key_end;  // rows past the keys are zeros: P is 0 there
+        const int64_t r64 = valid ? r : 0;
+        cp_async_16(smem_addr(ks + r * LD + cc * 8), kb + r64 * p.k_rs + (valid ? cc * 8 : 0),
+                    valid);
+        cp_async_16(smem_addr(vs + r * LD + cc * 8), vb + r64 * p.v_rs + (valid ? cc * 8 : 0),
+                    valid);
+      }
+      cp_async_arrive_noinc(smem_addr(&kv_bar[g]));  // every thread, copies or not
+    }
     cp_async_commit();
     if (mask_row) {
       for (int j = tid; j < kv_rows; j += kShortWarps * 32) {
@@ -568,7 +615,7 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
         mask_row[j] = m;
       }
     }
-    cp_async_wait<0>();
+    cp_async_wait<1>();  // this thread's Q copies; K and V are waited for per group
     __syncthreads();
 
     for (int n = 0; strip_of(n) < last; ++n) {
@@ -600,13 +647,18 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
       const int kend = p.causal ? min(S, i0 + 16) : S;
       const int n_chunks = (kend + 15) / 16;
       const int full_blocks = (n_chunks - 1) / 4;  // the last block (1-4 chunks) is checked
-      for (int fb = 0; fb < full_blocks; ++fb)
+      for (int fb = 0; fb < full_blocks; ++fb) {
+        mbarrier_wait(smem_addr(&kv_bar[fb]), parity);
         attend_block<T, D, 4, false, kHasMask>(st, qf, k_lane, v_lane, fb * 64, scale_log2, p,
                                                mask_base, i_lo, mask_row);
+      }
       // No keys at all (S = 0) leaves zeros below.
-      attend_last_block<T, D, 4, kHasMask>(n_chunks - full_blocks * 4, st, qf, k_lane, v_lane,
-                                           full_blocks * 64, scale_log2, p, mask_base, i_lo,
-                                           mask_row);
+      if (n_chunks > 0) {
+        mbarrier_wait(smem_addr(&kv_bar[full_blocks]), parity);
+        attend_last_block<T, D, 4, kHasMask>(n_chunks - full_blocks * 4, st, qf, k_lane, v_lane,
+                                             full_blocks * 64, scale_log2, p, mask_base, i_lo,
+                                             mask_row);
+      }
       // Normalize (all keys masked: sum 0, zeros as torch) and store the pairs straight from
       // the accumulators: a quad writes 16 contiguous bytes of a row.
 #pragma unroll
@@ -626,6 +678,7 @@ __global__ void __launch_bounds__(kShortWarps * 32, D == 64 ? 3 : 2)
       }
     }
     cp_async_wait<0>();
+    parity ^= 1;
   }
 #endif
 }
@@ -678,8 +731,12 @@ Status launch_short(const KernelArgs& args, const AttnParams& p, int64_t batches
   const CudaBackendState* state = state_of(args);
   const int64_t sms = state && state->sm_count > 0 ? state->sm_count : 132;
   const int max_split = (n_strips + kShortWarps - 1) / kShortWarps;
-  const int split = static_cast<int>(
-      std::clamp<int64_t>((2 * sms + batches - 1) / batches, 1, max_split));
+  static const int forced_split = [] {  // KILN_SHORT_SPLIT=n: n blocks per entry (A/B timing)
+    const char* e = std::getenv("KILN_SHORT_SPLIT");
+    return e ? std::atoi(e) : 0;
+  }();
+  const int split = static_cast<int>(std::clamp<int64_t>(
+      forced_split > 0 ? forced_split : (2 * sms + batches - 1) / batches, 1, max_split));
   const int strips_per_block = (n_strips + split - 1) / split;
   const int blocks_x = (n_strips + strips_per_block - 1) / strips_per_block;
   const int kv_rows = static_cast<int>((p.S + 15) & ~int64_t{15});
