@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Session 21's device round: the attention lab before and after the short kernel's per-group K/V
-# barriers (binaries built on the CPU machine: build/lab/lab_old from HEAD's attention_mma.cu,
-# build/lab/lab_new from the tree; carry build/lab), then the build, the attention kernel tests,
+# Session 21's device round: the attention lab before and after a short-kernel change (binaries
+# built on the CPU machine: build/lab/lab_old from HEAD's attention_mma.cu, build/lab/lab_new
+# from the tree; carry build/lab), then the build, the attention kernel tests,
 # and ViT/GPT-2 b32 profiled with and without cuDNN's attention (tools/probe.sh).
 set -u
 cd "$(dirname "$0")/.."
