@@ -2,7 +2,10 @@
 with several timed kernels, the fastest candidate of each registered kernel: which kernel the
 build chose and by how much (GPU machine diagnostic).
 
-    python3 tools/tactic_timings.py MODEL [BATCH] [KERNEL_PREFIX]
+    python3 tools/tactic_timings.py MODEL [BATCH] [KERNEL_PREFIX] [static]
+
+The batch is dynamic over (1, BATCH, 32) unless "static" is given: then it is BATCH only, as
+bench/run.py builds (cuDNN's plans for static shapes time differently).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "gpt2"
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     prefix = sys.argv[3] if len(sys.argv) > 3 else "cuda.linear"
+    static = len(sys.argv) > 4 and sys.argv[4] == "static"
     model = models.build_model(name, "cuda")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "timings.txt")
-        kiln.compile(model, inputs=models.kiln_inputs(name, (1, batch, 32)), device="cuda:0",
+        kiln.compile(model, inputs=models.kiln_inputs(name, (batch, batch, batch) if static else (1, batch, 32)), device="cuda:0",
                      timing_cache_path=path)
         lines = open(path).read().splitlines()[1:-1]
     best: dict[str, dict[str, tuple[float, str]]] = collections.defaultdict(dict)

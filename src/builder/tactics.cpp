@@ -232,7 +232,7 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
       progress("tactic timing", n, total);
       const size_t i = to_time[static_cast<size_t>(n)];
       const std::string prefix = prefix_base + op_signature(network, ops[i], shapes[i]);
-      double best_ms = -1;
+      double best_score = -1;  // ms * handicap
       std::map<std::string, size_t> per_kernel;  // candidates timed so far, by registered kernel
       for (size_t c = 0; c < cands[i].size(); ++c) {
         if (++per_kernel[cands[i][c].name] > limit) continue;
@@ -247,8 +247,9 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
           if (!timed.ok()) ++failed;
           cache.put(key, *ms);
         }
-        if (*ms >= 0 && (best_ms < 0 || *ms < best_ms)) {
-          best_ms = *ms;
+        const double score = *ms * cands[i][c].handicap;
+        if (*ms >= 0 && (best_score < 0 || score < best_score)) {
+          best_score = score;
           best[i] = c;
         }
       }

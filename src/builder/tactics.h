@@ -15,6 +15,9 @@ struct TacticCandidate {
   std::string name;           // "cpu.conv.im2col_gemm"
   std::vector<uint8_t> data;  // opaque backend data stored in the engine
   std::string label;          // what the data means, for people ("tile 128x256, 4 stages"); may be empty
+  // Selection compares timed ms * handicap (the timing cache keeps the ms): above 1 for a
+  // candidate with a cost its timing does not see, so it must win by that factor.
+  double handicap = 1.0;
 };
 
 // One op's tensors at the profile's opt shapes, strided as the runtime will hand them to the

@@ -284,7 +284,7 @@ std::vector<TacticCandidate> attention_cudnn_candidates(CudaBackendState& state,
     std::string name;
     if (plan->graph->get_plan_name_at_index(i, name).is_bad()) name = "?";
     out.push_back({"cuda.attention.cudnn", encode_tagged_index(kPlanMagic, i),
-                   str("cudnn sdpa plan ", i, " (", name, ")")});
+                   str("cudnn sdpa plan ", i, " (", name, ")"), kCudnnAttentionHandicap});
   }
   return out;
 }

@@ -26,8 +26,15 @@
 
 namespace kiln::cuda {
 
+// cuDNN's SDPA must time at least this much faster than Kiln's own attention kernels to be
+// chosen. In a CUDA graph its nodes cost what op timing does not see: cudaGraphLaunch blocks the
+// host once about 28 launches of a graph holding them are queued (ViT b32, session 18; graphs
+// with Kiln's kernel queued 400 without a wait), and each call adds a workspace memset node.
+inline constexpr double kCudnnAttentionHandicap = 1.05;
+
 // A "cuda.attention.cudnn" candidate for each cuDNN execution plan that serves these args (at
-// most `max`, in the heuristic's order, those that build); empty when cuDNN does not serve them.
+// most `max`, in the heuristic's order, those that build), with kCudnnAttentionHandicap; empty
+// when cuDNN does not serve them.
 std::vector<TacticCandidate> attention_cudnn_candidates(CudaBackendState& state,
                                                         const KernelArgs& args, int max);
 

@@ -29,14 +29,16 @@ class FakeProvider final : public kiln::builder::TacticProvider {
 
   kiln::Result<std::vector<TacticCandidate>> candidates(const Network&, const kiln::Op& op,
                                                         const kiln::builder::OpShapes& shapes) override {
-    if (op.kind != OpKind::kLinear) return std::vector<TacticCandidate>{{"fake.only", {}}};
+    if (op.kind != OpKind::kLinear) return std::vector<TacticCandidate>{{"fake.only", {}, ""}};
     EXPECT_EQ(shapes.inputs.size(), op.inputs.size());
-    std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""}, {"fake.fast", {4, 5}, "tile 4x5"}};
+    std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""},
+                                     {"fake.fast", {4, 5}, "tile 4x5", fast_handicap}};
     for (int i = 0; i < extra; ++i)
       out.push_back({"fake.extra", {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i)});
     if (other) out.push_back({"fake.other", {99}, "another kernel"});
     return out;
   }
+  double fast_handicap = 1.0;  // fake.fast's TacticCandidate::handicap
   int extra = 0;       // variants of kernel fake.extra (labels "variant 0"..) after the two above
   bool other = false;  // then one candidate of kernel fake.other
   bool can_time() const override { return true; }
@@ -130,6 +132,22 @@ TEST_F(TimingCacheTest, ColdBuildTimesEveryCandidateWarmBuildTimesNone) {
   EXPECT_EQ(second.cache_hits, 6);
   EXPECT_EQ(linear_choices(second), kAllFast);
   EXPECT_TRUE(log_has("loaded 6 timings")) << ::testing::PrintToString(log_);
+}
+
+// A handicapped candidate must beat the others by its factor; the cache keeps the timed ms, so
+// a later build with another handicap decides afresh from the same timings.
+TEST_F(TimingCacheTest, HandicapScalesACandidatesTimeInTheComparisonOnly) {
+  FakeProvider close({{"fake.slow", 1.04}, {"fake.fast", 1.0}});
+  close.fast_handicap = 1.05;
+  EXPECT_EQ(linear_choices(select(close)), kAllSlow);
+  FakeProvider plain({});  // every timing comes from the cache
+  EXPECT_EQ(linear_choices(select(plain)), kAllFast);
+  EXPECT_EQ(plain.calls, 0);
+
+  config_.timing_cache_path.clear();
+  FakeProvider clear({{"fake.slow", 1.06}, {"fake.fast", 1.0}});
+  clear.fast_handicap = 1.05;
+  EXPECT_EQ(linear_choices(select(clear)), kAllFast);
 }
 
 TEST_F(TimingCacheTest, CacheFileNamesEachCandidateByItsLabel) {
