@@ -110,14 +110,14 @@ def main() -> None:
         model = models.build_model(name, "cuda")
         inputs = models.make_inputs(name, batch, "cuda")
         kin = [kiln.Input(shape=tuple(x.shape), dtype=x.dtype) for x in inputs]
-        cache = os.path.join(tempfile.gettempdir(), f"kiln_split_{name}_{batch}_{os.environ.get('KILN_TACTIC_TIMING', 'cold')}.timing")
+        cache = os.path.join(tempfile.gettempdir(), f"kiln_split_{name}_{batch}_{os.environ.get('KILN_TACTIC_TIMING', 'activations-warm')}.timing")
         with torch.no_grad():
             t_build = time.perf_counter()
             fn = kiln.compile(model, inputs=kin, device="cuda:0", optimization_level=1,
                               timing_cache_path=cache)
             kiln.runtime.enable_pre_allocated_outputs(fn)
             found = list(kiln.runtime.engines(fn))
-            print(f"== {name} b{batch} [{os.environ.get('KILN_TACTIC_TIMING', 'cold')} tactic timing, "
+            print(f"== {name} b{batch} [{os.environ.get('KILN_TACTIC_TIMING', 'activations-warm')} tactic timing, "
                   f"build {time.perf_counter() - t_build:.1f} s]: {len(found)} engine(s); "
                   f"nodes {[dict(e.runtime_stats())['cuda_graph_nodes'] for _, e in found]}", flush=True)
             eng = max(found, key=lambda e: len(e[1].input_names()))[1]
