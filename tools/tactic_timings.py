@@ -42,9 +42,9 @@ def main() -> None:
         if not kernel.startswith(prefix) or ms == "fail":
             continue
         label = label.partition(" ")[2]  # drop the data hash
-        t = float(ms)
-        if kernel not in best[signature] or t < best[signature][kernel][0]:
-            best[signature][kernel] = (t * 1e3, label)
+        us = float(ms) * 1e3
+        if kernel not in best[signature] or us < best[signature][kernel][0]:
+            best[signature][kernel] = (us, label)
     print(f"{name} b{batch}: fastest candidate per kernel (us)")
     for signature, kernels in best.items():
         sig = signature.split(" | ", 2)[-1]
