@@ -75,13 +75,6 @@ class DeviceScope {
   Status status_;
 };
 
-int64_t view_extent(const TensorView& v) {
-  if (v.numel() == 0) return 0;
-  int64_t last = 0;
-  for (int d = 0; d < v.rank; ++d) last += (v.shape[d] - 1) * v.strides[d];
-  return last + 1;
-}
-
 // Host bytes of n small random values of `dtype` (zeros for integers and bool).
 std::vector<std::byte> random_bytes(DType dtype, int64_t n, uint32_t seed) {
   const size_t es = dtype_size(dtype);
@@ -344,17 +337,9 @@ class CudaTacticProvider final : public TacticProvider {
       buffers_.buffers.push_back(p);
       v.data = p;
     }
-    if (timing_mode() == TimingMode::kActivationsWarm && ensure_flush_buffer()) {
-      size_t budget = l2_bytes_;
-      for (size_t i = 0; i < shapes.inputs.size() && budget > 0; ++i) {
-        if (network.tensor(op.inputs[i]).isConstant()) continue;
-        const TensorView& v = shapes.inputs[i];
-        const size_t bytes = std::min(
-            budget, static_cast<size_t>(shapes.input_offsets[i] + view_extent(v)) * dtype_size(v.dtype));
+    if (timing_mode() == TimingMode::kActivationsWarm && ensure_flush_buffer())
+      for (const auto& [i, bytes] : warm_input_bytes(network, op, shapes, l2_bytes_))
         buffers_.warm.emplace_back(buffers_.buffers[i], bytes);
-        budget -= bytes;
-      }
-    }
     buffers_.op = &op;
     return Status::Ok();
   }

@@ -14,15 +14,31 @@
 #include "kiln/version.h"
 
 namespace kiln::builder {
-namespace {
 
-// Elements a strided view reaches past its offset (strides are never negative).
 int64_t view_extent(const TensorView& v) {
   if (v.numel() == 0) return 0;
   int64_t last = 0;
   for (int d = 0; d < v.rank; ++d) last += (v.shape[d] - 1) * v.strides[d];
   return last + 1;
 }
+
+std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, const Op& op,
+                                                        const OpShapes& shapes, size_t l2_bytes) {
+  std::vector<std::pair<size_t, size_t>> out;
+  size_t budget = l2_bytes;
+  for (size_t i = 0; i < shapes.inputs.size() && i < op.inputs.size() && budget > 0; ++i) {
+    if (network.tensor(op.inputs[i]).isConstant()) continue;
+    const TensorView& v = shapes.inputs[i];
+    const size_t bytes = std::min(
+        budget, static_cast<size_t>(shapes.input_offsets[i] + view_extent(v)) * dtype_size(v.dtype));
+    if (bytes == 0) continue;
+    out.emplace_back(i, bytes);
+    budget -= bytes;
+  }
+  return out;
+}
+
+namespace {
 
 // Small random values of v's dtype (zeros for integers and bool: indices stay in range).
 void fill_random(std::byte* data, DType dtype, int64_t n, uint32_t seed) {

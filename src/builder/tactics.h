@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/common/tensor_view.h"
@@ -33,6 +34,17 @@ struct OpShapes {
 // OpShapes for every op of `network` (index = op index), computed from the plan's view
 // decisions (plan.cpp) and the view ops' layout functions, as the execution context does.
 Result<std::vector<OpShapes>> opt_op_shapes(const Network& network);
+
+// Elements a strided view reaches past its offset (strides are never negative); a timing buffer
+// for input i holds input_offsets[i] + view_extent(inputs[i]) elements.
+int64_t view_extent(const TensorView& v);
+
+// The inputs of `op` that tactic timing reads back into L2 after each flush, as the op before it
+// in a model has just written them: the non-constant ones, in order, as (input index, bytes of
+// its timing buffer from the start), each cut to what is left of `l2_bytes` (none once it is
+// spent). Constants (weights) stay cold: a model's weights stream from device memory.
+std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, const Op& op,
+                                                        const OpShapes& shapes, size_t l2_bytes);
 
 // A backend's offer of implementations for each op. The CPU offers one per op; the CUDA backend
 // offers several (cuBLASLt algorithms, cuDNN engines, Kiln kernel variants) and times them.

@@ -325,6 +325,30 @@ TEST_F(TimingCacheTest, OpsWithOneSignatureAreTimedOnce) {
   EXPECT_EQ(linear_choices(sel), kAllFast);
 }
 
+// Tactic timing reads an op's activations back into L2 after each flush and leaves its weights
+// cold: the linears' first inputs (the network input, then the tanh outputs), never their
+// weights, each cut to what is left of the L2 budget.
+TEST(WarmInputs, ActivationsUpToTheL2BudgetNeverConstants) {
+  Network net = three_layer_mlp();  // batch opt 4; widths 8, 16, 12, 8; float32
+  auto shapes = kiln::builder::opt_op_shapes(net);
+  ASSERT_TRUE(shapes.ok()) << shapes.status().toString();
+  std::vector<std::vector<std::pair<size_t, size_t>>> per_linear;
+  for (size_t i = 0; i < net.ops().size(); ++i)
+    if (net.ops()[i].kind == OpKind::kLinear)
+      per_linear.push_back(kiln::builder::warm_input_bytes(net, net.ops()[i], (*shapes)[i], 1 << 20));
+  using Warm = std::vector<std::pair<size_t, size_t>>;
+  ASSERT_EQ(per_linear.size(), 3u);
+  EXPECT_EQ(per_linear[0], (Warm{{0, 4 * 8 * 4}}));
+  EXPECT_EQ(per_linear[1], (Warm{{0, 4 * 16 * 4}}));
+  EXPECT_EQ(per_linear[2], (Warm{{0, 4 * 12 * 4}}));
+  size_t first_linear = 0;
+  while (net.ops()[first_linear].kind != OpKind::kLinear) ++first_linear;
+  const kiln::Op& fc0 = net.ops()[first_linear];
+  EXPECT_EQ(kiln::builder::warm_input_bytes(net, fc0, (*shapes)[first_linear], 100),
+            (Warm{{0, 100}}));
+  EXPECT_TRUE(kiln::builder::warm_input_bytes(net, fc0, (*shapes)[first_linear], 0).empty());
+}
+
 TEST(TimingCacheFile, RoundTripsKeysWithSpecialCharacters) {
   std::map<std::string, double> entries = {{"a\tb\nc\\d", 1.5}, {"plain", kiln::builder::TimingCache::kFailed}, {"", 0.25}};
   std::string why;
