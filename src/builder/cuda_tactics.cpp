@@ -230,14 +230,14 @@ class CudaTacticProvider final : public TacticProvider {
     const bool cold = time_cold() && ensure_flush_buffer();
     std::optional<double> with = replay_ms(&k, args, runs, cold);
     if (!with || !cold) return with ? std::optional<double>(*with / runs) : std::nullopt;
-    // The flushes alone are the same graph for every candidate: timed once per run count.
-    // (With the op's activations read back after each flush, the graph is the op's own.)
-    if (flush_runs_ != runs || flush_op_ != buffers_.op) {
+    // The flushes (and read-backs) alone are the same graph for every candidate of an op:
+    // timed once per run count and set of read-back inputs.
+    if (flush_runs_ != runs || flush_warm_ != buffers_.warm) {
       std::optional<double> flushes = replay_ms(nullptr, args, runs, true);
       if (!flushes) return std::nullopt;
       flush_ms_ = *flushes;
       flush_runs_ = runs;
-      flush_op_ = buffers_.op;
+      flush_warm_ = buffers_.warm;
     }
     // A difference below zero is noise: no candidate times as free.
     return std::max(*with - flush_ms_, 0.0) / runs + 1e-6;
@@ -355,7 +355,7 @@ class CudaTacticProvider final : public TacticProvider {
   size_t flush_bytes_ = 0;
   size_t l2_bytes_ = 0;
   int flush_runs_ = 0;      // the run count flush_ms_ was timed for (0: not yet)
-  const Op* flush_op_ = nullptr;  // and the op (its activations are part of the graph)
+  std::vector<std::pair<const void*, size_t>> flush_warm_;  // and the read-backs it included
   double flush_ms_ = 0.0;   // a replay of flush_runs_ flushes alone
 };
 

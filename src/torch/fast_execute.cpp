@@ -19,6 +19,8 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/csrc/jit/python/pybind_utils.h>
+// After Python.h (which the headers above include): PyMemberDef's T_OBJECT and READONLY.
+#include <structmember.h>
 
 #include "bindings.h"
 #include "engine_class.h"
@@ -334,20 +336,13 @@ PyObject* direct_call_get(PyObject* o, PyObject* obj, PyObject* /*type*/) {
   return PyMethod_New(o, obj);
 }
 
-PyObject* direct_call_fallback(PyObject* o, void*) {
-  PyObject* f = reinterpret_cast<DirectCallObject*>(o)->fallback;
-  return Py_NewRef(f ? f : Py_None);
-}
-
-PyObject* direct_call_engine_call(PyObject* o, void*) {
-  PyObject* e = reinterpret_cast<DirectCallObject*>(o)->engine_call;
-  return Py_NewRef(e ? e : Py_None);
-}
-
-PyGetSetDef direct_call_getset[] = {
-    {"fallback", direct_call_fallback, nullptr, "what a call that is not plain goes to", nullptr},
-    {"engine_call", direct_call_engine_call, nullptr, "the kiln._C.EngineCall run on the plain path", nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+// Read-only attributes (None once cleared).
+PyMemberDef direct_call_members[] = {
+    {"fallback", T_OBJECT, offsetof(DirectCallObject, fallback), READONLY,
+     "what a call that is not plain goes to"},
+    {"engine_call", T_OBJECT, offsetof(DirectCallObject, engine_call), READONLY,
+     "the kiln._C.EngineCall run on the plain path"},
+    {nullptr, 0, 0, 0, nullptr}};
 
 PyTypeObject DirectCallType = [] {
   PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -363,7 +358,7 @@ PyTypeObject DirectCallType = [] {
   t.tp_call = direct_call_call;
   t.tp_descr_get = direct_call_get;
   t.tp_vectorcall_offset = offsetof(DirectCallObject, vectorcall);
-  t.tp_getset = direct_call_getset;
+  t.tp_members = direct_call_members;
   return t;
 }();
 
