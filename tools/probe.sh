@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# A GPU-machine diagnostic round: the build (tools/device_env.sh), then each part its variable
+# A GPU-machine diagnostic round. First the parts that need no build, from binaries built on the
+# CPU machine and carried:
+#   LAB=1                      the attention lab (tools/attention_lab.cu), every build/lab/lab_*
+#                              binary (say lab_old from HEAD's kernel, lab_new from the tree),
+#                              two interleaved rounds; LAB_SPLITS="2 3" also runs the last one
+#                              with KILN_SHORT_SPLIT at each value on the b32 cases
+#   SWEEP=1                    the CUTLASS sweep (tools/cutlass_sweep, build/cutlass_sweep/sweep)
+# Then, when any other part is named, the build (tools/device_env.sh) and each part its variable
 # names, in this order (logs under $OUT):
 #   RT_FILTER=gtest-filter     the CUDA runtime tests it selects, failures with their messages
 #   PROBE_FILTER=gtest-filter  the CUDA kernel tests it selects, the same, and their
@@ -7,7 +14,9 @@
 #   MEMBENCH=1                 the memory-bound kernel bench (CudaMemoryBoundBench, graph-timed);
 #                              with AB_ENV also run with that setting
 #   HOST_CASES="gpt2:1 ..."    the host-time split of one engine call (tools/host_profile.py)
-#   TACTIC_CASES="vit_b_16:32" the fastest candidate of each kernel per op signature
+#   TACTIC_CASES="vit_b_16:32 gpt2:32:cuda.attention:static"
+#                              the fastest candidate of each kernel per op signature
+#                              (tools/tactic_timings.py MODEL BATCH [PREFIX [static]])
 #   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
 #                              --profile); with NO_CUDNN=1 also Kiln alone on those cases with
 #                              cuDNN attention excluded, with NO_CUDNN=profile that run's
@@ -17,7 +26,26 @@
 #                              interleaved (an env variable's effect on Kiln's own time;
 #                              AB_ROUNDS=1: one round)
 set -u
-source "$(dirname "$0")/device_env.sh"
+cd "$(dirname "$0")/.."
+export OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+if [ -n "${LAB:-}" ]; then
+  labs=(build/lab/lab_*)
+  for r in 1 2; do
+    for b in "${labs[@]}"; do echo "=== $(basename "$b") round $r"; "$b" 2>&1 | grep lab; done
+  done
+  for sp in ${LAB_SPLITS:-}; do
+    echo "=== $(basename "${labs[-1]}"), KILN_SHORT_SPLIT=$sp"
+    for c in "vit b32" "gpt2 b32" "bert b32"; do KILN_SHORT_SPLIT=$sp "${labs[-1]}" "$c" | grep short; done
+  done
+fi
+if [ -n "${SWEEP:-}" ]; then
+  echo "=== CUTLASS sweep"
+  timeout 150 build/cutlass_sweep/sweep > "$OUT/sweep.txt" 2>&1; echo "sweep rc $?"
+  grep -E "^==| us |refused" "$OUT/sweep.txt"  # not CUTLASS's TMA descriptor dumps
+fi
+[ -n "${RT_FILTER:-}${PROBE_FILTER:-}${MEMBENCH:-}${HOST_CASES:-}${TACTIC_CASES:-}${PROFILE_MODELS:-}${AB_ENV:-}" ] || exit 0
+source tools/device_env.sh
 failures() { grep -E -A4 "^\[  (PASSED|FAILED) |Failure|^\[ timing \]" | head -80; }
 if [ -n "${RT_FILTER:-}" ]; then
   echo "=== runtime tests: $RT_FILTER ==="
@@ -41,7 +69,8 @@ for c in ${HOST_CASES:-}; do
 done
 for c in ${TACTIC_CASES:-}; do
   echo "=== tactic timings $c ==="
-  timeout 150 python3 tools/tactic_timings.py "${c%%:*}" "${c##*:}" 2>&1 | grep -v -i warn | tail -30
+  IFS=: read -r -a tc <<< "$c"  # model, batch, then optional prefix and "static"
+  timeout 150 python3 tools/tactic_timings.py "${tc[@]}" 2>&1 | grep -v -i warn | grep -v "cls.__new__" | tail -40
 done
 show_profile() {  # show_profile RESULTS_JSON LABEL: Kiln's per-kernel device time per case
   python3 - "$1" "$2" <<'PY'
