@@ -251,14 +251,15 @@ __global__ void __launch_bounds__(kThreads)
 // Short sequences (S <= kShortMaxS keys): a block owns one batch entry (or, when there are too
 // few of those to fill the device, a range of its query rows) and loads that entry's K and V
 // into shared memory once, in full, in groups of 64 keys that each signal a barrier as they land
-// (a strip waits for a group before its keys, so compute starts on the first keys). Its warps then take 16-row query strips in turn (a snake
-// order, so causal strips of unequal length pair up). Work is skipped at a granularity of 16 rows and 16 keys: L = 197 computes
-// 208 x 208 scores, not 256 x 256. Each warp's next Q unit loads while the current one runs.
+// (a strip waits for a group before its keys, so compute starts on the first keys). Its warps
+// then take 16-row query strips in turn (a snake order, so causal strips of unequal length pair
+// up). Work is skipped at a granularity of 16 rows and 16 keys: L = 197 computes 208 x 208
+// scores, not 256 x 256. Each warp's next Q unit loads while the current one runs.
 //
-// Keys go in blocks of up to 4 chunks of 16. Only a strip's last block can hold keys a row must not
-// see (the ragged tail past S; under causality, the diagonal chunk, which is always the last
-// one since strips and chunks are both 16 wide), so only that block tests key indices, and it does so with selects, not branches. A
-// general mask is added in every block (kHasMask).
+// Keys go in blocks of up to 4 chunks of 16. Only a strip's last block can hold keys a row must
+// not see (the ragged tail past S; under causality, the diagonal chunk, which is always the last
+// one since strips and chunks are both 16 wide), so only that block tests key indices, and it
+// does so with selects, not branches. A general mask is added in every block (kHasMask).
 constexpr int kShortWarps = 4;
 constexpr int kShortMaxS = 256;
 
