@@ -239,7 +239,8 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
   if (!to_time.empty()) {
     TimingCache cache = TimingCache::load(config.timing_cache_path, log);
     // Level 1 times the first kLevelOneCandidates of each registered kernel (a library's heuristic
-    // lists its best first), so one kernel's long list cannot crowd out another kernel's.
+    // lists its best first), so one kernel's long list cannot crowd out another kernel's, and
+    // every candidate marked always_timed.
     const size_t limit = config.optimization_level == 1 ? size_t{kLevelOneCandidates} : SIZE_MAX;
     const std::string prefix_base = str(device_key, " | kiln ", version(), " kernels ", kernels_id(), " | ");
     int64_t failed = 0;
@@ -251,7 +252,7 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
       double best_score = -1;  // ms * handicap
       std::map<std::string, size_t> per_kernel;  // candidates timed so far, by registered kernel
       for (size_t c = 0; c < cands[i].size(); ++c) {
-        if (++per_kernel[cands[i][c].name] > limit) continue;
+        if (++per_kernel[cands[i][c].name] > limit && !cands[i][c].always_timed) continue;
         const std::string key = candidate_key(prefix, cands[i][c]);
         std::optional<double> ms = cache.find(key);
         if (ms) {

@@ -19,6 +19,9 @@ struct TacticCandidate {
   // Selection compares timed ms * handicap (the timing cache keeps the ms): above 1 for a
   // candidate with a cost its timing does not see, so it must win by that factor.
   double handicap = 1.0;
+  // Timed at level 1 beyond the first kLevelOneCandidates of its kernel: candidates a backend
+  // adds past the library's own list, few and only where they pay (cuBLASLt's tile variants).
+  bool always_timed = false;
 };
 
 // One op's tensors at the profile's opt shapes, strided as the runtime will hand them to the
@@ -69,8 +72,8 @@ class TacticProvider {
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
 
 // Level 1 times the first kLevelOneCandidates candidates of each registered kernel, which is as
-// many as it asks each library (cuBLASLt's heuristic, cuDNN) for; levels 2 and up ask for up to
-// 32 and time them all.
+// many as it asks each library (cuBLASLt's heuristic, cuDNN) for, and those marked always_timed;
+// levels 2 and up ask for up to 32 and time them all.
 inline constexpr int kLevelOneCandidates = 8;
 inline int library_candidates(int optimization_level) {
   return optimization_level >= 2 ? 32 : kLevelOneCandidates;

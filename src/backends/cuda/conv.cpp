@@ -545,15 +545,19 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
   KILN_RETURN_IF_ERROR(make_descs(args, p, d));
   KILN_ASSIGN_OR_RETURN(std::vector<DnnAlgo> algos, heuristic(args, state.cudnn, p, d));
   const bool half = p.dtype != CUDNN_DATA_FLOAT;
+  std::vector<LtAlgo> tiles;  // cuBLASLt tile variants, offered after cuDNN's algorithms
   if (gemm_applies(p)) {
     // Build-time views carry no real pointers: assume the arena's 256-byte alignment.
     const void* fake = reinterpret_cast<const void*>(uintptr_t{256});
     GemmProblem g = gemm_problem(p, fake, fake, const_cast<void*>(fake), p.bias ? fake : nullptr,
                                  p.residual ? fake : nullptr);
     g.assume_aligned = true;
+    const size_t lt_workspace = std::min(workspace_limit, kGemmLibraryWorkspace);
     KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> lt,
-                          lt_heuristic(state, g, std::min(workspace_limit, kGemmLibraryWorkspace),
-                                       std::max(1, max_candidates / 2)));
+                          lt_heuristic(state, g, lt_workspace, std::max(1, max_candidates / 2)));
+    KILN_ASSIGN_OR_RETURN(tiles,
+                          lt_tile_variants(state, g, lt_workspace, lt, state.sm_count,
+                                           lt_tile_variants_wanted() ? kMaxConvTileVariants : 0));
     for (const LtAlgo& a : lt)
       out.push_back({"cuda.conv.cudnn", serialize_lt_algo(a),
                      str("1x1 conv as gemm: ", describe_lt_algo(a), " +epilogue fused")});
@@ -579,6 +583,10 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
                          epilogue)});
     }
   }
+  for (const LtAlgo& a : tiles)
+    out.push_back({"cuda.conv.cudnn", serialize_lt_algo(a),
+                   str("1x1 conv as gemm: ", describe_lt_algo(a), " +epilogue fused"), 1.0,
+                   /*always_timed=*/true});
   if (out.empty()) out.push_back({"cuda.conv.cudnn", {}, "cudnn heuristic at run time"});
   return out;
 }

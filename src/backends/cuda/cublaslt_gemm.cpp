@@ -297,6 +297,96 @@ Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const G
   return out;
 }
 
+namespace {
+
+struct LtTile {
+  cublasLtMatmulTile_t id;
+  uint32_t m, n;  // D's rows (cuBLASLt's m) x columns per CTA
+};
+#define KILN_LT_TILE(a, b) {CUBLASLT_MATMUL_TILE_##a##x##b, a, b}
+#define KILN_LT_TILE_ROW(a)                                                                  \
+  KILN_LT_TILE(a, 88), KILN_LT_TILE(a, 96), KILN_LT_TILE(a, 104), KILN_LT_TILE(a, 112),       \
+      KILN_LT_TILE(a, 120), KILN_LT_TILE(a, 128), KILN_LT_TILE(a, 136), KILN_LT_TILE(a, 144), \
+      KILN_LT_TILE(a, 152), KILN_LT_TILE(a, 160), KILN_LT_TILE(a, 168), KILN_LT_TILE(a, 176), \
+      KILN_LT_TILE(a, 184), KILN_LT_TILE(a, 192)
+constexpr LtTile kVariantTiles[] = {KILN_LT_TILE_ROW(128), KILN_LT_TILE_ROW(192),
+                                    KILN_LT_TILE_ROW(256)};
+#undef KILN_LT_TILE_ROW
+#undef KILN_LT_TILE
+
+constexpr size_t kTileVariantTiles = 8;  // the best-filling tiles tried
+constexpr size_t kTileVariantBases = 3;  // heuristic algorithms they are tried on
+constexpr int32_t kTileVariantOptions[] = {1, 3, 5, 7};
+
+// How well `t` fills the GPU for an m x n D: the share of the last wave's SMs busy (one CTA per
+// SM) times the share of the tiles' area inside D.
+double tile_fill(const LtTile& t, uint64_t m, uint64_t n, int sm_count) {
+  const uint64_t tm = (m + t.m - 1) / t.m, tn = (n + t.n - 1) / t.n;
+  const double waves = static_cast<double>(tm * tn) / sm_count;
+  return waves / std::ceil(waves) * static_cast<double>(m * n) / static_cast<double>(tm * t.m * tn * t.n);
+}
+
+}  // namespace
+
+bool lt_tile_variants_wanted() {
+  static const bool on = [] {
+    const char* e = std::getenv("KILN_LT_TILE_VARIANTS");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const GemmProblem& p,
+                                             size_t workspace_limit,
+                                             const std::vector<LtAlgo>& base, int sm_count,
+                                             int max_added) {
+  std::vector<LtAlgo> out;
+  if (base.empty() || max_added <= 0 || p.batches != 1 || sm_count <= 0 || !(base[0].waves >= 1.0f))
+    return out;
+  std::vector<LtTile> tiles(std::begin(kVariantTiles), std::end(kVariantTiles));
+  // Best fill first; among equals the larger tile (fewer CTAs, less operand traffic).
+  std::stable_sort(tiles.begin(), tiles.end(), [&](const LtTile& x, const LtTile& y) {
+    const double fx = std::round(tile_fill(x, p.m, p.n, sm_count) * 1e3);
+    const double fy = std::round(tile_fill(y, p.m, p.n, sm_count) * 1e3);
+    return fx != fy ? fx > fy : x.m * x.n > y.m * y.n;
+  });
+  tiles.resize(std::min(tiles.size(), kTileVariantTiles));
+  LtDescs d;
+  KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_limit, d));
+  const auto known = [&](const cublasLtMatmulAlgo_t& algo) {
+    const auto same = [&](const LtAlgo& x) { return same_algo(x.algo, algo); };
+    return std::any_of(base.begin(), base.end(), same) || std::any_of(out.begin(), out.end(), same);
+  };
+  for (size_t b = 0; b < std::min(base.size(), kTileVariantBases); ++b) {
+    int32_t options = 0;
+    size_t written = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(&base[b].algo, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX, &options,
+                                          sizeof(options), &written) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    for (const LtTile& t : tiles) {
+      for (int32_t option : kTileVariantOptions) {
+        if (option > options) continue;
+        if (out.size() >= static_cast<size_t>(max_added)) return out;
+        cublasLtMatmulAlgo_t algo = base[b].algo;
+        const uint32_t tile = t.id;
+        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
+                                                           sizeof(tile)),
+                      "setting the tile");
+        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION,
+                                                           &option, sizeof(option)),
+                      "setting the custom option");
+        cublasLtMatmulHeuristicResult_t check{};
+        if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
+                CUBLAS_STATUS_SUCCESS ||
+            check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit || known(algo))
+          continue;
+        out.push_back({algo, check.workspaceSize, check.wavesCount});
+      }
+    }
+  }
+  return out;
+}
+
 Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
                      std::span<const uint8_t> tactic, void* workspace, size_t workspace_bytes,
                      cudaStream_t stream, bool* epilogue_applied) {
@@ -376,8 +466,11 @@ std::string describe_lt_algo(const LtAlgo& a) {
                                        sizeof(splits), &written);
   cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
                                        sizeof(scheme), &written);
+  int32_t option = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option,
+                                       sizeof(option), &written);
   std::string out =
-      str("cublaslt algo ", id, " tile ", tile, " ws ", a.workspace, " waves ", a.waves);
+      str("cublaslt algo ", id, " tile ", tile, " option ", option, " ws ", a.workspace, " waves ", a.waves);
   if (splits > 1) out += str(" splitk ", splits, " ", reduction_name(scheme));
   return out;
 }

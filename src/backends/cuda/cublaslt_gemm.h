@@ -66,6 +66,20 @@ Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const G
                                                 size_t workspace_limit,
                                                 const std::vector<LtAlgo>& base, int max_added);
 
+// Tile variants for problems of a wave or more: the heuristic offers a handful of tile shapes
+// and misses those whose CTAs fill the SMs' waves better. Copies of the heuristic's first
+// algorithms (`base`) with the tiles of 128, 192 or 256 x 88 to 192 that best fill whole waves
+// of `sm_count` SMs, each with cuBLASLt's odd custom options (the kernel variants those won
+// with on the H100, tools/lt_explore.cpp). Empty unless base[0].waves >= 1 and p.batches == 1.
+// Same guarantees as lt_split_k_variants; at most `max_added`.
+// KILN_LT_TILE_VARIANTS=0 turns them off for the callers (A/B timing).
+bool lt_tile_variants_wanted();
+inline constexpr int kMaxConvTileVariants = 24;  // per 1x1 convolution run as a GEMM
+Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const GemmProblem& p,
+                                             size_t workspace_limit,
+                                             const std::vector<LtAlgo>& base, int sm_count,
+                                             int max_added);
+
 // Runs the problem on `stream`: with the algorithm in `tactic` when it is valid for this problem
 // (and the pointers are 256-byte aligned, as the build assumed), else the heuristic's first.
 // When no algorithm serves the epilogue (bias and/or activation), runs without one and sets
@@ -77,7 +91,8 @@ Status run_lt_matmul(CudaBackendState& state, const GemmProblem& p,
 std::vector<uint8_t> serialize_lt_algo(const LtAlgo& a);
 // Whether `tactic` is a serialized cuBLASLt algorithm (serialize_lt_algo's form).
 bool is_lt_tactic(std::span<const uint8_t> tactic);
-// "cublaslt algo 21 tile 7 ws 1048576 waves 0.8", plus " splitk 4 inplace" for split-K algorithms.
+// "cublaslt algo 21 tile 7 option 0 ws 1048576 waves 0.8", plus " splitk 4 inplace" for split-K
+// algorithms.
 std::string describe_lt_algo(const LtAlgo& a);
 
 // Tactic candidates of a matmul (linear = false) or linear with these concrete args (linalg.cpp).

@@ -92,12 +92,14 @@ Status read_device_errors(CudaBackendState& state, void* stream);
 // `tactic` names the kernel (find_kernel key), `data` becomes KernelArgs::tactic_data, `label`
 // is for humans ("cublaslt algo 23 tile 128x128 ws 4MiB"). `handicap` scales the candidate's
 // timed ms when candidates are compared (not in the timing cache): above 1 for a cost the
-// timing does not see (attention_cudnn.h).
+// timing does not see (attention_cudnn.h). `always_timed`: timed at optimization level 1 past
+// the first candidates of its kernel (builder/tactics.h; cuBLASLt's tile variants).
 struct TacticCandidate {
   std::string tactic;
   std::vector<uint8_t> data;
   std::string label;
   double handicap = 1.0;
+  bool always_timed = false;
 };
 
 // Tactic candidates for ops with several implementations: cuBLASLt heuristic algorithms for

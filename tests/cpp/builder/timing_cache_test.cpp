@@ -34,12 +34,14 @@ class FakeProvider final : public kiln::builder::TacticProvider {
     std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""},
                                      {"fake.fast", {4, 5}, "tile 4x5", fast_handicap}};
     for (int i = 0; i < extra; ++i)
-      out.push_back({"fake.extra", {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i)});
+      out.push_back({"fake.extra", {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i), 1.0,
+                     i >= extra - always_timed});
     if (other) out.push_back({"fake.other", {99}, "another kernel"});
     return out;
   }
   double fast_handicap = 1.0;  // fake.fast's TacticCandidate::handicap
   int extra = 0;       // variants of kernel fake.extra (labels "variant 0"..) after the two above
+  int always_timed = 0;  // how many of the last variants are marked always_timed
   bool other = false;  // then one candidate of kernel fake.other
   bool can_time() const override { return true; }
   kiln::Result<double> time(const Network&, const kiln::Op& op, const kiln::builder::OpShapes&,
@@ -183,6 +185,24 @@ TEST_F(TimingCacheTest, LevelOneTimesEightCandidatesPerKernelLevelTwoAll) {
   for (size_t i = 0; i < net_.ops().size(); ++i) {
     if (net_.ops()[i].kind == OpKind::kLinear) {
       EXPECT_EQ(level2.tactics[i].label, "variant 9");
+    }
+  }
+}
+
+TEST_F(TimingCacheTest, LevelOneAlsoTimesCandidatesMarkedAlwaysTimed) {
+  // Twelve fake.extra variants, the last two marked always_timed (as cuBLASLt's tile variants
+  // follow its heuristic's list): level 1 times the kernel's first eight and those two, and the
+  // last one wins; variants 8 and 9 stay untimed (9 would have been faster still).
+  std::map<std::string, double> ms{{"fake.slow", 2.0}, {"fake.fast", 1.0}};
+  for (int i = 0; i < 12; ++i) ms[kiln::str("variant ", i)] = i == 11 ? 0.1 : i == 9 ? 0.05 : 3.0;
+  FakeProvider p(ms);
+  p.extra = 12;
+  p.always_timed = 2;
+  auto sel = select(p);
+  EXPECT_EQ(p.calls, 3 * (2 + 8 + 2));
+  for (size_t i = 0; i < net_.ops().size(); ++i) {
+    if (net_.ops()[i].kind == OpKind::kLinear) {
+      EXPECT_EQ(sel.tactics[i].label, "variant 11");
     }
   }
 }

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "backends/cuda/cublaslt_gemm.h"
 #include "backends/cuda/linear_cutlass.h"
 #include "cuda/cuda_test_util.h"
 
@@ -97,6 +99,79 @@ TEST(CudaGemmEpilogue, EveryHeuristicCandidateServesTheEpilogue) {
         EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
       }
     }
+}
+
+// Large problems get cuBLASLt tile variants beside the heuristic's algorithms
+// (lt_tile_variants): each one distinct, within the workspace limit, and, run as a linear
+// tactic, as exact as the rest. A batch-1 sized problem gets none.
+TEST(CudaGemmEpilogue, TileVariantsJoinLargeProblemsAndMatch) {
+  KILN_REQUIRE_CUDA();
+  const int64_t P = 4096, K = 64, N = 1152;  // 4096 x 1152: a wave or more of any heuristic tile
+  for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    cuda::GemmProblem prob;  // linear's problem, as gemm_tactics states it: D^T = W X^T
+    prob.dtype = dt == DType::kFloat16 ? CUDA_R_16F : CUDA_R_16BF;
+    prob.elem_size = 2;
+    prob.m = N, prob.n = P, prob.k = K;
+    prob.op_a = CUBLAS_OP_T, prob.op_b = CUBLAS_OP_N;
+    prob.a_rows = K, prob.a_cols = N, prob.lda = K;
+    prob.b_rows = K, prob.b_cols = P, prob.ldb = K;
+    prob.assume_aligned = true;
+    prob.bias = reinterpret_cast<const void*>(uintptr_t{256});
+    const size_t limit = cuda::kGemmLibraryWorkspace;
+    auto base = cuda::lt_heuristic(gpu().state(), prob, limit, 8);
+    ASSERT_TRUE(base.ok()) << base.status().toString();
+    ASSERT_FALSE(base->empty());
+    auto tiles = cuda::lt_tile_variants(gpu().state(), prob, limit, *base, gpu().state().sm_count, 48);
+    ASSERT_TRUE(tiles.ok()) << tiles.status().toString();
+    ASSERT_FALSE(tiles->empty()) << "first heuristic algorithm: " << cuda::describe_lt_algo(base->front());
+    EXPECT_LE(tiles->size(), 48u);
+    for (size_t i = 0; i < tiles->size(); ++i) {
+      const cuda::LtAlgo& t = (*tiles)[i];
+      EXPECT_LE(t.workspace, limit);
+      for (const cuda::LtAlgo& b : *base)
+        EXPECT_NE(std::memcmp(&t.algo, &b.algo, sizeof(t.algo)), 0) << cuda::describe_lt_algo(t);
+      for (size_t j = 0; j < i; ++j)
+        EXPECT_NE(std::memcmp(&t.algo, &(*tiles)[j].algo, sizeof(t.algo)), 0) << cuda::describe_lt_algo(t);
+    }
+    cuda::GemmProblem small = prob;
+    small.n = 16, small.b_cols = 16;
+    auto small_base = cuda::lt_heuristic(gpu().state(), small, limit, 8);
+    ASSERT_TRUE(small_base.ok());
+    auto none = cuda::lt_tile_variants(gpu().state(), small, limit, *small_base, gpu().state().sm_count, 48);
+    ASSERT_TRUE(none.ok());
+    EXPECT_TRUE(none->empty());
+
+    // The linear's candidates carry the variants; every one computes the linear.
+    auto xv = round_all(dt, random_values(P * K, 7));
+    auto wv = round_all(dt, random_values(N * K, 8, -0.3, 0.3));
+    auto bv = round_all(dt, random_values(N, 9));
+    auto x = make_tensor(dt, {P, K}, xv);
+    auto w = make_tensor(dt, {N, K}, wv);
+    auto b = make_tensor(dt, {N}, bv);
+    auto out = make_output(dt, {P, N});
+    Op op;
+    op.kind = OpKind::kLinear;
+    op.name = "fc";
+    TensorView ins[3] = {x.view, w.view, b.view};
+    TensorView outs[1] = {out.view};
+    for (TensorView& v : ins) v.data = nullptr;
+    outs[0].data = nullptr;
+    auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, limit, 8);
+    ASSERT_TRUE(cands.ok()) << cands.status().toString();
+    size_t variants = 0;
+    for (const cuda::TacticCandidate& c : *cands)
+      for (const cuda::LtAlgo& t : *tiles)
+        variants += c.label == cuda::describe_lt_algo(t);
+    EXPECT_GE(variants, tiles->size());
+    auto ref = ref_linear_act(xv, P, K, wv, N, &bv, "none");
+    for (const cuda::TacticCandidate& c : *cands) {
+      SCOPED_TRACE(c.label);
+      ASSERT_OK(gpu().run(OpKind::kLinear, op.attrs, {&x, &w, &b}, {&out}, {}, nullptr, c.data,
+                          c.tactic.c_str()));
+      EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+    }
+  }
 }
 
 TEST(CudaGemmEpilogue, TransposedInputsMatch) {
