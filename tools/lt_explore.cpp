@@ -25,21 +25,21 @@
 #include <string>
 #include <vector>
 
-#define CK(x)                                                                         \
-  do {                                                                                \
-    cudaError_t e_ = (x);                                                             \
-    if (e_ != cudaSuccess) {                                                          \
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
-#define LK(x)                                                                              \
-  do {                                                                                     \
-    cublasStatus_t s_ = (x);                                                               \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                     \
+#define LK(x)                                                                                    \
+  do {                                                                                           \
+    cublasStatus_t s_ = (x);                                                                     \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                           \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cublasLtGetStatusName(s_)); \
-      std::exit(1);                                                                        \
-    }                                                                                      \
+      std::exit(1);                                                                              \
+    }                                                                                            \
   } while (0)
 
 namespace {
@@ -85,16 +85,24 @@ std::string describe(const cublasLtMatmulAlgo_t& a) {
   size_t w;
   cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &w);
   cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof(stages), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &swizzle, sizeof(swizzle), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &custom, sizeof(custom), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, &inner, sizeof(inner), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster, sizeof(cluster), &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof(stages),
+                                       &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits),
+                                       &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                       sizeof(scheme), &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &swizzle,
+                                       sizeof(swizzle), &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &custom,
+                                       sizeof(custom), &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, &inner,
+                                       sizeof(inner), &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster,
+                                       sizeof(cluster), &w);
   char buf[200];
-  std::snprintf(buf, sizeof(buf), "id %d tile %u stages %u cluster %u inner %u split %d/%u swz %u opt %u",
-                id, tile, stages, cluster, inner, splits, scheme, swizzle, custom);
+  std::snprintf(buf, sizeof(buf),
+                "id %d tile %u stages %u cluster %u inner %u split %d/%u swz %u opt %u", id, tile,
+                stages, cluster, inner, splits, scheme, swizzle, custom);
   return buf;
 }
 
@@ -125,8 +133,11 @@ cublasLtMatmulPreference_t make_pref(uint32_t mode) {
   cublasLtMatmulPreference_t pref;
   LK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = kWorkspace;
-  LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  if (mode) LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode, sizeof(mode)));
+  LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                          sizeof(ws)));
+  if (mode)
+    LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode,
+                                            sizeof(mode)));
   return pref;
 }
 
@@ -154,7 +165,8 @@ int main(int argc, char** argv) {
   for (const Shape& s : kShapes)
     max_elems = std::max({max_elems, size_t(s.M) * s.K, size_t(s.N) * s.K, size_t(s.M) * s.N});
   std::vector<__half> host(max_elems);
-  for (size_t i = 0; i < max_elems; ++i) host[i] = __float2half(float((i * 2654435761u) % 1000) / 1000.f - 0.5f);
+  for (size_t i = 0; i < max_elems; ++i)
+    host[i] = __float2half(float((i * 2654435761u) % 1000) / 1000.f - 0.5f);
   void *x, *w, *c, *dd, *bias, *ws;
   CK(cudaMalloc(&x, max_elems * 2));
   CK(cudaMalloc(&w, max_elems * 2));
@@ -170,8 +182,8 @@ int main(int argc, char** argv) {
 
   int ids[512];
   int n_ids = 0;
-  LK(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16F, CUDA_R_16F, CUDA_R_16F,
-                              CUDA_R_16F, 512, ids, &n_ids));
+  LK(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16F, CUDA_R_16F,
+                              CUDA_R_16F, CUDA_R_16F, 512, ids, &n_ids));
   std::printf("lt_explore: %d algorithm ids:", n_ids);
   for (int i = 0; i < n_ids; ++i) std::printf(" %d", ids[i]);
   std::printf("\n");
@@ -181,8 +193,8 @@ int main(int argc, char** argv) {
     Problem p = make_problem(s, bias);
     const float alpha = 1.f, beta = s.residual ? 1.f : 0.f;
     auto run = [&](const Cand& cand) {
-      return cublasLtMatmul(lt, p.op, &alpha, w, p.a, x, p.b, &beta, s.residual ? c : dd, p.d, dd, p.d,
-                            &cand.algo, ws, kWorkspace, stream);
+      return cublasLtMatmul(lt, p.op, &alpha, w, p.a, x, p.b, &beta, s.residual ? c : dd, p.d, dd,
+                            p.d, &cand.algo, ws, kWorkspace, stream);
     };
     // Back to back, as in a CUDA graph: the mean over `reps` runs between two events, the best
     // of three such batches.
@@ -208,24 +220,26 @@ int main(int argc, char** argv) {
     int got = 0;
     LK(cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.a, p.b, p.d, p.d, pref, 32, res.data(), &got));
     for (int i = 0; i < got; ++i)
-      if (res[i].state == CUBLAS_STATUS_SUCCESS) add(cands, res[i].algo, res[i].workspaceSize, "heur#" + std::to_string(i), res[i].wavesCount);
+      if (res[i].state == CUBLAS_STATUS_SUCCESS)
+        add(cands, res[i].algo, res[i].workspaceSize, "heur#" + std::to_string(i),
+            res[i].wavesCount);
     const size_t n_heur = cands.size();
     // 2. The heuristic per algorithm id.
     cublasLtMatmulPreference_t by_id = make_pref(CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID);
     for (int i = 0; i < n_ids; ++i) {
       for (auto& r : res) {
         std::memset(&r, 0, sizeof(r));
-        cublasLtMatmulAlgoInit(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16F, CUDA_R_16F, CUDA_R_16F, CUDA_R_16F,
-                               ids[i], &r.algo);
+        cublasLtMatmulAlgoInit(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16F, CUDA_R_16F,
+                               CUDA_R_16F, CUDA_R_16F, ids[i], &r.algo);
       }
       got = 0;
-      if (cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.a, p.b, p.d, p.d, by_id, 64, res.data(), &got) !=
-          CUBLAS_STATUS_SUCCESS)
+      if (cublasLtMatmulAlgoGetHeuristic(lt, p.op, p.a, p.b, p.d, p.d, by_id, 64, res.data(),
+                                         &got) != CUBLAS_STATUS_SUCCESS)
         continue;
       for (int j = 0; j < got; ++j)
         if (res[j].state == CUBLAS_STATUS_SUCCESS)
-          add(cands, res[j].algo, res[j].workspaceSize, "byid" + std::to_string(ids[i]) + "#" + std::to_string(j),
-              res[j].wavesCount);
+          add(cands, res[j].algo, res[j].workspaceSize,
+              "byid" + std::to_string(ids[i]) + "#" + std::to_string(j), res[j].wavesCount);
     }
     const size_t n_byid = cands.size() - n_heur;
     // 3. Mutations of the heuristic's algorithms: every tile, stages and custom option their id's
@@ -238,48 +252,60 @@ int main(int argc, char** argv) {
       const cublasLtMatmulAlgo_t base = cands[bi].algo;
       size_t bytes = 0;
       std::vector<uint32_t> tiles, stages;
-      if (cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_TILE_IDS, nullptr, 0, &bytes) ==
-              CUBLAS_STATUS_SUCCESS && bytes) {
+      if (cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_TILE_IDS, nullptr, 0,
+                                            &bytes) == CUBLAS_STATUS_SUCCESS &&
+          bytes) {
         tiles.resize(bytes / sizeof(uint32_t));
-        cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_TILE_IDS, tiles.data(), bytes, &bytes);
+        cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_TILE_IDS, tiles.data(), bytes,
+                                          &bytes);
       }
       bytes = 0;
-      if (cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, nullptr, 0, &bytes) ==
-              CUBLAS_STATUS_SUCCESS && bytes) {
+      if (cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, nullptr, 0,
+                                            &bytes) == CUBLAS_STATUS_SUCCESS &&
+          bytes) {
         stages.resize(bytes / sizeof(uint32_t));
-        cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, stages.data(), bytes, &bytes);
+        cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, stages.data(), bytes,
+                                          &bytes);
       }
       int32_t custom_max = 0;
-      cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX, &custom_max, sizeof(custom_max),
-                                        &bytes);
+      cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX, &custom_max,
+                                        sizeof(custom_max), &bytes);
       uint32_t st0 = 0;
-      cublasLtMatmulAlgoConfigGetAttribute(&base, CUBLASLT_ALGO_CONFIG_STAGES_ID, &st0, sizeof(st0), &bytes);
+      cublasLtMatmulAlgoConfigGetAttribute(&base, CUBLASLT_ALGO_CONFIG_STAGES_ID, &st0, sizeof(st0),
+                                           &bytes);
       if (std::find(stages.begin(), stages.end(), st0) == stages.end()) stages.push_back(st0);
       for (uint32_t tile : tiles)
         for (uint32_t st : stages)
           for (int32_t opt = 0; opt <= std::min(custom_max, 15); ++opt) {
             cublasLtMatmulAlgo_t b = base;
-            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile));
-            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_STAGES_ID, &st, sizeof(st));
-            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &opt, sizeof(opt));
+            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
+                                                 sizeof(tile));
+            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_STAGES_ID, &st,
+                                                 sizeof(st));
+            cublasLtMatmulAlgoConfigSetAttribute(&b, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &opt,
+                                                 sizeof(opt));
             cublasLtMatmulHeuristicResult_t chk{};
             ++checked;
-            if (cublasLtMatmulAlgoCheck(lt, p.op, p.a, p.b, p.d, p.d, &b, &chk) == CUBLAS_STATUS_SUCCESS &&
+            if (cublasLtMatmulAlgoCheck(lt, p.op, p.a, p.b, p.d, p.d, &b, &chk) ==
+                    CUBLAS_STATUS_SUCCESS &&
                 chk.state == CUBLAS_STATUS_SUCCESS && chk.workspaceSize <= kWorkspace)
               add(cands, b, chk.workspaceSize, "mut" + std::to_string(bi), chk.wavesCount);
           }
     }
     const size_t n_manual = cands.size() - n_heur - n_byid;
     const double check_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - check_start).count();
-    std::printf("== %s M=%d N=%d K=%d%s: %zu heuristic, %zu by id, %zu mutations (of %zu checked)\n", s.name, s.M, s.N,
-                s.K, s.residual ? " +C" : "", n_heur, n_byid, n_manual, checked);
-    std::printf("  checks took %.1f ms (%.2f us each)\n", check_ms, 1e3 * check_ms / std::max<size_t>(checked, 1));
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - check_start)
+            .count();
+    std::printf(
+        "== %s M=%d N=%d K=%d%s: %zu heuristic, %zu by id, %zu mutations (of %zu checked)\n",
+        s.name, s.M, s.N, s.K, s.residual ? " +C" : "", n_heur, n_byid, n_manual, checked);
+    std::printf("  checks took %.1f ms (%.2f us each)\n", check_ms,
+                1e3 * check_ms / std::max<size_t>(checked, 1));
     for (Cand& cd : cands) cd.us = time_us(cd, 4);
     if (csv)
       for (const Cand& cd : cands)
-        std::fprintf(csv, "%s,%s,%s,%.3f,%zu,%.2f\n", s.name, cd.source.c_str(), describe(cd.algo).c_str(), cd.waves,
-                     cd.ws, cd.us);
+        std::fprintf(csv, "%s,%s,%s,%.3f,%zu,%.2f\n", s.name, cd.source.c_str(),
+                     describe(cd.algo).c_str(), cd.waves, cd.ws, cd.us);
     std::vector<Cand*> order;
     for (Cand& cd : cands) order.push_back(&cd);
     std::sort(order.begin(), order.end(), [](Cand* l, Cand* r) { return l->us < r->us; });
@@ -290,10 +316,12 @@ int main(int argc, char** argv) {
     for (int round = 0; round < 2; ++round)
       for (Cand* cd : order) cd->us = std::min(round ? cd->us : 1e30f, time_us(*cd, 30));
     for (Cand* cd : order)
-      std::printf("  %8.2f us  %-12s %s ws %zu\n", cd->us, cd->source.c_str(), describe(cd->algo).c_str(), cd->ws);
+      std::printf("  %8.2f us  %-12s %s ws %zu\n", cd->us, cd->source.c_str(),
+                  describe(cd->algo).c_str(), cd->ws);
     float h0 = n_heur ? time_us(cands[0], 30) : 0.f;
-    std::printf("  heuristic first %.2f us, heuristic best (screen) %.2f us, %.1f TFLOP/s at the best\n", h0, heur_best,
-                2.0 * s.M * s.N * s.K / (order.empty() ? 1 : order[0]->us) / 1e6);
+    std::printf(
+        "  heuristic first %.2f us, heuristic best (screen) %.2f us, %.1f TFLOP/s at the best\n",
+        h0, heur_best, 2.0 * s.M * s.N * s.K / (order.empty() ? 1 : order[0]->us) / 1e6);
     std::fflush(stdout);
     cublasLtMatmulPreferenceDestroy(pref);
     cublasLtMatmulPreferenceDestroy(by_id);

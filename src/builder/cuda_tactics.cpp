@@ -153,7 +153,8 @@ class CudaTacticProvider final : public TacticProvider {
       const cuda::CudaKernel* k = cuda::find_kernel(op.kind, c.tactic);
       if (k && k->supports && !k->supports(op, dtypes).ok()) continue;
       if (excluded_by_environment(c.tactic)) continue;
-      out.push_back({std::move(c.tactic), std::move(c.data), std::move(c.label), c.handicap, c.always_timed});
+      out.push_back(
+          {std::move(c.tactic), std::move(c.data), std::move(c.label), c.handicap, c.always_timed});
     }
     if (out.empty())
       return unsupported(op_kind_name(op.kind), " '", op.name, "': no CUDA kernel supports it",

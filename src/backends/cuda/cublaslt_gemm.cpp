@@ -303,8 +303,9 @@ struct LtTile {
   cublasLtMatmulTile_t id;
   uint32_t m, n;  // D's rows (cuBLASLt's m) x columns per CTA
 };
-#define KILN_LT_TILE(a, b) {CUBLASLT_MATMUL_TILE_##a##x##b, a, b}
-#define KILN_LT_TILE_ROW(a)                                                                  \
+#define KILN_LT_TILE(a, b) \
+  { CUBLASLT_MATMUL_TILE_##a##x##b, a, b }
+#define KILN_LT_TILE_ROW(a)                                                                   \
   KILN_LT_TILE(a, 88), KILN_LT_TILE(a, 96), KILN_LT_TILE(a, 104), KILN_LT_TILE(a, 112),       \
       KILN_LT_TILE(a, 120), KILN_LT_TILE(a, 128), KILN_LT_TILE(a, 136), KILN_LT_TILE(a, 144), \
       KILN_LT_TILE(a, 152), KILN_LT_TILE(a, 160), KILN_LT_TILE(a, 168), KILN_LT_TILE(a, 176), \
@@ -314,6 +315,8 @@ constexpr LtTile kVariantTiles[] = {KILN_LT_TILE_ROW(128), KILN_LT_TILE_ROW(192)
 #undef KILN_LT_TILE_ROW
 #undef KILN_LT_TILE
 
+// A wave or nearly (GPT-2 b32's fc2 and out-projection, 4096 x 768: 0.98 waves of 256x96).
+constexpr float kTileVariantMinWaves = 0.9f;
 constexpr size_t kTileVariantTiles = 8;  // the best-filling tiles tried
 constexpr size_t kTileVariantBases = 3;  // heuristic algorithms they are tried on
 constexpr int32_t kTileVariantOptions[] = {1, 3, 5, 7};
@@ -323,7 +326,8 @@ constexpr int32_t kTileVariantOptions[] = {1, 3, 5, 7};
 double tile_fill(const LtTile& t, uint64_t m, uint64_t n, int sm_count) {
   const uint64_t tm = (m + t.m - 1) / t.m, tn = (n + t.n - 1) / t.n;
   const double waves = static_cast<double>(tm * tn) / sm_count;
-  return waves / std::ceil(waves) * static_cast<double>(m * n) / static_cast<double>(tm * t.m * tn * t.n);
+  return waves / std::ceil(waves) * static_cast<double>(m * n) /
+         static_cast<double>(tm * t.m * tn * t.n);
 }
 
 }  // namespace
@@ -341,7 +345,8 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
                                              const std::vector<LtAlgo>& base, int sm_count,
                                              int max_added) {
   std::vector<LtAlgo> out;
-  if (base.empty() || max_added <= 0 || p.batches != 1 || sm_count <= 0 || !(base[0].waves >= 1.0f))
+  if (base.empty() || max_added <= 0 || p.batches != 1 || sm_count <= 0 ||
+      !(base[0].waves >= kTileVariantMinWaves))
     return out;
   std::vector<LtTile> tiles(std::begin(kVariantTiles), std::end(kVariantTiles));
   // Best fill first; among equals the larger tile (fewer CTAs, less operand traffic).
@@ -360,8 +365,9 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
   for (size_t b = 0; b < std::min(base.size(), kTileVariantBases); ++b) {
     int32_t options = 0;
     size_t written = 0;
-    if (cublasLtMatmulAlgoCapGetAttribute(&base[b].algo, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX, &options,
-                                          sizeof(options), &written) != CUBLAS_STATUS_SUCCESS)
+    if (cublasLtMatmulAlgoCapGetAttribute(&base[b].algo, CUBLASLT_ALGO_CAP_CUSTOM_OPTION_MAX,
+                                          &options, sizeof(options),
+                                          &written) != CUBLAS_STATUS_SUCCESS)
       continue;
     for (const LtTile& t : tiles) {
       for (int32_t option : kTileVariantOptions) {
@@ -369,16 +375,17 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
         if (out.size() >= static_cast<size_t>(max_added)) return out;
         cublasLtMatmulAlgo_t algo = base[b].algo;
         const uint32_t tile = t.id;
-        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
-                                                           sizeof(tile)),
+        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID,
+                                                           &tile, sizeof(tile)),
                       "setting the tile");
-        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION,
-                                                           &option, sizeof(option)),
+        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(
+                          &algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option, sizeof(option)),
                       "setting the custom option");
         cublasLtMatmulHeuristicResult_t check{};
         if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
                 CUBLAS_STATUS_SUCCESS ||
-            check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit || known(algo))
+            check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit ||
+            known(algo))
           continue;
         out.push_back({algo, check.workspaceSize, check.wavesCount});
       }
@@ -469,8 +476,8 @@ std::string describe_lt_algo(const LtAlgo& a) {
   int32_t option = 0;
   cublasLtMatmulAlgoConfigGetAttribute(&a.algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option,
                                        sizeof(option), &written);
-  std::string out =
-      str("cublaslt algo ", id, " tile ", tile, " option ", option, " ws ", a.workspace, " waves ", a.waves);
+  std::string out = str("cublaslt algo ", id, " tile ", tile, " option ", option, " ws ",
+                        a.workspace, " waves ", a.waves);
   if (splits > 1) out += str(" splitk ", splits, " ", reduction_name(scheme));
   return out;
 }

@@ -34,7 +34,10 @@ class FakeProvider final : public kiln::builder::TacticProvider {
     std::vector<TacticCandidate> out{{"fake.slow", {1, 2, 3}, ""},
                                      {"fake.fast", {4, 5}, "tile 4x5", fast_handicap}};
     for (int i = 0; i < extra; ++i)
-      out.push_back({"fake.extra", {static_cast<uint8_t>(10 + i)}, kiln::str("variant ", i), 1.0,
+      out.push_back({"fake.extra",
+                     {static_cast<uint8_t>(10 + i)},
+                     kiln::str("variant ", i),
+                     1.0,
                      i >= extra - always_timed});
     if (other) out.push_back({"fake.other", {99}, "another kernel"});
     return out;

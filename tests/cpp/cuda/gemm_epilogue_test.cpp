@@ -122,9 +122,11 @@ TEST(CudaGemmEpilogue, TileVariantsJoinLargeProblemsAndMatch) {
     auto base = cuda::lt_heuristic(gpu().state(), prob, limit, 8);
     ASSERT_TRUE(base.ok()) << base.status().toString();
     ASSERT_FALSE(base->empty());
-    auto tiles = cuda::lt_tile_variants(gpu().state(), prob, limit, *base, gpu().state().sm_count, 48);
+    auto tiles =
+        cuda::lt_tile_variants(gpu().state(), prob, limit, *base, gpu().state().sm_count, 48);
     ASSERT_TRUE(tiles.ok()) << tiles.status().toString();
-    ASSERT_FALSE(tiles->empty()) << "first heuristic algorithm: " << cuda::describe_lt_algo(base->front());
+    ASSERT_FALSE(tiles->empty()) << "first heuristic algorithm: "
+                                 << cuda::describe_lt_algo(base->front());
     EXPECT_LE(tiles->size(), 48u);
     for (size_t i = 0; i < tiles->size(); ++i) {
       const cuda::LtAlgo& t = (*tiles)[i];
@@ -132,13 +134,15 @@ TEST(CudaGemmEpilogue, TileVariantsJoinLargeProblemsAndMatch) {
       for (const cuda::LtAlgo& b : *base)
         EXPECT_NE(std::memcmp(&t.algo, &b.algo, sizeof(t.algo)), 0) << cuda::describe_lt_algo(t);
       for (size_t j = 0; j < i; ++j)
-        EXPECT_NE(std::memcmp(&t.algo, &(*tiles)[j].algo, sizeof(t.algo)), 0) << cuda::describe_lt_algo(t);
+        EXPECT_NE(std::memcmp(&t.algo, &(*tiles)[j].algo, sizeof(t.algo)), 0)
+            << cuda::describe_lt_algo(t);
     }
     cuda::GemmProblem small = prob;
     small.n = 16, small.b_cols = 16;
     auto small_base = cuda::lt_heuristic(gpu().state(), small, limit, 8);
     ASSERT_TRUE(small_base.ok());
-    auto none = cuda::lt_tile_variants(gpu().state(), small, limit, *small_base, gpu().state().sm_count, 48);
+    auto none = cuda::lt_tile_variants(gpu().state(), small, limit, *small_base,
+                                       gpu().state().sm_count, 48);
     ASSERT_TRUE(none.ok());
     EXPECT_TRUE(none->empty());
 
@@ -161,8 +165,7 @@ TEST(CudaGemmEpilogue, TileVariantsJoinLargeProblemsAndMatch) {
     ASSERT_TRUE(cands.ok()) << cands.status().toString();
     size_t variants = 0;
     for (const cuda::TacticCandidate& c : *cands)
-      for (const cuda::LtAlgo& t : *tiles)
-        variants += c.label == cuda::describe_lt_algo(t);
+      for (const cuda::LtAlgo& t : *tiles) variants += c.label == cuda::describe_lt_algo(t);
     EXPECT_GE(variants, tiles->size());
     auto ref = ref_linear_act(xv, P, K, wv, N, &bv, "none");
     for (const cuda::TacticCandidate& c : *cands) {
