@@ -73,7 +73,9 @@ class CpuTacticProvider final : public TacticProvider {
     for (const cpu::CpuKernel& k : cpu::kernels_for(op.kind)) {
       Status s = k.supports ? k.supports(op, dtypes) : Status::Ok();
       if (s.ok()) {
-        out.push_back({k.tactic, {}});
+        TacticCandidate c;
+        c.name = k.tactic;
+        out.push_back(std::move(c));
       } else {
         reasons += (reasons.empty() ? "" : "; ") + s.message();
       }
