@@ -17,10 +17,11 @@
 #   TACTIC_CASES="vit_b_16:32 gpt2:32:cuda.attention:static"
 #                              the fastest candidate of each kernel per op signature
 #                              (tools/tactic_timings.py MODEL BATCH [PREFIX [static]])
-#   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32 (bench/run.py
-#                              --profile); with NO_CUDNN=1 also Kiln alone on those cases with
-#                              cuDNN attention excluded, with NO_CUDNN=profile that run's
-#                              per-kernel profile (Kiln's own attention kernels in the model)
+#   PROFILE_MODELS=vit_b_16,gpt2  Kiln's per-kernel device time at batch 32, or at the batches
+#                              PROFILE_BATCHES=1,32 lists (bench/run.py --profile); with
+#                              NO_CUDNN=1 also Kiln alone on those cases with cuDNN attention
+#                              excluded, with NO_CUDNN=profile that run's per-kernel profile
+#                              (Kiln's own attention kernels in the model)
 #   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
 #                              Kiln alone on those cases with AB_ENV and without, twice each,
 #                              interleaved (an env variable's effect on Kiln's own time;
@@ -83,8 +84,8 @@ for r in json.load(open(sys.argv[1])):
 PY
 }
 if [ -n "${PROFILE_MODELS:-}" ]; then
-  echo "=== profile ($PROFILE_MODELS b32, kiln) ==="
-  timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches 32 --contenders kiln --profile \
+  echo "=== profile ($PROFILE_MODELS b${PROFILE_BATCHES:-32}, kiln) ==="
+  timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches "${PROFILE_BATCHES:-32}" --contenders kiln --profile \
     --out "$OUT/prof" > "$OUT/prof.log" 2>&1; echo "rc $?"
   show_profile "$OUT/prof/results.json" ""
   if [ -n "${NO_CUDNN:-}" ]; then
