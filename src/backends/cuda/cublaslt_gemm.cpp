@@ -373,16 +373,15 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
       for (int32_t option : kTileVariantOptions) {
         if (option > options) continue;
         if (out.size() >= static_cast<size_t>(max_added)) return out;
+        // A configuration cuBLASLt refuses at any step is no candidate, not an error.
         cublasLtMatmulAlgo_t algo = base[b].algo;
         const uint32_t tile = t.id;
-        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID,
-                                                           &tile, sizeof(tile)),
-                      "setting the tile");
-        KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(
-                          &algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option, sizeof(option)),
-                      "setting the custom option");
         cublasLtMatmulHeuristicResult_t check{};
-        if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
+        if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
+                                                 sizeof(tile)) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option,
+                                                 sizeof(option)) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
                 CUBLAS_STATUS_SUCCESS ||
             check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit ||
             known(algo))
