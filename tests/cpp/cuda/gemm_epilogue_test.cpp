@@ -1,7 +1,7 @@
 // CUDA linear/matmul with attr `activation` (gemm epilogue fusion) against a double-precision
 // reference: relu and gelu_tanh in cuBLASLt's epilogue (with and without the bias), exact gelu
-// as bias epilogue + the unary kernel, every heuristic candidate, transposed operands, and the
-// empty-K path; Kiln's CUTLASS Hopper GEMM + bias + exact gelu (tactic
+// as bias epilogue + the unary kernel, every tactic candidate (cuBLASLt's tile variants of a
+// large problem included), transposed operands, and the empty-K path; Kiln's CUTLASS Hopper GEMM + bias + exact gelu (tactic
 // "cuda.linear.cutlass_gelu") against the same reference, in and out of a CUDA graph, and its
 // fallback to cuBLASLt where it does not serve the args.
 
@@ -67,37 +67,51 @@ TEST(CudaGemmEpilogue, LinearBiasActivationMatchesReference) {
       }
 }
 
+// linear(x[P, K], w[N, K], b[N]) with `act` under every tactic candidate the CUDA backend offers
+// for it (cuBLASLt's algorithms, its tile and split-K variants, CUTLASS's), each against the
+// double-precision reference; values from `seed`. Returns the candidates' labels.
+std::vector<std::string> expect_every_candidate_matches(DType dt, int64_t P, int64_t K, int64_t N,
+                                                        const char* act, uint32_t seed) {
+  auto xv = round_all(dt, random_values(P * K, seed));
+  auto wv = round_all(dt, random_values(N * K, seed + 1, -0.3, 0.3));
+  auto bv = round_all(dt, random_values(N, seed + 2));
+  auto x = make_tensor(dt, {P, K}, xv);
+  auto w = make_tensor(dt, {N, K}, wv);
+  auto b = make_tensor(dt, {N}, bv);
+  auto out = make_output(dt, {P, N});
+  Op op;
+  op.kind = OpKind::kLinear;
+  op.name = "fc";
+  op.attrs.set("activation", std::string(act));
+  TensorView ins[3] = {x.view, w.view, b.view};
+  TensorView outs[1] = {out.view};
+  for (TensorView& v : ins) v.data = nullptr;
+  outs[0].data = nullptr;
+  std::vector<std::string> labels;
+  auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{32} << 20, 8);
+  EXPECT_TRUE(cands.ok()) << cands.status().toString();
+  if (!cands.ok()) return labels;
+  EXPECT_FALSE(cands->empty());
+  auto ref = ref_linear_act(xv, P, K, wv, N, &bv, act);
+  for (const cuda::TacticCandidate& c : *cands) {
+    SCOPED_TRACE(c.label);
+    labels.push_back(c.label);
+    const Status run = gpu().run(OpKind::kLinear, op.attrs, {&x, &w, &b}, {&out}, {}, nullptr,
+                                 c.data, c.tactic.c_str());
+    EXPECT_TRUE(run.ok()) << run.toString();
+    if (run.ok()) {
+      EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
+    }
+  }
+  return labels;
+}
+
 TEST(CudaGemmEpilogue, EveryHeuristicCandidateServesTheEpilogue) {
   KILN_REQUIRE_CUDA();
-  const int64_t P = 128, K = 96, N = 64;
   for (DType dt : kFloatDTypes)
     for (const char* act : {"relu", "gelu_tanh", "gelu"}) {
       SCOPED_TRACE(str(dtype_name(dt), " ", act));
-      auto xv = round_all(dt, random_values(P * K, 4));
-      auto wv = round_all(dt, random_values(N * K, 5, -0.3, 0.3));
-      auto bv = round_all(dt, random_values(N, 6));
-      auto x = make_tensor(dt, {P, K}, xv);
-      auto w = make_tensor(dt, {N, K}, wv);
-      auto b = make_tensor(dt, {N}, bv);
-      auto out = make_output(dt, {P, N});
-      Op op;
-      op.kind = OpKind::kLinear;
-      op.name = "fc";
-      op.attrs.set("activation", std::string(act));
-      TensorView ins[3] = {x.view, w.view, b.view};
-      TensorView outs[1] = {out.view};
-      for (TensorView& v : ins) v.data = nullptr;
-      outs[0].data = nullptr;
-      auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, size_t{32} << 20, 8);
-      ASSERT_TRUE(cands.ok()) << cands.status().toString();
-      ASSERT_FALSE(cands->empty());
-      auto ref = ref_linear_act(xv, P, K, wv, N, &bv, act);
-      for (const cuda::TacticCandidate& c : *cands) {
-        SCOPED_TRACE(c.label);
-        ASSERT_OK(gpu().run(OpKind::kLinear, op.attrs, {&x, &w, &b}, {&out}, {}, nullptr, c.data,
-                            c.tactic.c_str()));
-        EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
-      }
+      expect_every_candidate_matches(dt, 128, 96, 64, act, 4);
     }
 }
 
@@ -147,33 +161,11 @@ TEST(CudaGemmEpilogue, TileVariantsJoinLargeProblemsAndMatch) {
     EXPECT_TRUE(none->empty());
 
     // The linear's candidates carry the variants; every one computes the linear.
-    auto xv = round_all(dt, random_values(P * K, 7));
-    auto wv = round_all(dt, random_values(N * K, 8, -0.3, 0.3));
-    auto bv = round_all(dt, random_values(N, 9));
-    auto x = make_tensor(dt, {P, K}, xv);
-    auto w = make_tensor(dt, {N, K}, wv);
-    auto b = make_tensor(dt, {N}, bv);
-    auto out = make_output(dt, {P, N});
-    Op op;
-    op.kind = OpKind::kLinear;
-    op.name = "fc";
-    TensorView ins[3] = {x.view, w.view, b.view};
-    TensorView outs[1] = {out.view};
-    for (TensorView& v : ins) v.data = nullptr;
-    outs[0].data = nullptr;
-    auto cands = cuda::tactic_candidates(gpu().state(), op, ins, outs, {}, limit, 8);
-    ASSERT_TRUE(cands.ok()) << cands.status().toString();
+    const std::vector<std::string> labels = expect_every_candidate_matches(dt, P, K, N, "none", 7);
     size_t variants = 0;
-    for (const cuda::TacticCandidate& c : *cands)
-      for (const cuda::LtAlgo& t : *tiles) variants += c.label == cuda::describe_lt_algo(t);
+    for (const std::string& label : labels)
+      for (const cuda::LtAlgo& t : *tiles) variants += label == cuda::describe_lt_algo(t);
     EXPECT_GE(variants, tiles->size());
-    auto ref = ref_linear_act(xv, P, K, wv, N, &bv, "none");
-    for (const cuda::TacticCandidate& c : *cands) {
-      SCOPED_TRACE(c.label);
-      ASSERT_OK(gpu().run(OpKind::kLinear, op.attrs, {&x, &w, &b}, {&out}, {}, nullptr, c.data,
-                          c.tactic.c_str()));
-      EXPECT_TRUE(expect_close(out.view, ref, magnitude_tolerance(dt, ref)));
-    }
   }
 }
 
