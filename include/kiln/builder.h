@@ -37,7 +37,8 @@ struct BuilderConfig {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::vector<OptimizationProfile> profiles;  // at most one for now
   // 0: the first working kernel. 1: time the first 8 candidates of each kernel (a library's
-  // heuristic lists its best first). 2 and up: time every candidate, with up to 32 algorithms
+  // heuristic lists its best first), and the few a backend marks to be timed always (cuBLASLt's
+  // tile variants of large GEMMs). 2 and up: time every candidate, with up to 32 algorithms
   // from each library (cuBLASLt, cuDNN): slower builds.
   int optimization_level = 1;
   size_t workspace_limit = size_t{1} << 30;
