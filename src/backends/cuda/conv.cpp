@@ -555,9 +555,8 @@ Result<std::vector<TacticCandidate>> conv_tactics(CudaBackendState& state, const
     const size_t lt_workspace = std::min(workspace_limit, kGemmLibraryWorkspace);
     KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> lt,
                           lt_heuristic(state, g, lt_workspace, std::max(1, max_candidates / 2)));
-    KILN_ASSIGN_OR_RETURN(tiles,
-                          lt_tile_variants(state, g, lt_workspace, lt, state.sm_count,
-                                           lt_tile_variants_wanted() ? kMaxConvTileVariants : 0));
+    KILN_ASSIGN_OR_RETURN(
+        tiles, lt_tile_variants(state, g, lt_workspace, lt, state.sm_count, kMaxConvTileVariants));
     for (const LtAlgo& a : lt)
       out.push_back({"cuda.conv.cudnn", serialize_lt_algo(a),
                      str("1x1 conv as gemm: ", describe_lt_algo(a), " +epilogue fused")});

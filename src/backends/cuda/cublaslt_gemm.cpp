@@ -156,6 +156,23 @@ bool same_algo(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
   return std::memcmp(&x, &y, sizeof(x)) == 0;
 }
 
+// Whether cuBLASLt accepts `algo` for the problem of `d` (epilogue included) within
+// `workspace_limit`; if so, appends it to `out` with the check's workspace and waves unless an
+// identical algorithm is in `base` or `out` already.
+bool offer_variant(CudaBackendState& state, const LtDescs& d, const cublasLtMatmulAlgo_t& algo,
+                   size_t workspace_limit, const std::vector<LtAlgo>& base,
+                   std::vector<LtAlgo>& out) {
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
+          CUBLAS_STATUS_SUCCESS ||
+      check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit)
+    return false;
+  const auto same = [&](const LtAlgo& x) { return same_algo(x.algo, algo); };
+  if (std::none_of(base.begin(), base.end(), same) && std::none_of(out.begin(), out.end(), same))
+    out.push_back({algo, check.workspaceSize, check.wavesCount});
+  return true;
+}
+
 Status set_split_k(cublasLtMatmulAlgo_t& a, int32_t splits, uint32_t scheme) {
   KILN_LT_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
                                                      sizeof(splits)),
@@ -259,20 +276,6 @@ Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const G
     if (!nb.splits.empty()) bases.push_back(std::move(nb));
   }
 
-  // Whether cuBLASLt accepts `algo` for this problem (epilogue included) within the workspace;
-  // adds it unless an identical algorithm is already a candidate.
-  auto offer = [&](const cublasLtMatmulAlgo_t& algo) {
-    cublasLtMatmulHeuristicResult_t check{};
-    if (cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
-            CUBLAS_STATUS_SUCCESS ||
-        check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit)
-      return false;
-    const auto same = [&](const LtAlgo& x) { return same_algo(x.algo, algo); };
-    if (std::none_of(base.begin(), base.end(), same) && std::none_of(out.begin(), out.end(), same))
-      out.push_back({algo, check.workspaceSize, check.wavesCount});
-    return true;
-  };
-
   // Round-robin over the bases so the cap keeps the best split counts of each. In-place (one
   // kernel) and compute-type (float partials, a separate reduction) both, as timing decides;
   // output-type partials lose precision, so only when neither of the others passes.
@@ -290,7 +293,7 @@ Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const G
         if (scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE && passed) continue;
         cublasLtMatmulAlgo_t algo = b.algo;
         KILN_RETURN_IF_ERROR(set_split_k(algo, b.splits[r], scheme));
-        passed = offer(algo) || passed;
+        passed = offer_variant(state, d, algo, workspace_limit, base, out) || passed;
       }
     }
   }
@@ -332,20 +335,16 @@ double tile_fill(const LtTile& t, uint64_t m, uint64_t n, int sm_count) {
 
 }  // namespace
 
-bool lt_tile_variants_wanted() {
-  static const bool on = [] {
-    const char* e = std::getenv("KILN_LT_TILE_VARIANTS");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
 Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const GemmProblem& p,
                                              size_t workspace_limit,
                                              const std::vector<LtAlgo>& base, int sm_count,
                                              int max_added) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("KILN_LT_TILE_VARIANTS");
+    return !(e && e[0] == '0');
+  }();
   std::vector<LtAlgo> out;
-  if (base.empty() || max_added <= 0 || p.batches != 1 || sm_count <= 0 ||
+  if (!enabled || base.empty() || max_added <= 0 || p.batches != 1 || sm_count <= 0 ||
       !(base[0].waves >= kTileVariantMinWaves))
     return out;
   std::vector<LtTile> tiles(std::begin(kVariantTiles), std::end(kVariantTiles));
@@ -358,10 +357,6 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
   tiles.resize(std::min(tiles.size(), kTileVariantTiles));
   LtDescs d;
   KILN_RETURN_IF_ERROR(make_descs(p, true, workspace_limit, d));
-  const auto known = [&](const cublasLtMatmulAlgo_t& algo) {
-    const auto same = [&](const LtAlgo& x) { return same_algo(x.algo, algo); };
-    return std::any_of(base.begin(), base.end(), same) || std::any_of(out.begin(), out.end(), same);
-  };
   for (size_t b = 0; b < std::min(base.size(), kTileVariantBases); ++b) {
     int32_t options = 0;
     size_t written = 0;
@@ -376,17 +371,11 @@ Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const Gemm
         // A configuration cuBLASLt refuses at any step is no candidate, not an error.
         cublasLtMatmulAlgo_t algo = base[b].algo;
         const uint32_t tile = t.id;
-        cublasLtMatmulHeuristicResult_t check{};
         if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
-                                                 sizeof(tile)) != CUBLAS_STATUS_SUCCESS ||
+                                                 sizeof(tile)) == CUBLAS_STATUS_SUCCESS &&
             cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &option,
-                                                 sizeof(option)) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulAlgoCheck(state.cublaslt, d.op, d.a, d.b, d.d, d.d, &algo, &check) !=
-                CUBLAS_STATUS_SUCCESS ||
-            check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > workspace_limit ||
-            known(algo))
-          continue;
-        out.push_back({algo, check.workspaceSize, check.wavesCount});
+                                                 sizeof(option)) == CUBLAS_STATUS_SUCCESS)
+          offer_variant(state, d, algo, workspace_limit, base, out);
       }
     }
   }

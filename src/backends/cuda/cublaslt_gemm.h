@@ -71,9 +71,8 @@ Result<std::vector<LtAlgo>> lt_split_k_variants(CudaBackendState& state, const G
 // algorithms (`base`) with the tiles of 128, 192 or 256 x 88 to 192 that best fill whole waves
 // of `sm_count` SMs, each with cuBLASLt's odd custom options (the kernel variants those won
 // with on the H100, tools/lt_explore.cpp). Empty unless base[0].waves >= 0.9 and
-// p.batches == 1. Same guarantees as lt_split_k_variants; at most `max_added`.
-// KILN_LT_TILE_VARIANTS=0 turns them off for the callers (A/B timing).
-bool lt_tile_variants_wanted();
+// p.batches == 1, and empty with KILN_LT_TILE_VARIANTS=0 (A/B timing). Same guarantees as
+// lt_split_k_variants; at most `max_added`.
 inline constexpr int kMaxConvTileVariants = 24;  // per 1x1 convolution run as a GEMM
 Result<std::vector<LtAlgo>> lt_tile_variants(CudaBackendState& state, const GemmProblem& p,
                                              size_t workspace_limit,

@@ -428,9 +428,9 @@ Result<std::vector<TacticCandidate>> gemm_tactics(CudaBackendState& state, const
   // Large problems: tiles that fill the SMs' waves better than the heuristic's (ViT-B/16 b32's
   // QKV: 128x144 at 34.4 us against the heuristic's best 37.6, H100).
   constexpr int kMaxTileVariants = 48;
-  KILN_ASSIGN_OR_RETURN(std::vector<LtAlgo> tiles,
-                        lt_tile_variants(state, prob, library_workspace, algos, state.sm_count,
-                                         lt_tile_variants_wanted() ? kMaxTileVariants : 0));
+  KILN_ASSIGN_OR_RETURN(
+      std::vector<LtAlgo> tiles,
+      lt_tile_variants(state, prob, library_workspace, algos, state.sm_count, kMaxTileVariants));
   algos.insert(algos.end(), split_k.begin(), split_k.end());
   for (const LtAlgo& a : algos) out.push_back({tactic, serialize_lt_algo(a), describe_lt_algo(a)});
   for (const LtAlgo& a : tiles)
