@@ -19,9 +19,9 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
-import models  # noqa: E402
+import models
 
-import kiln  # noqa: E402
+import kiln
 
 
 def main() -> None:
@@ -34,7 +34,8 @@ def main() -> None:
         path = os.path.join(tmp, "timings.txt")
         kiln.compile(model, inputs=models.kiln_inputs(name, (batch, batch, batch) if static else (1, batch, 32)), device="cuda:0",
                      timing_cache_path=path)
-        lines = open(path).read().splitlines()[1:-1]
+        with open(path) as f:
+            lines = f.read().splitlines()[1:-1]
     top = int(os.environ.get("KILN_TIMINGS_TOP", "1"))
     timed: dict[str, dict[str, list[tuple[float, str]]]] = collections.defaultdict(
         lambda: collections.defaultdict(list))
