@@ -235,9 +235,71 @@ INSTANTIATE_TEST_SUITE_P(Cases, ResidualNorm,
                          ::testing::Combine(::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
                                             ::testing::Bool()));
 
-TEST(ResidualNormFusion, BroadcastingAddIsLeftAlone) {
+// A position embedding added to every batch entry (GPT-2, ViT): the broadcast operand becomes the
+// residual through an expand view, whichever side of the add it is on.
+class ResidualNormBroadcast : public ::testing::TestWithParam<std::tuple<DType, bool, bool>> {};
+
+TEST_P(ResidualNormBroadcast, BroadcastOperandBecomesAnExpandedResidual) {
+  const auto [dt, broadcast_first, sum_used] = GetParam();
   Network net("bcast");
-  Tensor x = *net.addInput("x", DType::kFloat32, {4, 16});
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", dt, {batch, 5, 32});
+  Tensor pos = *net.addConstant("pos", dt, std::vector<int64_t>{1, 5, 32},
+                                make_buffer(dt, {1, 5, 32}, random_values(5 * 32, 7)).bytes);
+  Tensor w = *net.addInput("w", dt, {32});
+  Tensor s = *net.add(OpKind::kBinary, {broadcast_first ? pos : x, broadcast_first ? x : pos},
+                      fn("add"), "pos_add");
+  Tensor y = *net.add(OpKind::kLayerNorm, {s, w}, {{"normalized_ndim", int64_t{1}}}, "ln");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  if (sum_used)
+    ASSERT_TRUE(net.markOutput(*net.add(OpKind::kUnary, {s}, fn("neg"), "use"), "s").ok());
+  Fused f =
+      fuse_and_compare(net, {random_buffer(dt, {3, 5, 32}, 1), random_buffer(dt, {32}, 3)}, {3});
+  EXPECT_EQ(count_ops(f.net, OpKind::kBinary), 0) << f.net.toString();
+  ASSERT_EQ(count_ops(f.net, OpKind::kExpand), 1) << f.net.toString();
+  for (const kiln::Op& op : f.net.ops()) {
+    if (op.kind != OpKind::kLayerNorm) continue;
+    EXPECT_TRUE(op.attrs.getBool("residual", false));
+    EXPECT_EQ(op.outputs.size(), sum_used ? 2u : 1u);
+    EXPECT_EQ(op.inputs[0], *f.net.findTensor("x")) << "the full-shaped operand is the input";
+  }
+  EXPECT_NE(f.log[0].find("1 with a broadcast residual"), std::string::npos) << f.log[0];
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, ResidualNormBroadcast,
+                         ::testing::Combine(::testing::Values(DType::kFloat32, DType::kFloat16),
+                                            ::testing::Bool(), ::testing::Bool()));
+
+// The CPU engine runs the fused norm with the expanded residual (zero batch stride) and returns
+// the sum too, matching the unfused network.
+TEST(ResidualNormFusion, BroadcastResidualEngineMatchesTheUnfusedNetwork) {
+  Network net("bcast_engine");
+  kiln::SymExpr batch = *net.addSymbol("batch", 1, 2, 4);
+  Tensor x = *net.addInput("x", DType::kFloat32, {batch, 5, 32});
+  Tensor pos = *add_constant(net, "pos", {1, 5, 32}, random_values(5 * 32, 7));
+  Tensor s = *net.add(OpKind::kBinary, {x, pos}, fn("add"), "pos_add");
+  Tensor y = *net.add(OpKind::kLayerNorm, {s}, {{"normalized_ndim", int64_t{1}}}, "ln");
+  ASSERT_TRUE(net.markOutput(y, "y").ok());
+  ASSERT_TRUE(net.markOutput(*net.add(OpKind::kUnary, {s}, fn("neg"), "use"), "s").ok());
+  kiln::BuildReport report;
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net, {}, &report));
+  bool logged = false;
+  for (const std::string& line : report.pass_log)
+    logged |= line.find("1 with a broadcast residual") != std::string::npos;
+  EXPECT_TRUE(logged);
+  HostTensor in = random_tensor({3, 5, 32}, 11);
+  KILN_ASSERT_OK_AND_ASSIGN(auto out, run_engine(*engine, {in}));
+  auto want = evaluate_network(net, {make_buffer(DType::kFloat32, {3, 5, 32}, in.data)}, {3});
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(out.size(), 2u);
+  for (size_t o = 0; o < 2; ++o)
+    for (size_t i = 0; i < out[o].data.size(); ++i)
+      ASSERT_NEAR(out[o].data[i], buffer_at((*want)[o], i), 1e-5) << "output " << o << " at " << i;
+}
+
+TEST(ResidualNormFusion, AddWhereBothOperandsBroadcastIsLeftAlone) {
+  Network net("bcast");
+  Tensor x = *net.addInput("x", DType::kFloat32, {4, 1});
   Tensor r = *net.addInput("r", DType::kFloat32, {16});
   Tensor y = *net.add(OpKind::kLayerNorm, {*net.add(OpKind::kBinary, {x, r}, fn("add"))},
                       {{"normalized_ndim", int64_t{1}}});
