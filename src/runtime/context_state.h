@@ -15,6 +15,15 @@ struct ResolvedTensor {
   TensorView view;     // data set by bindPointers
 };
 
+// Told by ContextState::launch after each step it launched (a CUDA graph capture forks its L2
+// prefetch branch from there: l2_prefetch.h).
+struct StepObserver {
+  virtual Status afterStep(size_t step) = 0;
+
+ protected:
+  ~StepObserver() = default;
+};
+
 struct CudaResources;  // cuda_context.cpp: event, device arena, workspace, handles, graphs
 void destroy_cuda_resources(CudaResources* resources);  // waits on the host for the last enqueue
 
@@ -44,6 +53,8 @@ struct ContextState {
   int64_t plain_launches = 0;       // enqueues that launched the kernels one by one
   int64_t graph_nodes = 0;          // nodes of the graph captured last (0 before any capture)
   int64_t graph_memset_nodes_replaced = 0;  // memset nodes turned into fill kernels, all captures
+  int64_t graph_prefetch_nodes = 0;         // L2 prefetch launches in the graph captured last
+  std::string l2_prefetch_reason;  // why the last capture prefetched or not (l2_prefetch.h)
   // Host time spent so far inside enqueue, and inside the graph launches it made (steady clock).
   int64_t enqueue_host_ns = 0;
   int64_t graph_launch_host_ns = 0;
@@ -57,8 +68,10 @@ struct ContextState {
   Status checkAddresses() const;
   // Sets every tensor's data pointer from the addresses and the arena (after resolveShapes).
   Status bindPointers();
-  // Launches every step with these backend extras (after resolveShapes and bindPointers).
-  Status launch(void* stream, void* backend, void* workspace, size_t workspace_bytes);
+  // Launches every step with these backend extras (after resolveShapes and bindPointers),
+  // telling `observer` (if any) after each.
+  Status launch(void* stream, void* backend, void* workspace, size_t workspace_bytes,
+                StepObserver* observer = nullptr);
   // resolveShapes and bindPointers where needed, then launch.
   Status run(void* stream, void* backend, void* workspace, size_t workspace_bytes);
   // Largest scratch any step needs for the current shapes (after resolveShapes).

@@ -9,10 +9,12 @@
 
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/graph_memset.h"
+#include "backends/cuda/l2_touch.h"
 #include "runtime/cuda_device_guard.h"
 #include "runtime/cuda_graph_cache.h"
 #include "runtime/cuda_runtime.h"
 #include "runtime/host_clock.h"
+#include "runtime/l2_prefetch.h"
 
 namespace kiln {
 
@@ -44,6 +46,11 @@ struct CudaResources {
   // Per binding: read and written through a staging buffer in every graph (cuda_graph_cache.h).
   std::vector<uint8_t> staged;
   std::vector<void*> saved_addresses;  // the caller's, while a capture binds the staging buffers
+  // The L2 prefetch branch of captured graphs (l2_prefetch.h): its stream and the events that
+  // fork it from the capture stream and join it back, made on first use.
+  cudaStream_t prefetch_stream = nullptr;
+  cudaEvent_t prefetch_fork = nullptr, prefetch_join = nullptr;
+  int64_t l2_bytes = -1;  // the device's L2 (0: prefetching never decided on automatically)
 };
 
 void destroy_cuda_resources(CudaResources* r) {
@@ -60,6 +67,9 @@ void destroy_cuda_resources(CudaResources* r) {
       for (void* p : e.staging)
         if (p) cudaFree(p);
     if (r->capture_stream) cudaStreamDestroy(r->capture_stream);
+    if (r->prefetch_stream) cudaStreamDestroy(r->prefetch_stream);
+    if (r->prefetch_fork) cudaEventDestroy(r->prefetch_fork);
+    if (r->prefetch_join) cudaEventDestroy(r->prefetch_join);
     if (r->workspace) cudaFree(r->workspace);
     for (void* p : r->retired) cudaFree(p);
     if (r->owned_arena) cudaFree(r->owned_arena);
@@ -221,6 +231,132 @@ Status ensure_staging(const ContextState& st, CudaResources& r, CudaGraphCache::
   return Status::Ok();
 }
 
+// The steps whose constant operands are weights a GEMM streams (linear, matmul, convolution),
+// with the byte ranges of those constants and the bytes of their other operands and outputs.
+std::vector<WeightedStep> weighted_steps(const ContextState& st) {
+  const format::EnginePlan& p = st.plan();
+  std::vector<WeightedStep> out;
+  for (size_t s = 0; s < p.steps.size(); ++s) {
+    const format::PlanStep& step = p.steps[s];
+    if (step.is_view || (step.kind != OpKind::kLinear && step.kind != OpKind::kMatmul &&
+                         step.kind != OpKind::kConv))
+      continue;
+    WeightedStep w;
+    w.step = s;
+    auto extent = [](const TensorView& v) {  // bytes from the first element to past the last
+      if (v.numel() == 0) return size_t{0};
+      int64_t last = 0;
+      for (int d = 0; d < v.rank; ++d)
+        last += (v.shape[d] - 1) * (v.strides[d] < 0 ? -v.strides[d] : v.strides[d]);
+      return static_cast<size_t>(last + 1) * dtype_size(v.dtype);
+    };
+    for (int32_t t : step.inputs) {
+      const ResolvedTensor& rt = st.tensors[static_cast<size_t>(t)];
+      if (p.tensors[static_cast<size_t>(rt.root)].role == format::TensorRole::kConstant)
+        w.weights.push_back({static_cast<const std::byte*>(rt.view.data), extent(rt.view)});
+      else
+        w.activation_bytes += extent(rt.view);
+    }
+    for (int32_t t : step.outputs)
+      w.activation_bytes += extent(st.tensors[static_cast<size_t>(t)].view);
+    if (!w.weights.empty()) out.push_back(std::move(w));
+  }
+  return out;
+}
+
+// During a capture: launches the prefetch nodes of `plan` on the side stream, each forked from
+// the capture stream after its step (or at the start), and joins the branch back at the end.
+class PrefetchBranch final : public StepObserver {
+ public:
+  PrefetchBranch(CudaResources& r, const L2PrefetchPlan& plan) : r_(r), plan_(plan) {}
+
+  Status start() { return forkDue(PrefetchNode::kAtStart); }
+  Status afterStep(size_t step) override { return forkDue(step); }
+  // Joins the branch into the capture stream (nothing to join when nothing was forked).
+  Status finish() {
+    if (!forked_) return Status::Ok();
+    KILN_RETURN_IF_ERROR(cuda_status(cudaEventRecord(r_.prefetch_join, r_.prefetch_stream),
+                                     "joining the L2 prefetch branch"));
+    return cuda_status(cudaStreamWaitEvent(r_.capture_stream, r_.prefetch_join, 0),
+                       "joining the L2 prefetch branch");
+  }
+  int launches() const { return launches_; }
+
+ private:
+  // Forks the branch after the work captured so far and launches the nodes due at `step` (the
+  // plan's nodes come in launch order).
+  Status forkDue(size_t step) {
+    bool forked_here = false;
+    for (; next_ < plan_.nodes.size() && plan_.nodes[next_].after_step == step; ++next_) {
+      if (!forked_here) {
+        KILN_RETURN_IF_ERROR(cuda_status(cudaEventRecord(r_.prefetch_fork, r_.capture_stream),
+                                         "forking the L2 prefetch branch"));
+        KILN_RETURN_IF_ERROR(
+            cuda_status(cudaStreamWaitEvent(r_.prefetch_stream, r_.prefetch_fork, 0),
+                        "forking the L2 prefetch branch"));
+        forked_here = forked_ = true;
+      }
+      starts_.clear();
+      bytes_.clear();
+      for (const ByteRange& range : plan_.nodes[next_].ranges) {
+        starts_.push_back(range.first);
+        bytes_.push_back(range.second);
+      }
+      KILN_RETURN_IF_ERROR(cuda_status(
+          cuda::launch_l2_prefetch(starts_.data(), bytes_.data(), static_cast<int>(starts_.size()),
+                                   r_.prefetch_stream),
+          "launching an L2 prefetch"));
+      ++launches_;
+    }
+    return Status::Ok();
+  }
+
+  CudaResources& r_;
+  const L2PrefetchPlan& plan_;
+  size_t next_ = 0;
+  bool forked_ = false;
+  int launches_ = 0;
+  std::vector<const void*> starts_;
+  std::vector<size_t> bytes_;
+};
+
+// This capture's prefetch plan; empty when prefetching is off or its stream and events cannot
+// be made (the graph is then captured without the branch).
+L2PrefetchPlan prefetch_plan(ContextState& st, CudaResources& r) {
+  if (r.l2_bytes < 0) {
+    int l2 = 0, major = 0;
+    if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, r.device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, r.device) !=
+            cudaSuccess) {
+      (void)cudaGetLastError();
+      l2 = 0;
+    }
+    // Decided automatically only where it was measured: sm_90 (its bulk prefetch) and later.
+    r.l2_bytes = major >= 9 ? l2 : 0;
+  }
+  L2PrefetchOptions options = l2_prefetch_options_from_environment(static_cast<size_t>(r.l2_bytes));
+  if (r.l2_bytes == 0 && options.mode == L2PrefetchOptions::Mode::kAuto) {
+    L2PrefetchPlan none;
+    none.reason = "off: automatic only on sm_90 and later";
+    return none;
+  }
+  L2PrefetchPlan plan = plan_l2_prefetch(weighted_steps(st), options);
+  if (plan.nodes.empty()) return plan;
+  const bool ready =
+      (r.prefetch_stream ||
+       cudaStreamCreateWithFlags(&r.prefetch_stream, cudaStreamNonBlocking) == cudaSuccess) &&
+      (r.prefetch_fork ||
+       cudaEventCreateWithFlags(&r.prefetch_fork, cudaEventDisableTiming) == cudaSuccess) &&
+      (r.prefetch_join ||
+       cudaEventCreateWithFlags(&r.prefetch_join, cudaEventDisableTiming) == cudaSuccess);
+  if (!ready) {
+    (void)cudaGetLastError();
+    plan.nodes.clear();
+    plan.reason = "off: could not create the prefetch stream or events";
+  }
+  return plan;
+}
+
 // Captures the plan's launches into a graph on the private capture stream; nothing runs. Staged
 // bindings are bound to `entry`'s staging buffers for the capture and to the caller's addresses
 // again after it. Null when the capture failed (a kernel that cannot be captured); the stream is
@@ -247,7 +383,14 @@ cudaGraph_t capture_plan(ContextState& st, CudaResources& r, const CudaGraphCach
   cudaError_t begun = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
   if (begun != cudaSuccess) *why = str("cudaStreamBeginCapture: ", cudaGetErrorString(begun));
   if (begun == cudaSuccess) {
-    Status launched = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes);
+    const L2PrefetchPlan plan = prefetch_plan(st, r);
+    PrefetchBranch branch(r, plan);
+    Status launched = branch.start();
+    if (launched.ok())
+      launched = st.launch(stream, r.backend.get(), r.workspace, r.workspace_bytes, &branch);
+    if (launched.ok()) launched = branch.finish();
+    st.graph_prefetch_nodes = branch.launches();
+    st.l2_prefetch_reason = plan.reason;
     if (launched.ok() && record_done) {
       if (cudaError_t rec = cudaEventRecordWithFlags(r.done, stream, cudaEventRecordExternal); rec != cudaSuccess)
         launched = cuda_status(rec, "recording the done event into the graph");

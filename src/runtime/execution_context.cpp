@@ -176,7 +176,8 @@ Status ContextState::bindPointers() {
   return Status::Ok();
 }
 
-Status ContextState::launch(void* stream, void* backend, void* workspace, size_t workspace_bytes) {
+Status ContextState::launch(void* stream, void* backend, void* workspace, size_t workspace_bytes,
+                            StepObserver* observer) {
   const format::EnginePlan& p = plan();
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const format::PlanStep& step = p.steps[s];
@@ -193,6 +194,7 @@ Status ContextState::launch(void* stream, void* backend, void* workspace, size_t
     args.prepared = es->prepared[s].get();
     Status st = es->kernels[s](args);
     if (!st.ok()) return st.withContext(str("step '", step.name, "' (", op_kind_name(step.kind), ")"));
+    if (observer) KILN_RETURN_IF_ERROR(observer->afterStep(s));
   }
   return Status::Ok();
 }

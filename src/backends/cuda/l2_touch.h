@@ -11,4 +11,12 @@ namespace kiln::cuda {
 // this way after flushing L2, and leaves its weights cold (l2_touch.cu).
 cudaError_t launch_l2_touch(const void* p, size_t bytes, cudaStream_t stream);
 
+// Asks for `n` byte ranges (starts[i], bytes[i]) to be fetched into L2, without waiting for them
+// (cp.async.bulk.prefetch.L2 on sm_90 and later, prefetch.global.L2 per 128-byte line before):
+// the kernel is done once the requests are issued. The 16-byte-aligned inside of each range is
+// fetched. A graph's side branch prefetches the next GEMMs' weights this way
+// (runtime/l2_prefetch.h).
+cudaError_t launch_l2_prefetch(const void* const* starts, const size_t* bytes, int n,
+                               cudaStream_t stream);
+
 }  // namespace kiln::cuda

@@ -622,6 +622,47 @@ TEST(CudaGraphsStaging, ZeroSizeBindingsWithStaging) {
   ASSERT_NO_FATAL_FAILURE(check_pair_calls({32, 32, 32, 32, 0, 0, 0, 32, 8, 0, 8, 8, 32}));
 }
 
+// Sets KILN_L2_PREFETCH to `value` for its lifetime (read at every capture).
+struct L2PrefetchEnv {
+  explicit L2PrefetchEnv(const char* value) { EXPECT_EQ(setenv("KILN_L2_PREFETCH", value, 1), 0); }
+  ~L2PrefetchEnv() { unsetenv("KILN_L2_PREFETCH"); }
+  L2PrefetchEnv(const L2PrefetchEnv&) = delete;
+  L2PrefetchEnv& operator=(const L2PrefetchEnv&) = delete;
+};
+
+// The graph's L2 prefetch branch (runtime/l2_prefetch.h): forced on, the captured graph has one
+// prefetch launch per two linears more than with it off, replays give the same bits, and graphs
+// stay on; automatic, this MLP's 0.4 MB of weights stay in L2 anyway, so it gets none.
+TEST(CudaGraphs, L2PrefetchBranchAddsNodesAndChangesNoOutput) {
+  REQUIRE_GPU();
+  constexpr int kLayers = 6;
+  Network net = mlp(kDim, kLayers, kMaxBatch);
+  auto engine = build(net, "cuda:0");
+  ASSERT_TRUE(engine);
+  Stream s;
+  std::vector<float> x = random_floats(kMaxFloats, 77);
+  auto nodes_and_outputs = [&](const char* mode) {
+    L2PrefetchEnv env(mode);
+    auto ctx = engine->createExecutionContext().value();
+    DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
+    bind(*ctx, kMaxBatch, dx.ptr, dy.ptr);
+    std::vector<float> y;
+    for (int call = 0; call < 3; ++call) y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
+    EXPECT_TRUE(ctx->cudaGraphs()) << mode << ": " << ctx->cudaGraphFailure();
+    EXPECT_EQ(ctx->cudaGraphCaptures(), 1) << mode;
+    EXPECT_EQ(ctx->cudaGraphReplays(), 2) << mode;
+    return std::make_pair(ctx->cudaGraphNodes(), y);
+  };
+  const auto [off_nodes, off_y] = nodes_and_outputs("0");
+  const auto [on_nodes, on_y] = nodes_and_outputs("1");
+  const auto [auto_nodes, auto_y] = nodes_and_outputs("");
+  EXPECT_EQ(on_nodes, off_nodes + (kLayers + 1) / 2);
+  EXPECT_EQ(auto_nodes, off_nodes);
+  EXPECT_EQ(on_y, off_y);
+  EXPECT_EQ(auto_y, off_y);
+  EXPECT_LT(max_rel_error(on_y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+}
+
 // Sets KILN_DEVICE_GRAPH_LAUNCH=1 for its lifetime (read when a context instantiates a graph).
 struct DeviceGraphLaunchOn {
   DeviceGraphLaunchOn() { EXPECT_EQ(setenv("KILN_DEVICE_GRAPH_LAUNCH", "1", 1), 0); }
