@@ -25,7 +25,8 @@
 #   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
 #                              Kiln alone on those cases with AB_ENV and without, twice each,
 #                              interleaved (an env variable's effect on Kiln's own time;
-#                              AB_ROUNDS=1: one round)
+#                              AB_ROUNDS=1: one round; AB_ENV="A=0|A=1 B=2": one arm per
+#                              |-separated setting)
 set -u
 cd "$(dirname "$0")/.."
 export OUT=${OUT:-/tmp/out}
@@ -113,13 +114,18 @@ for r in json.load(open(sys.argv[1])):
           f"engine call {k.get('host_execute_engine_fast_us', -1):.1f}; thread CPU time per module call "
           f"{k.get('host_cpu_us', -1):.1f} (rounds {min(k.get('host_cpu_us_rounds', [-1])):.1f}-"
           f"{max(k.get('host_cpu_us_rounds', [-1])):.1f}), engine call {k.get('host_execute_engine_fast_cpu_us', -1):.1f}")
+    for e in k.get("runtime", []):
+        print(f"    graph nodes {e.get('cuda_graph_nodes')}, prefetch {e.get('cuda_graph_prefetch_nodes')}: "
+              f"{e.get('l2_prefetch', '')}")
 PY
   }
   echo "=== A/B: with and without $AB_ENV ==="
-  ab base1 KILN_AB=base
-  ab env1 $AB_ENV
-  if [ "${AB_ROUNDS:-2}" -gt 1 ]; then
-    ab base2 KILN_AB=base
-    ab env2 $AB_ENV
-  fi
+  IFS='|' read -r -a arms <<< "$AB_ENV"  # "A=1|B=2": each setting its own arm
+  for round in $(seq 1 "${AB_ROUNDS:-2}"); do
+    ab "base$round" KILN_AB=base
+    for i in "${!arms[@]}"; do
+      # shellcheck disable=SC2086  # an arm may set several variables
+      ab "env$((i + 1))_$round" ${arms[$i]}
+    done
+  done
 fi

@@ -186,6 +186,14 @@ class KILN_API ExecutionContext {
   // Nodes of the graph captured last (0 before any capture): what a host graph launch costs
   // grows with it.
   int64_t cudaGraphNodes() const;
+  // The L2 weight prefetch of the graph captured last: its launches (part of cudaGraphNodes),
+  // and the runtime's decision with its figures ("on: ...", "off: ..."; "" before any capture).
+  // A weight-bound engine (a transformer at batch 1, whose GEMMs stream more weight bytes than
+  // activation bytes) gets a side branch in its graph that fetches the next GEMMs' weights into
+  // L2 while the ones before run. Automatic on sm_90 and later; KILN_L2_PREFETCH=0 or 1 in the
+  // environment turns it off or on for every capture.
+  int64_t cudaGraphPrefetchNodes() const;
+  const std::string& l2Prefetch() const;
   // Host time spent so far inside enqueue (on the CPU: the whole run), and inside the graph
   // launches it made, in nanoseconds of the steady clock.
   int64_t enqueueHostNanoseconds() const;

@@ -101,6 +101,9 @@ class FakeEngine:
     def cuda_graph_failure(self) -> str:
         return ""
 
+    def l2_prefetch(self) -> str:
+        return ""
+
     def serialized(self) -> str:
         raise NotImplementedError(
             f"Kiln engine '{self._name}': the serialized engine is not available while tracing"

@@ -40,11 +40,13 @@ def stats(module: torch.nn.Module) -> dict[str, dict[str, Any]]:
     captures, staged copies, plain (kernel by kernel) launches, the nodes of the graph captured
     last, the host time (ns) spent in ``execute_engine``, in the runtime's enqueue and in graph
     launches, and ``cuda_graph_failure``, the reason graphs went off for its context ("" while
-    they are on)."""
+    they are on); ``cuda_graph_prefetch_nodes`` and ``l2_prefetch``, the L2 weight prefetch of
+    its last graph and why it is on or off."""
     out: dict[str, dict[str, Any]] = {}
     for name, engine in engines(module):
         entry: dict[str, Any] = dict(engine.runtime_stats())
         entry["cuda_graph_failure"] = engine.cuda_graph_failure()
+        entry["l2_prefetch"] = engine.l2_prefetch()
         out[name] = entry
     return out
 

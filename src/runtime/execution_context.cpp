@@ -358,6 +358,8 @@ int64_t ExecutionContext::cudaGraphDeviceLaunches() const { return state_->graph
 int64_t ExecutionContext::plainLaunches() const { return state_->plain_launches; }
 const std::string& ExecutionContext::cudaGraphFailure() const { return state_->graph_failure; }
 int64_t ExecutionContext::cudaGraphNodes() const { return state_->graph_nodes; }
+int64_t ExecutionContext::cudaGraphPrefetchNodes() const { return state_->graph_prefetch_nodes; }
+const std::string& ExecutionContext::l2Prefetch() const { return state_->l2_prefetch_reason; }
 int64_t ExecutionContext::enqueueHostNanoseconds() const { return state_->enqueue_host_ns; }
 int64_t ExecutionContext::graphLaunchHostNanoseconds() const { return state_->graph_launch_host_ns; }
 

@@ -180,6 +180,7 @@ TORCH_LIBRARY(kiln, m) {
       .def("pre_allocated_outputs", [](const Holder& self) { return self->preAllocatedOutputs(); })
       .def("runtime_stats", [](const Holder& self) { return self->runtimeStats(); })
       .def("cuda_graph_failure", [](const Holder& self) { return self->cudaGraphFailure(); })
+      .def("l2_prefetch", [](const Holder& self) { return self->l2Prefetch(); })
       // torch.export / dynamo: the fake class (python/kiln/_ops.py) is rebuilt from this, and
       // dynamo guards on it, so it stays small: no engine bytes.
       .def("__obj_flatten__",

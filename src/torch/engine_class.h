@@ -66,6 +66,8 @@ class EngineHolder : public torch::CustomClassHolder {
   // copies and plain launches (all 0 before the first call), and why graphs went off ("").
   std::vector<std::tuple<std::string, int64_t>> runtimeStats();
   std::string cudaGraphFailure();
+  // The context's L2 weight-prefetch decision for its last graph (ExecutionContext::l2Prefetch).
+  std::string l2Prefetch();
 
  private:
   std::vector<const BindingInfo*> orderBindings(const std::vector<std::string>& names,

@@ -115,6 +115,7 @@ std::vector<std::tuple<std::string, int64_t>> EngineHolder::runtimeStats() {
           {"cuda_graph_device_launches", get(&ExecutionContext::cudaGraphDeviceLaunches)},
           {"plain_launches", get(&ExecutionContext::plainLaunches)},
           {"cuda_graph_nodes", get(&ExecutionContext::cudaGraphNodes)},
+          {"cuda_graph_prefetch_nodes", get(&ExecutionContext::cudaGraphPrefetchNodes)},
           {"execute_host_ns", execute_host_ns_},
           {"enqueue_host_ns", get(&ExecutionContext::enqueueHostNanoseconds)},
           {"graph_launch_host_ns", get(&ExecutionContext::graphLaunchHostNanoseconds)}};
@@ -123,6 +124,11 @@ std::vector<std::tuple<std::string, int64_t>> EngineHolder::runtimeStats() {
 std::string EngineHolder::cudaGraphFailure() {
   std::lock_guard<std::mutex> lock(mutex_);
   return context_ ? context_->cudaGraphFailure() : std::string();
+}
+
+std::string EngineHolder::l2Prefetch() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return context_ ? context_->l2Prefetch() : std::string();
 }
 
 void EngineHolder::setPreAllocatedOutputs(bool enabled, const std::vector<bool>& owned) {

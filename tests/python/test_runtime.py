@@ -203,6 +203,7 @@ def test_runtime_stats_count_calls_cpu() -> None:
         assert entry["cuda_graph_replays"] == 0 and entry["plain_launches"] == 0
         assert entry["cuda_graph_failure"] == ""
         assert entry["cuda_graph_nodes"] == 0 and entry["graph_launch_host_ns"] == 0
+        assert entry["cuda_graph_prefetch_nodes"] == 0 and entry["l2_prefetch"] == ""
         # The runtime's enqueue (here the whole CPU run) is part of the execute_engine call.
         assert 0 < entry["enqueue_host_ns"] <= entry["execute_host_ns"], entry
 
@@ -232,6 +233,9 @@ def test_compiled_graph_replays_cuda_graphs(pre_allocated: bool) -> None:
         assert entry["cuda_graph_replays"] >= 7, (name, entry)
         assert entry["plain_launches"] <= 2, (name, entry)
         assert entry["cuda_graph_nodes"] > 0, (name, entry)
+        # Three small linears: their weights stay in L2, so no prefetch branch, and it says why.
+        assert entry["cuda_graph_prefetch_nodes"] == 0, (name, entry)
+        assert entry["l2_prefetch"].startswith("off: "), (name, entry)
         assert 0 < entry["graph_launch_host_ns"] < entry["enqueue_host_ns"], (name, entry)
         assert entry["enqueue_host_ns"] < entry["execute_host_ns"], (name, entry)
 

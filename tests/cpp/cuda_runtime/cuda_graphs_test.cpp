@@ -651,6 +651,12 @@ TEST(CudaGraphs, L2PrefetchBranchAddsNodesAndChangesNoOutput) {
     EXPECT_TRUE(ctx->cudaGraphs()) << mode << ": " << ctx->cudaGraphFailure();
     EXPECT_EQ(ctx->cudaGraphCaptures(), 1) << mode;
     EXPECT_EQ(ctx->cudaGraphReplays(), 2) << mode;
+    const std::string& decision = ctx->l2Prefetch();
+    const std::string want = mode[0] == '0'   ? "off (KILN_L2_PREFETCH=0)"
+                             : mode[0] == '1' ? "on (KILN_L2_PREFETCH=1): "
+                                              : "off: ";
+    EXPECT_EQ(decision.rfind(want, 0), 0u) << mode << ": " << decision;
+    EXPECT_EQ(ctx->cudaGraphPrefetchNodes(), mode[0] == '1' ? (kLayers + 1) / 2 : 0) << decision;
     return std::make_pair(ctx->cudaGraphNodes(), y);
   };
   const auto [off_nodes, off_y] = nodes_and_outputs("0");
