@@ -8,7 +8,14 @@
 // variants add, for every GEMM, a node on a second stream that prefetches its weights once the
 // chain step `lookahead` steps before it has finished (so it runs beside the steps in between),
 // chained one after another, joined at the end. Each variant's graph is replayed back to back;
-// the figure is the median of 7 rounds of 50 replays, in us per forward.
+// the figure is the median of 7 rounds of 50 replays, in us per forward. The "group N MB"
+// variants prefetch groups of consecutive GEMMs' weights up to N MB, each group forked when the
+// group before it starts.
+//
+// H100, device runs 1-2 of session 24 (us per forward; cold / warm bound / best prefetch):
+//   128 tokens   289.0 / 254.8 / 265.5 (bulk, lookahead 3, 16 blocks); groups of 6 MB 273.5
+//   197 tokens   322.6 / 313.6 / 320.0
+//   4096 tokens  1263.0 / 1261.4 / every prefetch variant slower (1276-1364)
 //
 //   nvcc -O2 -std=c++20 -arch=sm_90 tools/l2_prefetch_probe.cu -lcublasLt -o build/lab/l2_probe
 //   build/lab/l2_probe [TOKENS...]
