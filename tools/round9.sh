@@ -37,5 +37,7 @@ for r in json.load(open(sys.argv[1])):
           round(k.get("build_cold_s", -1), 1), round(k.get("build_s", -1), 1), "mem MB",
           round(k.get("peak_mem_mb", 0)), round(r.get("inductor", {}).get("peak_mem_mb", 0)),
           round(r.get("inductor-cg", {}).get("peak_mem_mb", 0)),
-          "EngineCall", k.get("engine_call"), "staged copies", [st.get("cuda_graph_staged_copies") for st in k.get("runtime", [])])
+          "EngineCall", k.get("engine_call"), "staged copies", [st.get("cuda_graph_staged_copies") for st in k.get("runtime", [])],
+          "nodes", [st.get("cuda_graph_nodes") for st in k.get("runtime", [])],
+          "L2 prefetch launches", [st.get("cuda_graph_prefetch_nodes") for st in k.get("runtime", [])])
 PY
