@@ -12,16 +12,38 @@
 namespace kiln::test {
 namespace {
 
+// A device buffer of `bytes` holding a byte pattern, and a stream; check() reads it back after
+// the stream's work and expects the pattern unchanged.
+struct PatternBuffer {
+  std::vector<uint8_t> host;
+  uint8_t* d = nullptr;
+  cudaStream_t s = nullptr;
+  PatternBuffer(size_t bytes, unsigned mul, unsigned add) : host(bytes) {
+    for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * mul + add);
+    EXPECT_EQ(cudaMalloc(&d, bytes), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(d, host.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  }
+  ~PatternBuffer() {
+    cudaStreamDestroy(s);
+    cudaFree(d);
+  }
+  PatternBuffer(const PatternBuffer&) = delete;
+  PatternBuffer& operator=(const PatternBuffer&) = delete;
+  void check() const {
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    std::vector<uint8_t> back(host.size());
+    ASSERT_EQ(cudaMemcpy(back.data(), d, back.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(back, host);
+  }
+};
+
 TEST(CudaL2Touch, ReadsAnyRangeAndWritesNothing) {
   KILN_REQUIRE_CUDA();
   constexpr size_t kBytes = (size_t{1} << 20) + 37;
-  std::vector<uint8_t> host(kBytes);
-  for (size_t i = 0; i < kBytes; ++i) host[i] = static_cast<uint8_t>(i * 131 + 7);
-  uint8_t* d = nullptr;
-  ASSERT_EQ(cudaMalloc(&d, kBytes), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(d, host.data(), kBytes, cudaMemcpyHostToDevice), cudaSuccess);
-  cudaStream_t s = nullptr;
-  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  PatternBuffer buf(kBytes, 131, 7);
+  uint8_t* d = buf.d;
+  cudaStream_t s = buf.s;
   // (offset, bytes): empty, shorter than a vector, unaligned head and tail, whole vectors only.
   const std::pair<size_t, size_t> ranges[] = {{0, 0},    {3, 5},       {5, 40},
                                               {1, 4096}, {0, kBytes},  {7, kBytes - 7},
@@ -29,12 +51,7 @@ TEST(CudaL2Touch, ReadsAnyRangeAndWritesNothing) {
   for (const auto& [offset, bytes] : ranges)
     EXPECT_EQ(cuda::launch_l2_touch(d + offset, bytes, s), cudaSuccess) << offset << " " << bytes;
   EXPECT_EQ(cuda::launch_l2_touch(nullptr, 64, s), cudaSuccess);
-  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-  std::vector<uint8_t> back(kBytes);
-  ASSERT_EQ(cudaMemcpy(back.data(), d, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_EQ(back, host);
-  cudaStreamDestroy(s);
-  cudaFree(d);
+  buf.check();
 }
 
 // launch_l2_prefetch: more ranges than one launch takes, unaligned, empty and null ones, issue
@@ -42,13 +59,8 @@ TEST(CudaL2Touch, ReadsAnyRangeAndWritesNothing) {
 TEST(CudaL2Prefetch, AnyRangesWithoutErrorOrWrites) {
   KILN_REQUIRE_CUDA();
   constexpr size_t kBytes = (size_t{4} << 20) + 37;
-  std::vector<uint8_t> host(kBytes);
-  for (size_t i = 0; i < kBytes; ++i) host[i] = static_cast<uint8_t>(i * 29 + 3);
-  uint8_t* d = nullptr;
-  ASSERT_EQ(cudaMalloc(&d, kBytes), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(d, host.data(), kBytes, cudaMemcpyHostToDevice), cudaSuccess);
-  cudaStream_t s = nullptr;
-  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  PatternBuffer buf(kBytes, 29, 3);
+  uint8_t* d = buf.d;
   std::vector<const void*> starts;
   std::vector<size_t> bytes;
   const std::pair<size_t, size_t> ranges[] = {
@@ -61,15 +73,10 @@ TEST(CudaL2Prefetch, AnyRangesWithoutErrorOrWrites) {
   starts.push_back(nullptr);
   bytes.push_back(64);
   EXPECT_EQ(
-      cuda::launch_l2_prefetch(starts.data(), bytes.data(), static_cast<int>(starts.size()), s),
+      cuda::launch_l2_prefetch(starts.data(), bytes.data(), static_cast<int>(starts.size()), buf.s),
       cudaSuccess);
-  EXPECT_EQ(cuda::launch_l2_prefetch(starts.data(), bytes.data(), 0, s), cudaSuccess);
-  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-  std::vector<uint8_t> back(kBytes);
-  ASSERT_EQ(cudaMemcpy(back.data(), d, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_EQ(back, host);
-  cudaStreamDestroy(s);
-  cudaFree(d);
+  EXPECT_EQ(cuda::launch_l2_prefetch(starts.data(), bytes.data(), 0, buf.s), cudaSuccess);
+  buf.check();
 }
 
 }  // namespace
