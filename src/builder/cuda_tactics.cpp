@@ -323,7 +323,7 @@ class CudaTacticProvider final : public TacticProvider {
     for (size_t i = 0; i < shapes.inputs.size(); ++i) {
       TensorView& v = buffers_.inputs[i];
       const size_t es = dtype_size(v.dtype);
-      const int64_t n = shapes.input_offsets[i] + view_extent(v);
+      const int64_t n = shapes.input_offsets[i] + v.extent();
       void* p = nullptr;
       KILN_CUDA_TRY(cudaMalloc(&p, std::max<size_t>(256, static_cast<size_t>(n) * es)), "cudaMalloc (timing input)");
       buffers_.buffers.push_back(p);

@@ -15,13 +15,6 @@
 
 namespace kiln::builder {
 
-int64_t view_extent(const TensorView& v) {
-  if (v.numel() == 0) return 0;
-  int64_t last = 0;
-  for (int d = 0; d < v.rank; ++d) last += (v.shape[d] - 1) * v.strides[d];
-  return last + 1;
-}
-
 std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, const Op& op,
                                                         const OpShapes& shapes, size_t l2_bytes) {
   std::vector<std::pair<size_t, size_t>> out;
@@ -30,7 +23,7 @@ std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, 
     if (network.tensor(op.inputs[i]).isConstant()) continue;
     const TensorView& v = shapes.inputs[i];
     const size_t bytes = std::min(
-        budget, static_cast<size_t>(shapes.input_offsets[i] + view_extent(v)) * dtype_size(v.dtype));
+        budget, static_cast<size_t>(shapes.input_offsets[i] + v.extent()) * dtype_size(v.dtype));
     if (bytes == 0) continue;
     out.emplace_back(i, bytes);
     budget -= bytes;
@@ -99,7 +92,7 @@ class CpuTacticProvider final : public TacticProvider {
     std::vector<TensorView> ins = shapes.inputs, outs = shapes.outputs;
     for (size_t i = 0; i < ins.size(); ++i) {
       const size_t es = dtype_size(ins[i].dtype);
-      const int64_t n = shapes.input_offsets[i] + view_extent(ins[i]);
+      const int64_t n = shapes.input_offsets[i] + ins[i].extent();
       buffers.emplace_back(static_cast<size_t>(n) * es + 1);
       fill_random(buffers.back().data(), ins[i].dtype, n, static_cast<uint32_t>(i + 1));
       ins[i].data = buffers.back().data() + static_cast<size_t>(shapes.input_offsets[i]) * es;

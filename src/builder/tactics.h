@@ -26,7 +26,8 @@ struct TacticCandidate {
 
 // One op's tensors at the profile's opt shapes, strided as the runtime will hand them to the
 // kernel (views alias their input: a permuted input arrives transposed, not copied). Data
-// pointers are null; `input_offsets` are the views' element offsets into their root buffers.
+// pointers are null; `input_offsets` are the views' element offsets into their root buffers (a
+// timing buffer for input i holds input_offsets[i] + inputs[i].extent() elements).
 struct OpShapes {
   std::vector<TensorView> inputs;
   std::vector<TensorView> outputs;
@@ -37,10 +38,6 @@ struct OpShapes {
 // OpShapes for every op of `network` (index = op index), computed from the plan's view
 // decisions (plan.cpp) and the view ops' layout functions, as the execution context does.
 Result<std::vector<OpShapes>> opt_op_shapes(const Network& network);
-
-// Elements a strided view reaches past its offset (strides are never negative); a timing buffer
-// for input i holds input_offsets[i] + view_extent(inputs[i]) elements.
-int64_t view_extent(const TensorView& v);
 
 // The inputs of `op` that tactic timing reads back into L2 after each flush, as the op before it
 // in a model has just written them: the non-constant ones, in order, as (input index, bytes of

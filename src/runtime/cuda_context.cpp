@@ -243,12 +243,8 @@ std::vector<WeightedStep> weighted_steps(const ContextState& st) {
       continue;
     WeightedStep w;
     w.step = s;
-    auto extent = [](const TensorView& v) {  // bytes from the first element to past the last
-      if (v.numel() == 0) return size_t{0};
-      int64_t last = 0;
-      for (int d = 0; d < v.rank; ++d)
-        last += (v.shape[d] - 1) * (v.strides[d] < 0 ? -v.strides[d] : v.strides[d]);
-      return static_cast<size_t>(last + 1) * dtype_size(v.dtype);
+    auto extent = [](const TensorView& v) {
+      return static_cast<size_t>(v.extent()) * dtype_size(v.dtype);
     };
     for (int32_t t : step.inputs) {
       const ResolvedTensor& rt = st.tensors[static_cast<size_t>(t)];

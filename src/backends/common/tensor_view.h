@@ -25,6 +25,14 @@ struct TensorView {
     for (int i = 0; i < rank; ++i) n *= shape[i];
     return n;
   }
+  // Elements from the first to past the last one the view reaches (strides are never
+  // negative): what a buffer holding it needs.
+  int64_t extent() const {
+    if (numel() == 0) return 0;
+    int64_t last = 0;
+    for (int i = 0; i < rank; ++i) last += (shape[i] - 1) * strides[i];
+    return last + 1;
+  }
   bool isContiguous() const {
     int64_t expected = 1;
     for (int i = rank - 1; i >= 0; --i) {
