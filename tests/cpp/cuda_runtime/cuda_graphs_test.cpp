@@ -26,30 +26,8 @@ constexpr int64_t kDim = 128;
 constexpr int64_t kMaxBatch = 64;
 constexpr size_t kMaxFloats = kMaxBatch * kDim;
 
-struct Stream {
-  cudaStream_t s = nullptr;
-  Stream() { EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess); }
-  ~Stream() { cudaStreamDestroy(s); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-};
-
-// Copies `x` into the input buffer, enqueues on `stream`, and returns the output (synchronizes).
-std::vector<float> run_once(ExecutionContext& ctx, cudaStream_t stream, const std::vector<float>& x, void* dx,
-                            void* dy) {
-  std::vector<float> y(x.size(), NAN);
-  EXPECT_EQ(cudaMemcpyAsync(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice, stream), cudaSuccess);
-  Status st = ctx.enqueue(stream);
-  EXPECT_TRUE(st.ok()) << st.toString();
-  EXPECT_EQ(cudaMemcpyAsync(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost, stream), cudaSuccess);
-  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
-  return y;
-}
-
 void bind(ExecutionContext& ctx, int64_t batch, void* dx, void* dy) {
-  ASSERT_TRUE(ctx.setInputShape("x", std::vector<int64_t>{batch, kDim}).ok());
-  ASSERT_TRUE(ctx.setTensorAddress("x", dx).ok());
-  ASSERT_TRUE(ctx.setTensorAddress("y", dy).ok());
+  bind_mlp(ctx, batch, kDim, dx, dy);
 }
 
 // An MLP of `layers` layers built for cuda:0, one execution context, and an input and an output
@@ -620,53 +598,6 @@ TEST(CudaGraphsStaging, AliasedInputsFreshEveryCall) {
 TEST(CudaGraphsStaging, ZeroSizeBindingsWithStaging) {
   REQUIRE_GPU();
   ASSERT_NO_FATAL_FAILURE(check_pair_calls({32, 32, 32, 32, 0, 0, 0, 32, 8, 0, 8, 8, 32}));
-}
-
-// Sets KILN_L2_PREFETCH to `value` for its lifetime (read at every capture).
-struct L2PrefetchEnv {
-  explicit L2PrefetchEnv(const char* value) { EXPECT_EQ(setenv("KILN_L2_PREFETCH", value, 1), 0); }
-  ~L2PrefetchEnv() { unsetenv("KILN_L2_PREFETCH"); }
-  L2PrefetchEnv(const L2PrefetchEnv&) = delete;
-  L2PrefetchEnv& operator=(const L2PrefetchEnv&) = delete;
-};
-
-// The graph's L2 prefetch branch (runtime/l2_prefetch.h): forced on, the captured graph has one
-// prefetch launch per two linears more than with it off, replays give the same bits, and graphs
-// stay on; automatic, this MLP's 0.4 MB of weights stay in L2 anyway, so it gets none.
-TEST(CudaGraphs, L2PrefetchBranchAddsNodesAndChangesNoOutput) {
-  REQUIRE_GPU();
-  constexpr int kLayers = 6;
-  Network net = mlp(kDim, kLayers, kMaxBatch);
-  auto engine = build(net, "cuda:0");
-  ASSERT_TRUE(engine);
-  Stream s;
-  std::vector<float> x = random_floats(kMaxFloats, 77);
-  auto nodes_and_outputs = [&](const char* mode) {
-    L2PrefetchEnv env(mode);
-    auto ctx = engine->createExecutionContext().value();
-    DeviceBuffer dx(kMaxFloats * 4), dy(kMaxFloats * 4);
-    bind(*ctx, kMaxBatch, dx.ptr, dy.ptr);
-    std::vector<float> y;
-    for (int call = 0; call < 3; ++call) y = run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
-    EXPECT_TRUE(ctx->cudaGraphs()) << mode << ": " << ctx->cudaGraphFailure();
-    EXPECT_EQ(ctx->cudaGraphCaptures(), 1) << mode;
-    EXPECT_EQ(ctx->cudaGraphReplays(), 2) << mode;
-    const std::string& decision = ctx->l2Prefetch();
-    const std::string want = mode[0] == '0'   ? "off (KILN_L2_PREFETCH=0)"
-                             : mode[0] == '1' ? "on (KILN_L2_PREFETCH=1): "
-                                              : "off: ";
-    EXPECT_EQ(decision.rfind(want, 0), 0u) << mode << ": " << decision;
-    EXPECT_EQ(ctx->cudaGraphPrefetchNodes(), mode[0] == '1' ? (kLayers + 1) / 2 : 0) << decision;
-    return std::make_pair(ctx->cudaGraphNodes(), y);
-  };
-  const auto [off_nodes, off_y] = nodes_and_outputs("0");
-  const auto [on_nodes, on_y] = nodes_and_outputs("1");
-  const auto [auto_nodes, auto_y] = nodes_and_outputs("");
-  EXPECT_EQ(on_nodes, off_nodes + (kLayers + 1) / 2);
-  EXPECT_EQ(auto_nodes, off_nodes);
-  EXPECT_EQ(on_y, off_y);
-  EXPECT_EQ(auto_y, off_y);
-  EXPECT_LT(max_rel_error(on_y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
 }
 
 // Sets KILN_DEVICE_GRAPH_LAUNCH=1 for its lifetime (read when a context instantiates a graph).

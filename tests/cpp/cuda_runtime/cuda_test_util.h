@@ -1,7 +1,7 @@
 #pragma once
 
-// Shared by the CUDA runtime tests: GPU presence, a small MLP network, building engines, the CPU
-// reference run, and device buffers.
+// Shared by the CUDA runtime tests: GPU presence, a small MLP network (and binding and running it
+// on a stream), building engines, the CPU reference run, and device buffers.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -114,5 +114,35 @@ struct DeviceBuffer {
   template <typename T>
   T* as() { return static_cast<T*>(ptr); }
 };
+
+// A non-blocking stream for a test's lifetime.
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess); }
+  ~Stream() { cudaStreamDestroy(s); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+};
+
+// Copies `x` into the input buffer, enqueues on `stream`, and returns the output (synchronizes).
+inline std::vector<float> run_once(ExecutionContext& ctx, cudaStream_t stream,
+                                   const std::vector<float>& x, void* dx, void* dy) {
+  std::vector<float> y(x.size(), NAN);
+  EXPECT_EQ(cudaMemcpyAsync(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice, stream),
+            cudaSuccess);
+  Status st = ctx.enqueue(stream);
+  EXPECT_TRUE(st.ok()) << st.toString();
+  EXPECT_EQ(cudaMemcpyAsync(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost, stream),
+            cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  return y;
+}
+
+// Binds the mlp() network's input x [batch, dim] and output y to device buffers.
+inline void bind_mlp(ExecutionContext& ctx, int64_t batch, int64_t dim, void* dx, void* dy) {
+  ASSERT_TRUE(ctx.setInputShape("x", std::vector<int64_t>{batch, dim}).ok());
+  ASSERT_TRUE(ctx.setTensorAddress("x", dx).ok());
+  ASSERT_TRUE(ctx.setTensorAddress("y", dy).ok());
+}
 
 }  // namespace kiln
