@@ -21,7 +21,8 @@
 #                              PROFILE_BATCHES=1,32 lists (bench/run.py --profile); with
 #                              NO_CUDNN=1 also Kiln alone on those cases with cuDNN attention
 #                              excluded, with NO_CUDNN=profile that run's per-kernel profile
-#                              (Kiln's own attention kernels in the model)
+#                              (Kiln's own attention kernels in the model); PROFILE_ENV="A=1"
+#                              also profiles those cases with that setting
 #   AB_ENV="KILN_HOIST_FILLS=0" AB_MODELS=vit_b_16,gpt2 AB_BATCHES=32
 #                              Kiln alone on those cases with AB_ENV and without, twice each,
 #                              interleaved (an env variable's effect on Kiln's own time;
@@ -89,6 +90,13 @@ if [ -n "${PROFILE_MODELS:-}" ]; then
   timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches "${PROFILE_BATCHES:-32}" --contenders kiln --profile \
     --out "$OUT/prof" > "$OUT/prof.log" 2>&1; echo "rc $?"
   show_profile "$OUT/prof/results.json" ""
+  if [ -n "${PROFILE_ENV:-}" ]; then
+    echo "=== profile with $PROFILE_ENV ==="
+    # shellcheck disable=SC2086  # the setting may name several variables
+    env $PROFILE_ENV timeout 300 python3 bench/run.py --models "$PROFILE_MODELS" --batches "${PROFILE_BATCHES:-32}" \
+      --contenders kiln --profile --out "$OUT/prof_env" > "$OUT/prof_env.log" 2>&1; echo "rc $?"
+    show_profile "$OUT/prof_env/results.json" " with $PROFILE_ENV"
+  fi
   if [ -n "${NO_CUDNN:-}" ]; then
     echo "=== kiln without cuDNN attention ==="
     prof=""; [ "$NO_CUDNN" = profile ] && prof=--profile

@@ -188,12 +188,12 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
     target = cuda_target;
 #endif
   }
-  // Timings are valid for one device model and SM (the timing cache's key).
+  // Timings are valid for one device model and SM (the timing cache's key, with the provider's
+  // timing method).
   const std::string device_key =
       device.kind == format::DeviceKind::kCpu
           ? str("cpu ", target.device_name, " ", target.platform)
-          : str("cuda ", target.device_name, " sm_", target.sm_major, target.sm_minor, " ",
-                provider->timing_method());
+          : str("cuda ", target.device_name, " sm_", target.sm_major, target.sm_minor);
   KILN_ASSIGN_OR_RETURN(builder::TacticSelection selection,
                         builder::select_tactics(network, *provider, config, device_key, log));
   const std::vector<builder::TacticCandidate>& tactics = selection.tactics;

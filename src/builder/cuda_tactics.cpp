@@ -10,6 +10,7 @@
 #include <random>
 #include <utility>
 
+#include "backends/common/l2_prefetch_rule.h"
 #include "backends/cuda/cuda_kernels.h"
 #include "backends/cuda/l2_touch.h"
 #include "builder/tactics.h"
@@ -40,12 +41,15 @@ bool excluded_by_environment(const std::string& tactic) {
 // buffers again and again, all in L2), small-batch GEMMs favour tiles that are fast on cached
 // data, not those that pull memory fastest; timed all cold, kernels that read activations in
 // several passes (attention's K and V) are charged device-memory latency they do not pay in a
-// model. KILN_TACTIC_TIMING=cold (everything flushed) and =warm (nothing) time the older ways.
-enum class TimingMode { kActivationsWarm, kCold, kWarm };
+// model. In an engine that will prefetch its weights into L2 (plan_network), its GEMMs' weights
+// are read back too. KILN_TACTIC_TIMING=activations (weights always cold), =cold (everything
+// flushed) and =warm (nothing) time the older ways.
+enum class TimingMode { kActivationsWarm, kActivationsOnly, kCold, kWarm };
 TimingMode timing_mode() {
   const char* v = std::getenv("KILN_TACTIC_TIMING");
   if (v && std::string_view(v) == "warm") return TimingMode::kWarm;
   if (v && std::string_view(v) == "cold") return TimingMode::kCold;
+  if (v && std::string_view(v) == "activations") return TimingMode::kActivationsOnly;
   return TimingMode::kActivationsWarm;
 }
 bool time_cold() { return timing_mode() != TimingMode::kWarm; }
@@ -168,8 +172,30 @@ class CudaTacticProvider final : public TacticProvider {
     const TimingMode m = timing_mode();
     return str(m == TimingMode::kWarm   ? "L2 warm"
                : m == TimingMode::kCold ? "L2 flushed"
+               : weights_in_l2_         ? "L2 flushed, activations and GEMM weights warm"
                                         : "L2 flushed, activations warm",
                ", cuBLASLt ", cublasLtGetVersion(), ", cuDNN ", cudnnGetVersion());
+  }
+
+  // An engine whose CUDA graphs will prefetch its weights into L2 (the runtime's rule, applied to
+  // the network at the opt shapes) runs each GEMM with its weights there, or on their way: its
+  // GEMMs are timed with them read back into L2 after the flush, like the activations. Timed with
+  // them cold, GPT-2's fc2 at batch 1 took a split-K tile whose extra reduction kernel made it
+  // slower in the prefetching model (session 24's profile).
+  void plan_network(const Network& network, const std::vector<OpShapes>& shapes) override {
+    weights_in_l2_ = false;
+    if (timing_mode() != TimingMode::kActivationsWarm) return;
+    int l2 = 0;
+    if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, state_->device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      l2 = 0;
+    }
+    // As the runtime: decided automatically only from sm_90.
+    const L2PrefetchOptions options = l2_prefetch_options_from_environment(
+        state_->cc >= 90 ? static_cast<size_t>(std::max(l2, 0)) : 0);
+    const WeightTraffic t = weight_traffic(network, shapes);
+    weights_in_l2_ =
+        l2_prefetch_off_reason(t.weight_bytes, t.activation_bytes, t.steps, options).empty();
   }
 
   // Warm-up 2, then the median of 10 runs, each between two events on the provider's stream.
@@ -338,8 +364,11 @@ class CudaTacticProvider final : public TacticProvider {
       buffers_.buffers.push_back(p);
       v.data = p;
     }
-    if (timing_mode() == TimingMode::kActivationsWarm && ensure_flush_buffer())
-      for (const auto& [i, bytes] : warm_input_bytes(network, op, shapes, l2_bytes_))
+    const TimingMode mode = timing_mode();
+    if ((mode == TimingMode::kActivationsWarm || mode == TimingMode::kActivationsOnly) &&
+        ensure_flush_buffer())
+      for (const auto& [i, bytes] :
+           warm_input_bytes(network, op, shapes, l2_bytes_, weights_in_l2_))
         buffers_.warm.emplace_back(buffers_.buffers[i], bytes);
     buffers_.op = &op;
     return Status::Ok();
@@ -358,6 +387,7 @@ class CudaTacticProvider final : public TacticProvider {
   int flush_runs_ = 0;      // the run count flush_ms_ was timed for (0: not yet)
   std::vector<std::pair<const void*, size_t>> flush_warm_;  // and the read-backs it included
   double flush_ms_ = 0.0;   // a replay of flush_runs_ flushes alone
+  bool weights_in_l2_ = false;  // plan_network: GEMM weights are read back into L2 too
 };
 
 }  // namespace

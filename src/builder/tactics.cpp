@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 
+#include "backends/common/l2_prefetch_rule.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "builder/plan.h"
 #include "builder/timing_cache.h"
@@ -16,19 +17,45 @@
 namespace kiln::builder {
 
 std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, const Op& op,
-                                                        const OpShapes& shapes, size_t l2_bytes) {
+                                                        const OpShapes& shapes, size_t l2_bytes,
+                                                        bool weights_too) {
   std::vector<std::pair<size_t, size_t>> out;
   size_t budget = l2_bytes;
-  for (size_t i = 0; i < shapes.inputs.size() && i < op.inputs.size() && budget > 0; ++i) {
-    if (network.tensor(op.inputs[i]).isConstant()) continue;
-    const TensorView& v = shapes.inputs[i];
-    const size_t bytes = std::min(
-        budget, static_cast<size_t>(shapes.input_offsets[i] + v.extent()) * dtype_size(v.dtype));
-    if (bytes == 0) continue;
-    out.emplace_back(i, bytes);
-    budget -= bytes;
+  const bool weights = weights_too && streams_weights(op.kind);
+  for (const bool constants : {false, true}) {
+    if (constants && !weights) break;
+    for (size_t i = 0; i < shapes.inputs.size() && i < op.inputs.size() && budget > 0; ++i) {
+      if (network.tensor(op.inputs[i]).isConstant() != constants) continue;
+      const TensorView& v = shapes.inputs[i];
+      const size_t bytes = std::min(
+          budget, static_cast<size_t>(shapes.input_offsets[i] + v.extent()) * dtype_size(v.dtype));
+      if (bytes == 0) continue;
+      out.emplace_back(i, bytes);
+      budget -= bytes;
+    }
   }
   return out;
+}
+
+WeightTraffic weight_traffic(const Network& network, const std::vector<OpShapes>& shapes) {
+  WeightTraffic t;
+  for (size_t o = 0; o < network.ops().size() && o < shapes.size(); ++o) {
+    const Op& op = network.ops()[o];
+    if (!streams_weights(op.kind)) continue;
+    auto bytes = [](const TensorView& v) {
+      return static_cast<size_t>(v.extent()) * dtype_size(v.dtype);
+    };
+    size_t weights = 0, activations = 0;
+    for (size_t i = 0; i < op.inputs.size() && i < shapes[o].inputs.size(); ++i)
+      (network.tensor(op.inputs[i]).isConstant() ? weights : activations) +=
+          bytes(shapes[o].inputs[i]);
+    for (const TensorView& v : shapes[o].outputs) activations += bytes(v);
+    if (weights == 0) continue;
+    t.weight_bytes += weights;
+    t.activation_bytes += activations;
+    ++t.steps;
+  }
+  return t;
 }
 
 namespace {
@@ -218,6 +245,8 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
     if (config.progress) config.progress({stage, done, total});
   };
   KILN_ASSIGN_OR_RETURN(std::vector<OpShapes> shapes, opt_op_shapes(network));
+  provider.plan_network(network, shapes);
+  const std::string method = provider.timing_method();
   std::vector<std::vector<TacticCandidate>> cands(ops.size());
   std::vector<size_t> to_time;
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -237,7 +266,8 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
     // lists its best first), so one kernel's long list cannot crowd out another kernel's, and
     // every candidate marked always_timed.
     const size_t limit = config.optimization_level == 1 ? size_t{kLevelOneCandidates} : SIZE_MAX;
-    const std::string prefix_base = str(device_key, " | kiln ", version(), " kernels ", kernels_id(), " | ");
+    const std::string prefix_base = str(device_key, method.empty() ? "" : " ", method, " | kiln ",
+                                        version(), " kernels ", kernels_id(), " | ");
     int64_t failed = 0;
     const int64_t total = static_cast<int64_t>(to_time.size());
     for (int64_t n = 0; n < total; ++n) {
@@ -267,9 +297,9 @@ Result<TacticSelection> select_tactics(const Network& network, TacticProvider& p
       }
     }
     progress("tactic timing", total, total);
-    log.push_back(str("tactic timing: ", total, " ops with several candidates, ", sel.timings,
-                      " timed, ", sel.cache_hits, " from the timing cache, ", failed,
-                      " candidates failed and were dropped"));
+    log.push_back(str("tactic timing", method.empty() ? "" : " (" + method + ")", ": ", total,
+                      " ops with several candidates, ", sel.timings, " timed, ", sel.cache_hits,
+                      " from the timing cache, ", failed, " candidates failed and were dropped"));
     cache.save(log);
   }
   sel.tactics.reserve(ops.size());

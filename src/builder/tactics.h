@@ -42,9 +42,21 @@ Result<std::vector<OpShapes>> opt_op_shapes(const Network& network);
 // The inputs of `op` that tactic timing reads back into L2 after each flush, as the op before it
 // in a model has just written them: the non-constant ones, in order, as (input index, bytes of
 // its timing buffer from the start), each cut to what is left of `l2_bytes` (none once it is
-// spent). Constants (weights) stay cold: a model's weights stream from device memory.
+// spent). Constants (weights) stay cold, as a model's weights stream from device memory, unless
+// `weights_too` and `op` streams weights (streams_weights): an engine that prefetches its
+// weights into L2 (backends/common/l2_prefetch_rule.h) finds them there. They come after the
+// activations, in the budget left.
 std::vector<std::pair<size_t, size_t>> warm_input_bytes(const Network& network, const Op& op,
-                                                        const OpShapes& shapes, size_t l2_bytes);
+                                                        const OpShapes& shapes, size_t l2_bytes,
+                                                        bool weights_too = false);
+
+// What the runtime's L2 prefetch rule (backends/common/l2_prefetch_rule.h) judges an engine by,
+// at the opt shapes: the bytes of constants its weight-streaming ops (streams_weights) read, the
+// bytes of their other operands and outputs, and how many such ops read constants.
+struct WeightTraffic {
+  size_t weight_bytes = 0, activation_bytes = 0, steps = 0;
+};
+WeightTraffic weight_traffic(const Network& network, const std::vector<OpShapes>& shapes);
 
 // A backend's offer of implementations for each op. The CPU offers one per op; the CUDA backend
 // offers several (cuBLASLt algorithms, cuDNN engines, Kiln kernel variants) and times them.
@@ -62,8 +74,15 @@ class TacticProvider {
     return unsupported("timing");
   }
   // How time() measures and with which libraries, when that changes its figures (part of the
-  // timing cache's key).
+  // timing cache's key). Asked after plan_network.
   virtual std::string timing_method() const { return {}; }
+  // Called once per selection, before any candidate is timed, with every op's shapes: a provider
+  // whose timing depends on the whole engine decides here (the CUDA one: whether the engine will
+  // prefetch its weights into L2, so its GEMMs are timed with them there).
+  virtual void plan_network(const Network& network, const std::vector<OpShapes>& shapes) {
+    (void)network;
+    (void)shapes;
+  }
 };
 
 std::unique_ptr<TacticProvider> make_cpu_tactic_provider();
@@ -96,7 +115,8 @@ struct TacticSelection {
 // One tactic per op: the first candidate at optimization level 0; above, for ops with more than
 // one candidate, the fastest by time() (level 1: the first 8 candidates of each registered
 // kernel; level 2+: all). Timings are read from and added to config.timing_cache_path under
-// keys made of `device_key` (device name and SM, the provider's timing method and libraries),
+// keys made of `device_key` (device name and SM) and the provider's timing method (after
+// plan_network: how it times and with which libraries),
 // the Kiln version and its kernels' revision (kernels_id), the op's signature (kind,
 // attrs, shapes, dtypes, strides) and the candidate (name, hash of its data, and its label, so
 // the cache file reads as a table of what was timed). A timing-cache problem is a line in

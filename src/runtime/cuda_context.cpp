@@ -238,9 +238,7 @@ std::vector<WeightedStep> weighted_steps(const ContextState& st) {
   std::vector<WeightedStep> out;
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const format::PlanStep& step = p.steps[s];
-    if (step.is_view || (step.kind != OpKind::kLinear && step.kind != OpKind::kMatmul &&
-                         step.kind != OpKind::kConv))
-      continue;
+    if (step.is_view || !streams_weights(step.kind)) continue;
     WeightedStep w;
     w.step = s;
     auto extent = [](const TensorView& v) {
@@ -331,11 +329,6 @@ L2PrefetchPlan prefetch_plan(ContextState& st, CudaResources& r) {
     r.l2_bytes = major >= 9 ? l2 : 0;
   }
   L2PrefetchOptions options = l2_prefetch_options_from_environment(static_cast<size_t>(r.l2_bytes));
-  if (r.l2_bytes == 0 && options.mode == L2PrefetchOptions::Mode::kAuto) {
-    L2PrefetchPlan none;
-    none.reason = "off: automatic only on sm_90 and later";
-    return none;
-  }
   L2PrefetchPlan plan = plan_l2_prefetch(weighted_steps(st), options);
   if (plan.nodes.empty()) return plan;
   const bool ready =

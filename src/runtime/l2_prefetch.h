@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "backends/common/l2_prefetch_rule.h"  // L2PrefetchOptions, when the plan is made
+
 namespace kiln {
 
 using ByteRange = std::pair<const std::byte*, size_t>;  // start, bytes
@@ -43,27 +45,12 @@ struct L2PrefetchPlan {
   std::string reason;  // why prefetching is on or off (for the context's report)
 };
 
-// Settings of plan_l2_prefetch.
-struct L2PrefetchOptions {
-  enum class Mode { kAuto, kOff, kOn } mode = Mode::kAuto;
-  size_t l2_bytes = 0;     // the device's L2 (auto: weights that fit in half of it stay cached)
-  int steps_per_node = 2;  // weighted steps whose weights one launch prefetches
-  // Auto: on when the weighted steps read at least this many weight bytes per activation byte.
-  // H100, Kiln alone at batch 1, with against without (session 24, device runs 3-5): GPT-2 (4.0)
-  // 0.456-0.460 against 0.461-0.468 ms; BERT (3.6) 0.553 against 0.588; ViT-B/16 (2.8) 0.538
-  // against 0.516, a loss; the probe's 4096 tokens (0.13) lost too.
-  double min_weight_ratio = 3.2;
-};
-
 // Weighted step j's weights are fetched after weighted step j - 2 has finished, so the fetch
 // overlaps step j - 1 and whatever runs between (a layer norm, an attention); the first two at
 // the start. steps_per_node consecutive weighted steps share one launch, forked where the first
 // of them would be.
+// No nodes where l2_prefetch_off_reason says off.
 L2PrefetchPlan plan_l2_prefetch(const std::vector<WeightedStep>& steps,
                                 const L2PrefetchOptions& options);
-
-// KILN_L2_PREFETCH: "0" off, "1" on, unset or anything else: auto. KILN_L2_PREFETCH_STEPS=n:
-// weighted steps per launch (A/B timing).
-L2PrefetchOptions l2_prefetch_options_from_environment(size_t l2_bytes);
 
 }  // namespace kiln

@@ -372,6 +372,97 @@ TEST(WarmInputs, ActivationsUpToTheL2BudgetNeverConstants) {
   EXPECT_TRUE(kiln::builder::warm_input_bytes(net, fc0, (*shapes)[first_linear], 0).empty());
 }
 
+// An engine that prefetches its weights into L2 times its GEMMs with them read back too: after
+// the activations, in the budget they leave; only for weight-streaming ops (not the tanh).
+TEST(WarmInputs, WeightsOfWeightStreamingOpsWhenAsked) {
+  Network net = three_layer_mlp();
+  auto shapes = kiln::builder::opt_op_shapes(net);
+  ASSERT_TRUE(shapes.ok()) << shapes.status().toString();
+  using Warm = std::vector<std::pair<size_t, size_t>>;
+  std::vector<Warm> per_linear;
+  for (size_t i = 0; i < net.ops().size(); ++i) {
+    const kiln::Op& op = net.ops()[i];
+    const Warm warm = kiln::builder::warm_input_bytes(net, op, (*shapes)[i], 1 << 20, true);
+    if (op.kind == OpKind::kLinear) {
+      per_linear.push_back(warm);
+    } else {
+      EXPECT_EQ(warm, kiln::builder::warm_input_bytes(net, op, (*shapes)[i], 1 << 20)) << op.name;
+    }
+  }
+  ASSERT_EQ(per_linear.size(), 3u);
+  EXPECT_EQ(per_linear[0], (Warm{{0, 4 * 8 * 4}, {1, 16 * 8 * 4}}));
+  EXPECT_EQ(per_linear[1], (Warm{{0, 4 * 16 * 4}, {1, 12 * 16 * 4}}));
+  EXPECT_EQ(per_linear[2], (Warm{{0, 4 * 12 * 4}, {1, 8 * 12 * 4}}));
+  size_t first_linear = 0;
+  while (net.ops()[first_linear].kind != OpKind::kLinear) ++first_linear;
+  const kiln::Op& fc0 = net.ops()[first_linear];
+  EXPECT_EQ(
+      kiln::builder::warm_input_bytes(net, fc0, (*shapes)[first_linear], 4 * 8 * 4 + 100, true),
+      (Warm{{0, 4 * 8 * 4}, {1, 100}}));
+  EXPECT_EQ(kiln::builder::warm_input_bytes(net, fc0, (*shapes)[first_linear], 100, true),
+            (Warm{{0, 100}}));
+}
+
+// What the L2 prefetch rule judges, from the network at the opt shapes (batch 4): the linears'
+// weights, and their inputs and outputs.
+TEST(WeightTraffic, LinearsWeightsAgainstTheirActivations) {
+  Network net = three_layer_mlp();
+  auto shapes = kiln::builder::opt_op_shapes(net);
+  ASSERT_TRUE(shapes.ok()) << shapes.status().toString();
+  const kiln::builder::WeightTraffic t = kiln::builder::weight_traffic(net, *shapes);
+  EXPECT_EQ(t.steps, 3u);
+  EXPECT_EQ(t.weight_bytes, (16u * 8 + 12 * 16 + 8 * 12) * 4);
+  EXPECT_EQ(t.activation_bytes, 4u * (8 + 16 + 12) * 4 + 4u * (16 + 12 + 8) * 4);
+}
+
+// The provider sees the whole network before it times anything, and what it decided there is
+// part of the timing cache's key: timings made one way are not read back for the other.
+TEST_F(TimingCacheTest, TheProvidersPlanOfTheNetworkKeysItsTimings) {
+  class PlanningProvider final : public kiln::builder::TacticProvider {
+   public:
+    kiln::Result<std::vector<TacticCandidate>> candidates(const Network&, const kiln::Op& op,
+                                                          const kiln::builder::OpShapes&) override {
+      if (op.kind != OpKind::kLinear) return std::vector<TacticCandidate>{{"fake.only", {}, ""}};
+      return std::vector<TacticCandidate>{{"fake.a", {1}, ""}, {"fake.b", {2}, ""}};
+    }
+    bool can_time() const override { return true; }
+    void plan_network(const Network& network,
+                      const std::vector<kiln::builder::OpShapes>& shapes) override {
+      EXPECT_EQ(calls, 0) << "planned after timing";
+      EXPECT_EQ(shapes.size(), network.ops().size());
+      ++plans;
+      warm = kiln::builder::weight_traffic(network, shapes).steps == 3 && warm_if_three;
+    }
+    std::string timing_method() const override { return warm ? "weights warm" : "weights cold"; }
+    kiln::Result<double> time(const Network&, const kiln::Op&, const kiln::builder::OpShapes&,
+                              const TacticCandidate& c) override {
+      ++calls;
+      return c.name == "fake.a" ? 1.0 : 2.0;
+    }
+    bool warm_if_three = false, warm = false;
+    int plans = 0, calls = 0;
+  } p;
+  auto cold = kiln::builder::select_tactics(net_, p, config_, "fake gpu sm_90", log_);
+  ASSERT_TRUE(cold.ok()) << cold.status().toString();
+  EXPECT_EQ(p.plans, 1);
+  EXPECT_EQ(cold->timings, 6);
+  EXPECT_TRUE(log_has("tactic timing (weights cold): 3 ops")) << log_.back();
+  p.warm_if_three = true;
+  p.calls = 0;
+  log_.clear();
+  auto warm = kiln::builder::select_tactics(net_, p, config_, "fake gpu sm_90", log_);
+  ASSERT_TRUE(warm.ok()) << warm.status().toString();
+  EXPECT_EQ(warm->timings, 6);  // the other method's timings are not this one's
+  EXPECT_EQ(warm->cache_hits, 0);
+  EXPECT_TRUE(log_has("tactic timing (weights warm)"));
+  p.calls = 0;
+  auto again = kiln::builder::select_tactics(net_, p, config_, "fake gpu sm_90", log_);
+  ASSERT_TRUE(again.ok()) << again.status().toString();
+  EXPECT_EQ(again->timings, 0);
+  EXPECT_EQ(again->cache_hits, 6);
+  EXPECT_EQ(p.plans, 3);
+}
+
 TEST(TimingCacheFile, RoundTripsKeysWithSpecialCharacters) {
   std::map<std::string, double> entries = {{"a\tb\nc\\d", 1.5}, {"plain", kiln::builder::TimingCache::kFailed}, {"", 0.25}};
   std::string why;

@@ -1,5 +1,6 @@
 // The L2 weight-prefetch branch of a context's captured graph (runtime/l2_prefetch.h; the plan
-// itself is tested on the CPU in tests/cpp/runtime/l2_prefetch_test.cpp). Skipped without a GPU.
+// itself is tested on the CPU in tests/cpp/runtime/l2_prefetch_test.cpp), and the builder's
+// timing of a prefetching engine's GEMMs. Skipped without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -62,6 +63,50 @@ TEST(CudaGraphs, L2PrefetchBranchAddsNodesAndChangesNoOutput) {
   EXPECT_EQ(on_y, off_y);
   EXPECT_EQ(auto_y, off_y);
   EXPECT_LT(max_rel_error(on_y, cpu_reference(net, x, kMaxBatch, kDim)), 1e-3);
+}
+
+// The builder applies the runtime's rule to the network: an engine whose graphs will prefetch its
+// weights has its GEMMs timed with them in L2 (the build log's timing method says so), and its
+// context then does prefetch; with KILN_L2_PREFETCH=0, or weights that fit in L2, neither.
+TEST(CudaGraphs, PrefetchingEnginesTimeTheirGemmsWithWeightsInL2) {
+  REQUIRE_GPU();
+  constexpr int64_t kWide = 2048, kBatch = 16;  // 8 x 16 MB of float weights
+  const Network wide = mlp(kWide, 8, kBatch), narrow = mlp(kDim, 6, kMaxBatch);
+  auto build_logged = [](const Network& net, std::string& timing_line) {
+    BuilderConfig config;
+    config.device = "cuda:0";
+    BuildReport report;
+    auto bytes = Builder::build(net, config, &report);
+    EXPECT_TRUE(bytes.ok()) << bytes.status().toString();
+    for (const std::string& l : report.pass_log)
+      if (l.rfind("tactic timing", 0) == 0) timing_line = l;
+    return bytes.ok() ? Engine::deserialize(*bytes, {"cuda:0"}).value() : nullptr;
+  };
+  Stream s;
+  auto decision = [&](Engine& engine, int64_t dim, int64_t batch) {
+    auto ctx = engine.createExecutionContext().value();
+    DeviceBuffer dx(static_cast<size_t>(batch * dim) * 4), dy(static_cast<size_t>(batch * dim) * 4);
+    bind_mlp(*ctx, batch, dim, dx.ptr, dy.ptr);
+    const std::vector<float> x = random_floats(static_cast<size_t>(batch * dim), 5);
+    for (int call = 0; call < 3; ++call) run_once(*ctx, s.s, x, dx.ptr, dy.ptr);
+    EXPECT_EQ(ctx->cudaGraphCaptures(), 1) << ctx->cudaGraphFailure();
+    return ctx->l2Prefetch();
+  };
+  for (const char* mode : {"", "0"}) {
+    L2PrefetchEnv env(mode);
+    std::string line;
+    auto engine = build_logged(wide, line);
+    ASSERT_TRUE(engine);
+    const bool on = mode[0] != '0';
+    EXPECT_EQ(line.find("GEMM weights warm") != std::string::npos, on) << mode << ": " << line;
+    EXPECT_NE(line.find("activations"), std::string::npos) << line;
+    EXPECT_EQ(decision(*engine, kWide, kBatch).rfind(on ? "on: " : "off", 0), 0u) << mode;
+  }
+  std::string line;
+  auto small = build_logged(narrow, line);
+  ASSERT_TRUE(small);
+  EXPECT_EQ(line.find("GEMM weights warm"), std::string::npos) << line;
+  EXPECT_EQ(decision(*small, kDim, kMaxBatch).rfind("off: ", 0), 0u);
 }
 
 }  // namespace

@@ -104,6 +104,21 @@ TEST(L2PrefetchPlan, AutoIsOffWhereActivationsDominateOrWeightsFitInL2) {
   EXPECT_NE(off.reason.find("KILN_L2_PREFETCH=0"), std::string::npos) << off.reason;
 }
 
+// Without an L2 size (before sm_90) auto stays off; forced on, the branch is made anyway. The
+// builder applies the same rule to the network's totals (l2_prefetch_off_reason).
+TEST(L2PrefetchPlan, AutoNeedsTheDevicesL2) {
+  std::vector<std::byte> arena;
+  L2PrefetchOptions none = options();
+  none.l2_bytes = 0;
+  const L2PrefetchPlan plan = plan_l2_prefetch(chain(12, 128, arena), none);
+  EXPECT_TRUE(plan.nodes.empty());
+  EXPECT_NE(plan.reason.find("sm_90"), std::string::npos) << plan.reason;
+  none.mode = L2PrefetchOptions::Mode::kOn;
+  EXPECT_FALSE(plan_l2_prefetch(chain(12, 128, arena), none).nodes.empty());
+  EXPECT_EQ(l2_prefetch_off_reason(170 * kMB, 42 * kMB, 48, options()), "");
+  EXPECT_NE(l2_prefetch_off_reason(170 * kMB, 60 * kMB, 48, options()), "");
+}
+
 TEST(L2PrefetchPlan, OverlappingAndEmptyRangesMerge) {
   std::vector<std::byte> buf(1000);
   WeightedStep a, b;
