@@ -185,14 +185,8 @@ class CudaTacticProvider final : public TacticProvider {
   void plan_network(const Network& network, const std::vector<OpShapes>& shapes) override {
     weights_in_l2_ = false;
     if (timing_mode() != TimingMode::kActivationsWarm) return;
-    int l2 = 0;
-    if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, state_->device) != cudaSuccess) {
-      (void)cudaGetLastError();
-      l2 = 0;
-    }
-    // As the runtime: decided automatically only from sm_90.
-    const L2PrefetchOptions options = l2_prefetch_options_from_environment(
-        state_->cc >= 90 ? static_cast<size_t>(std::max(l2, 0)) : 0);
+    const L2PrefetchOptions options =
+        l2_prefetch_options_from_environment(cuda::l2_prefetch_auto_bytes(state_->device));
     const WeightTraffic t = weight_traffic(network, shapes);
     weights_in_l2_ =
         l2_prefetch_off_reason(t.weight_bytes, t.activation_bytes, t.steps, options).empty();

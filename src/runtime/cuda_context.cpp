@@ -317,17 +317,7 @@ class PrefetchBranch final : public StepObserver {
 // This capture's prefetch plan; empty when prefetching is off or its stream and events cannot
 // be made (the graph is then captured without the branch).
 L2PrefetchPlan prefetch_plan(ContextState& st, CudaResources& r) {
-  if (r.l2_bytes < 0) {
-    int l2 = 0, major = 0;
-    if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, r.device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, r.device) !=
-            cudaSuccess) {
-      (void)cudaGetLastError();
-      l2 = 0;
-    }
-    // Decided automatically only where it was measured: sm_90 (its bulk prefetch) and later.
-    r.l2_bytes = major >= 9 ? l2 : 0;
-  }
+  if (r.l2_bytes < 0) r.l2_bytes = static_cast<int64_t>(cuda::l2_prefetch_auto_bytes(r.device));
   L2PrefetchOptions options = l2_prefetch_options_from_environment(static_cast<size_t>(r.l2_bytes));
   L2PrefetchPlan plan = plan_l2_prefetch(weighted_steps(st), options);
   if (plan.nodes.empty()) return plan;

@@ -23,8 +23,6 @@ std::vector<ByteRange> merged(std::vector<ByteRange> ranges) {
   return out;
 }
 
-std::string mb(size_t bytes) { return str(static_cast<double>(bytes) / 1e6, " MB"); }
-
 }  // namespace
 
 L2PrefetchPlan plan_l2_prefetch(const std::vector<WeightedStep>& steps,
@@ -49,10 +47,9 @@ L2PrefetchPlan plan_l2_prefetch(const std::vector<WeightedStep>& steps,
     if (node.bytes > 0) plan.nodes.push_back(std::move(node));
   }
   using Mode = L2PrefetchOptions::Mode;
-  plan.reason =
-      str(options.mode == Mode::kOn ? "on (KILN_L2_PREFETCH=1): " : "on: ", mb(plan.weight_bytes),
-          " of weights, ", mb(plan.activation_bytes), " of activations in ", steps.size(),
-          " steps; ", plan.nodes.size(), " prefetch launches");
+  plan.reason = str(options.mode == Mode::kOn ? "on (KILN_L2_PREFETCH=1): " : "on: ",
+                    l2_prefetch_figures(plan.weight_bytes, plan.activation_bytes, steps.size()),
+                    "; ", plan.nodes.size(), " prefetch launches");
   return plan;
 }
 

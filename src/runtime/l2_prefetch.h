@@ -48,8 +48,7 @@ struct L2PrefetchPlan {
 // Weighted step j's weights are fetched after weighted step j - 2 has finished, so the fetch
 // overlaps step j - 1 and whatever runs between (a layer norm, an attention); the first two at
 // the start. steps_per_node consecutive weighted steps share one launch, forked where the first
-// of them would be.
-// No nodes where l2_prefetch_off_reason says off.
+// of them would be. No nodes where l2_prefetch_off_reason says off.
 L2PrefetchPlan plan_l2_prefetch(const std::vector<WeightedStep>& steps,
                                 const L2PrefetchOptions& options);
 

@@ -98,4 +98,14 @@ cudaError_t launch_l2_touch(const void* p, size_t bytes, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+size_t l2_prefetch_auto_bytes(int device) {
+  int l2 = 0, major = 0;
+  if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return major >= 9 && l2 > 0 ? static_cast<size_t>(l2) : 0;
+}
+
 }  // namespace kiln::cuda

@@ -19,4 +19,9 @@ cudaError_t launch_l2_touch(const void* p, size_t bytes, cudaStream_t stream);
 cudaError_t launch_l2_prefetch(const void* const* starts, const size_t* bytes, int n,
                                cudaStream_t stream);
 
+// The L2 size that decides automatic prefetching on `device` (L2PrefetchOptions::l2_bytes): its
+// L2 from sm_90, whose bulk prefetch was measured; 0 before, or when it cannot be queried. The
+// runtime plans its graphs' branch with it, the builder its tactic timing.
+size_t l2_prefetch_auto_bytes(int device);
+
 }  // namespace kiln::cuda
