@@ -2,6 +2,8 @@
 
 #include <sys/utsname.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 
 #include "builder/passes/passes.h"
@@ -114,6 +116,32 @@ std::string options_json(const BuilderConfig& config) {
   return json + "}}";
 }
 
+// KILN_SKIP_PASSES="name,name": optimization passes left out of a build, for A/B timing. Only
+// passes whose absence leaves a correct engine can be named; any other name is an error.
+Result<std::vector<std::string>> skipped_passes() {
+  static const char* const kSkippable[] = {"sibling linears"};
+  std::vector<std::string> out;
+  const char* v = std::getenv("KILN_SKIP_PASSES");
+  if (!v || !*v) return out;
+  const std::string list = v;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string name = list.substr(at, comma - at);
+    at = comma + 1;
+    if (name.empty()) continue;
+    bool known = false;
+    for (const char* k : kSkippable) known = known || name == k;
+    if (!known) {
+      std::string names;
+      for (const char* k : kSkippable) names += str(names.empty() ? "'" : ", '", k, "'");
+      return invalid_argument("KILN_SKIP_PASSES names '", name,
+                              "'; the passes a build may skip are ", names);
+    }
+    out.push_back(name);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& config,
@@ -139,8 +167,9 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"attention fusion", builder::fuse_attention},
       {"no-op attention masks", builder::drop_noop_attention_masks},
       // Before pointwise fusion, which merges the conversion into the mask's own kernel.
-      {"attention masks", device.kind == format::DeviceKind::kCuda ? builder::attention_masks_to_bias
-                                                                   : builder::keep_bool_attention_masks},
+      {"attention masks", device.kind == format::DeviceKind::kCuda
+                              ? builder::attention_masks_to_bias
+                              : builder::keep_bool_attention_masks},
       {"patch convolutions", builder::patch_conv_to_gemm},
       {"conv epilogue fusion", builder::fuse_conv_epilogues},
       // NHWC for half-precision convs on CUDA only (cuDNN's tensor-core layout).
@@ -154,14 +183,20 @@ Result<HostMemory> Builder::build(const Network& source, const BuilderConfig& co
       {"linear permutes", builder::move_permutes_after_linear},
       {"view chains", builder::fold_view_chains},
       {"gemm epilogue fusion", builder::fuse_gemm_epilogues},
+      {"sibling linears", builder::merge_sibling_linears},
       {"residual norm fusion", builder::fuse_residual_norm},
       {"pointwise fusion", builder::fuse_pointwise},
       {"dead code elimination", builder::eliminate_dead_code},
       {"output isolation", builder::isolate_outputs},
   };
   const int64_t num_passes = static_cast<int64_t>(std::size(passes));
+  KILN_ASSIGN_OR_RETURN(const std::vector<std::string> skipped, skipped_passes());
   for (int64_t i = 0; i < num_passes; ++i) {
     progress(passes[i].first, i, num_passes);
+    if (std::find(skipped.begin(), skipped.end(), passes[i].first) != skipped.end()) {
+      log.push_back(str(passes[i].first, ": skipped (KILN_SKIP_PASSES)"));
+      continue;
+    }
     auto next = passes[i].second(network, log);
     if (!next.ok()) return next.status().withContext(str("builder pass '", passes[i].first, "'"));
     network = std::move(next).value();

@@ -235,6 +235,12 @@ Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::str
     if (role[i] >= 0) continue;
     std::optional<Chain> c = find_chain(network, consumers, i);
     if (!c) continue;
+    // An op already in an earlier chain stays there: add(linear_a(x), linear_b(y)) is a residual
+    // add for either linear, and only the first takes it.
+    bool claimed = false;
+    for (std::optional<size_t> op : {c->add, c->reshape, c->residual_add, c->act})
+      claimed = claimed || (op && role[*op] >= 0);
+    if (claimed) continue;
     const int id = static_cast<int>(chains.size());
     role[c->gemm] = id;
     if (c->add) role[*c->add] = id;

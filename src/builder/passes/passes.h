@@ -75,6 +75,12 @@ Result<Network> move_permutes_after_linear(const Network& network, std::vector<s
 // Intermediates must have no other use and not be outputs.
 Result<Network> fuse_gemm_epilogues(const Network& network, std::vector<std::string>& log);
 
+// Linears reading the same tensor (constant weights and biases, the same activation, no residual,
+// results that are not network outputs) become one linear over their stacked weights and a split
+// of its result along the last dim (sibling_linears.cpp): BERT's query, key and value as one GEMM.
+// Runs after gemm epilogue fusion.
+Result<Network> merge_sibling_linears(const Network& network, std::vector<std::string>& log);
+
 // Residual + layer norm (norm_fusion.cpp): binary add feeding layer_norm becomes layer_norm with
 // residual=true (and sum_output=true when the sum is also read elsewhere).
 Result<Network> fuse_residual_norm(const Network& network, std::vector<std::string>& log);

@@ -482,5 +482,33 @@ TEST(GemmFusion, BroadcastOperandOrTheGemmItselfIsNoResidual) {
   }
 }
 
+// The sum of two linears' results is a residual add for either; the first takes it, the second
+// keeps its result for it (both chains claimed the add before, and the rewrite then read the
+// first linear's result before anything made it).
+TEST(GemmFusion, AnAddOfTwoLinearsIsTheFirstOnesResidual) {
+  Network net("two_linears");
+  Tensor x = *net.addInput("x", kiln::DType::kFloat32, {4, K});
+  const std::vector<float> wa = values(N * K, 71, 0.3), wb = values(N * K, 72, 0.3);
+  Tensor a = *net.add(OpKind::kLinear, {x, *add_constant(net, "wa", {N, K}, wa)}, {}, "a");
+  Tensor b = *net.add(OpKind::kLinear, {x, *add_constant(net, "wb", {N, K}, wb)}, {}, "b");
+  Tensor s = *net.add(OpKind::kBinary, {a, b}, {{"fn", std::string("add")}}, "add");
+  ASSERT_TRUE(net.markOutput(s, "s").ok());
+  Network fused = fuse(net);
+  EXPECT_EQ(count_ops(fused, OpKind::kBinary), 0) << fused.toString();
+  int residual = 0;
+  for (const kiln::Op& op : fused.ops())
+    if (op.kind == OpKind::kLinear && op.attrs.getBool("residual", false)) ++residual;
+  EXPECT_EQ(residual, 1) << fused.toString();
+  KILN_ASSERT_OK_AND_ASSIGN(auto engine, build_engine(net));
+  HostTensor xh = random_tensor({4, K}, 73);
+  KILN_ASSERT_OK_AND_ASSIGN(auto y, run_engine(*engine, {xh}));
+  const DTensor xd = ref::from(xh);
+  const DTensor zero{{N}, std::vector<double>(N, 0.0)};
+  const DTensor want =
+      ref::add(ref::linear(xd, {{N, K}, std::vector<double>(wa.begin(), wa.end())}, zero),
+               ref::linear(xd, {{N, K}, std::vector<double>(wb.begin(), wb.end())}, zero));
+  EXPECT_TRUE(all_close(y[0], want, 1e-5, 1e-5));
+}
+
 }  // namespace
 }  // namespace kiln_test
