@@ -116,8 +116,9 @@ std::string options_json(const BuilderConfig& config) {
   return json + "}}";
 }
 
-// KILN_SKIP_PASSES="name,name": optimization passes left out of a build, for A/B timing. Only
-// passes whose absence leaves a correct engine can be named; any other name is an error.
+// KILN_SKIP_PASSES="name,name": optimization passes left out of a build, for A/B timing, by their
+// log names with '_' for spaces allowed ("sibling_linears"). Only passes whose absence leaves a
+// correct engine can be named; any other name is an error.
 Result<std::vector<std::string>> skipped_passes() {
   static const char* const kSkippable[] = {"sibling linears"};
   std::vector<std::string> out;
@@ -126,7 +127,8 @@ Result<std::vector<std::string>> skipped_passes() {
   const std::string list = v;
   for (size_t at = 0; at <= list.size();) {
     const size_t comma = std::min(list.find(',', at), list.size());
-    const std::string name = list.substr(at, comma - at);
+    std::string name = list.substr(at, comma - at);
+    std::replace(name.begin(), name.end(), '_', ' ');
     at = comma + 1;
     if (name.empty()) continue;
     bool known = false;
