@@ -7,7 +7,8 @@
 // way (their silu and product then read the two halves).
 //
 // Left alone: a linear whose output is a network output (its result as a view would cost a copy
-// at output isolation), one with a residual (its own C operand), a non-constant weight or bias.
+// at output isolation), one with a residual (its own C operand), a non-constant weight or bias,
+// and one whose N elements are not a multiple of 16 bytes (its part would start misaligned).
 // A member without a bias gets zeros when another has one. Runs after gemm epilogue fusion, so
 // biases and activations are already folded and the members' epilogues can be compared.
 
@@ -29,6 +30,9 @@ bool can_merge(const Network& net, const Op& op, const std::vector<bool>& is_out
   if (is_output[static_cast<size_t>(op.outputs[0].id)]) return false;
   const TensorInfo& w = net.tensor(op.inputs[1]);
   if (!w.isConstant() || w.shape.size() != 2 || !w.shape[0].isConstant()) return false;
+  // Each part of the merged result starts on a 16-byte boundary of its row, as vectorized
+  // kernels reading it want.
+  if ((w.shape[0].constant() * static_cast<int64_t>(dtype_size(w.dtype))) % 16 != 0) return false;
   if (op.inputs.size() == 3) {
     const TensorInfo& b = net.tensor(op.inputs[2]);
     if (!b.isConstant() || b.shape.size() != 1 || b.dtype != w.dtype) return false;

@@ -1,8 +1,8 @@
 // Sibling linears: linears reading one tensor with the same epilogue become one GEMM over their
 // stacked weights and a split of its result, and the engine built from it matches a
 // double-precision evaluation of the separate linears; a different activation, a residual, a
-// result that is a network output, a non-constant weight and a different input keep a linear
-// apart.
+// result that is a network output, a non-constant weight, a different input and a width that is
+// not a multiple of 16 bytes keep a linear apart.
 
 #include <gtest/gtest.h>
 
@@ -46,8 +46,10 @@ Tensor add_dense(Network& net, Tensor x, const Dense& d, const std::string& name
 }
 
 // x [batch, S, E] read by q (bias), k (no bias), v (bias, another width): merged; r (relu) alone in
-// its epilogue; o, whose result is an output. Outputs: q + k, v * v, r, o.
-const Dense kQ{4, 1, true}, kK{4, 2, false}, kV{5, 3, true}, kR{3, 4, true}, kO{2, 5, true};
+// its epilogue; o, whose result is an output; u, 6 floats wide (24 bytes: its part would start
+// misaligned). Outputs: q + k, v * v, r, o, u.
+const Dense kQ{4, 1, true}, kK{4, 2, false}, kV{8, 3, true}, kR{3, 4, true}, kO{2, 5, true},
+    kU{6, 6, true};
 
 Network siblings() {
   Network net("siblings");
@@ -58,12 +60,15 @@ Network siblings() {
   Tensor v = add_dense(net, x, kV, "v");
   Tensor r = add_dense(net, x, kR, "r", {{"activation", std::string("relu")}});
   Tensor o = add_dense(net, x, kO, "o");
+  Tensor u = add_dense(net, x, kU, "u");
+  Tensor uu = *net.add(OpKind::kBinary, {u, u}, {{"fn", std::string("add")}}, "uu");
   Tensor qk = *net.add(OpKind::kBinary, {q, k}, {{"fn", std::string("add")}}, "qk");
   Tensor vv = *net.add(OpKind::kBinary, {v, v}, {{"fn", std::string("mul")}}, "vv");
   EXPECT_TRUE(net.markOutput(qk, "qk").ok());
   EXPECT_TRUE(net.markOutput(vv, "vv").ok());
   EXPECT_TRUE(net.markOutput(r, "r").ok());
   EXPECT_TRUE(net.markOutput(o, "o").ok());
+  EXPECT_TRUE(net.markOutput(uu, "uu").ok());
   return net;
 }
 
@@ -72,7 +77,7 @@ TEST(SiblingLinears, LinearsOnOneInputBecomeOneGemmAndASplitThatMatchTheLinears)
   std::vector<std::string> log;
   KILN_ASSERT_OK_AND_ASSIGN(Network out, kiln::builder::merge_sibling_linears(net, log));
   EXPECT_EQ(log.back(), "sibling linears: 3 linears reading a shared input merged into 1 GEMM");
-  EXPECT_EQ(count_ops(out, OpKind::kLinear), 3) << out.toString();  // q+k+v, r, o
+  EXPECT_EQ(count_ops(out, OpKind::kLinear), 4) << out.toString();  // q+k+v, r, o, u
   EXPECT_EQ(count_ops(out, OpKind::kSplit), 1) << out.toString();
   bool found = false;
   for (const kiln::Op& op : out.ops()) {
@@ -98,11 +103,12 @@ TEST(SiblingLinears, LinearsOnOneInputBecomeOneGemmAndASplitThatMatchTheLinears)
     DTensor vv = dense(kV);
     for (double& e : vv.v) e *= e;
     KILN_ASSERT_OK_AND_ASSIGN(auto y, run_engine(*engine, {x}));
-    ASSERT_EQ(y.size(), 4u);
+    ASSERT_EQ(y.size(), 5u);
     EXPECT_TRUE(all_close(y[0], ref::add(dense(kQ), dense(kK)), 1e-5, 1e-5)) << "q + k";
     EXPECT_TRUE(all_close(y[1], vv, 1e-5, 1e-5)) << "v * v";
     EXPECT_TRUE(all_close(y[2], ref::relu(dense(kR)), 1e-5, 1e-5)) << "relu(r)";
     EXPECT_TRUE(all_close(y[3], dense(kO), 1e-5, 1e-5)) << "o";
+    EXPECT_TRUE(all_close(y[4], ref::add(dense(kU), dense(kU)), 1e-5, 1e-5)) << "u + u";
   }
 }
 
@@ -115,8 +121,8 @@ TEST(SiblingLinears, OnlyLinearsThatCanShareOneGemmMerge) {
   Tensor x2 = *net.addInput("x2", DType::kFloat32, {b, kE});
   Tensor wi = *net.addInput("w_in", DType::kFloat32, {kE, kE});
   const kiln::Attrs relu{{"activation", std::string("relu")}};
-  Tensor a = add_dense(net, x, {kE, 1, true}, "a", relu);
-  Tensor c = add_dense(net, x, {kE, 2, true}, "c", relu);
+  Tensor a = add_dense(net, x, {8, 1, true}, "a", relu);
+  Tensor c = add_dense(net, x, {8, 2, true}, "c", relu);
   Tensor p = add_dense(net, x, {kE, 3, true}, "p");
   Tensor z = add_dense(net, x2, {kE, 4, true}, "z");  // another input
   Tensor w = *add_constant(net, "res.w", {kE, kE}, random_tensor({kE, kE}, 5).data);
@@ -145,7 +151,7 @@ TEST(SiblingLinears, OnlyLinearsThatCanShareOneGemmMerge) {
   };
   const DTensor zero{{kE}, std::vector<double>(kE, 0.0)};
   DTensor want_s1 =
-      ref::add(ref::relu(dense(xd, {kE, 1, true})), ref::relu(dense(xd, {kE, 2, true})));
+      ref::add(ref::relu(dense(xd, {8, 1, true})), ref::relu(dense(xd, {8, 2, true})));
   DTensor res_d = ref::add(ref::linear(xd, ref::from(random_tensor({kE, kE}, 5)), zero),
                            dense(x2d, {kE, 4, true}));
   DTensor want_s3 =
