@@ -99,4 +99,10 @@ std::vector<int> use_counts(const Network& network) {
   return uses;
 }
 
+std::vector<bool> output_flags(const Network& network) {
+  std::vector<bool> is_output(network.tensors().size(), false);
+  for (const Network::Output& out : network.outputs()) is_output[static_cast<size_t>(out.tensor.id)] = true;
+  return is_output;
+}
+
 }  // namespace kiln::builder

@@ -41,6 +41,9 @@ class Rewriter {
 // How many ops use each tensor, plus one per network output that names it.
 std::vector<int> use_counts(const Network& network);
 
+// Per tensor: whether it is a network output.
+std::vector<bool> output_flags(const Network& network);
+
 // The other operand of `add` when it is a binary add of y and a tensor of y's shape and dtype (no
 // broadcast, not y itself): a residual an epilogue can take (conv and gemm fusion).
 std::optional<Tensor> residual_operand(const Network& network, const Op& add, Tensor y);

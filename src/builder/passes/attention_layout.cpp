@@ -33,9 +33,7 @@ Result<Network> attention_seq_major_out(const Network& network, std::vector<std:
   std::vector<std::vector<size_t>> readers(network.tensors().size());
   for (size_t i = 0; i < ops.size(); ++i)
     for (Tensor t : ops[i].inputs) readers[static_cast<size_t>(t.id)].push_back(i);
-  std::vector<bool> is_output(network.tensors().size(), false);
-  for (const Network::Output& o : network.outputs())
-    is_output[static_cast<size_t>(o.tensor.id)] = true;
+  const std::vector<bool> is_output = output_flags(network);
 
   auto eligible = [&](const Op& op) {
     if (op.kind != OpKind::kAttention || op.attrs.getBool("seq_major_out", false)) return false;

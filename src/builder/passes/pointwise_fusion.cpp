@@ -75,8 +75,7 @@ Result<Network> fuse_pointwise(const Network& network, std::vector<std::string>&
   std::vector<std::vector<int>> consumers(network.tensors().size());
   for (size_t i = 0; i < ops.size(); ++i)
     for (Tensor t : ops[i].inputs) consumers[static_cast<size_t>(t.id)].push_back(static_cast<int>(i));
-  std::vector<bool> is_output(network.tensors().size(), false);
-  for (const Network::Output& o : network.outputs()) is_output[static_cast<size_t>(o.tensor.id)] = true;
+  const std::vector<bool> is_output = output_flags(network);
   std::vector<int> parent(ops.size());
   std::iota(parent.begin(), parent.end(), 0);
   for (size_t i = ops.size(); i-- > 0;) {

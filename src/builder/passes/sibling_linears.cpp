@@ -50,9 +50,7 @@ bool same_gemm(const Network& net, const Op& a, const Op& b) {
 
 Result<Network> merge_sibling_linears(const Network& network, std::vector<std::string>& log) {
   const std::vector<Op>& ops = network.ops();
-  std::vector<bool> is_output(network.tensors().size(), false);
-  for (const Network::Output& o : network.outputs())
-    is_output[static_cast<size_t>(o.tensor.id)] = true;
+  const std::vector<bool> is_output = output_flags(network);
 
   // Groups in op order: each mergeable linear joins the first group reading the same input whose
   // members it can share a GEMM with. Only groups of two or more are rewritten.
@@ -95,10 +93,8 @@ Result<Network> merge_sibling_linears(const Network& network, std::vector<std::s
     // The weights stacked along N (row-major [N, K] each: their bytes one after another), the
     // biases likewise, with zeros for a member that has none.
     const TensorInfo& w0 = network.tensor(op.inputs[1]);
-    const int64_t k = w0.shape[1].isConstant() ? w0.shape[1].constant() : -1;
-    if (k < 0)
-      return invalid_argument("linear '", op.name, "': weight ", shape_str(w0.shape),
-                              " has a symbolic K");
+    KILN_ASSIGN_OR_RETURN(const std::vector<int64_t> w0_dims, constant_dims(w0.shape, w0.name));
+    const int64_t k = w0_dims[1];
     const size_t elem = dtype_size(w0.dtype);
     int64_t n_total = 0;
     bool any_bias = false;
