@@ -1,32 +1,27 @@
 // kiln._C.make_engine and kiln._C.ABI_VERSION: the Python side of torch.classes.kiln.Engine.
 #include <pybind11/stl.h>
+#include <torch/csrc/jit/python/pybind_utils.h>
 
-#include "base64.h"
 #include "bindings.h"
 #include "engine_class.h"
-#include "json_text.h"
 
 namespace kiln::torch_ext {
 
 namespace {
 
-// Builds the pickle list and constructs the engine through torch.classes, so a fresh engine
-// and a loaded one go through the same constructor and checks.
+// Constructs the engine from the build's bytes as they are: the result is the same
+// torch.classes.kiln.Engine a loaded pickle gives (its constructor runs the same loading and
+// checks), without encoding the bytes to base64 and decoding them again.
 py::object make_engine(const std::string& name, const py::bytes& serialized,
                        const std::vector<std::string>& input_names,
                        const std::vector<std::string>& output_names,
                        const std::string& metadata_json, const std::string& device) {
-  std::vector<std::string> state(EngineHolder::kNumFields);
-  state[EngineHolder::kAbiField] = kAbiVersion;
-  state[EngineHolder::kNameField] = name;
-  state[EngineHolder::kDeviceInfoField] = device_for_build(name, device).info;
-  state[EngineHolder::kSerializedField] = base64_encode(std::string_view(serialized));
-  state[EngineHolder::kInputNamesField] = json_string_list(input_names);
-  state[EngineHolder::kOutputNamesField] = json_string_list(output_names);
-  state[EngineHolder::kMetadataField] = metadata_json;
-  py::object engine_class =
-      py::module_::import("torch").attr("classes").attr("kiln").attr("Engine");
-  return engine_class(py::cast(state));
+  const std::string_view bytes = serialized;  // no copy: a view of the Python bytes
+  auto holder =
+      c10::make_intrusive<EngineHolder>(name, device_for_build(name, device).info,
+                                        std::as_bytes(std::span(bytes.data(), bytes.size())),
+                                        input_names, output_names, metadata_json);
+  return torch::jit::toPyObject(c10::IValue(std::move(holder)));
 }
 
 }  // namespace

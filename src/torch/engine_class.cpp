@@ -63,21 +63,34 @@ EngineHolder::EngineHolder(std::vector<std::string> state) {
                     " fields, ABI version ", kAbiVersion, " has ", size_t{kNumFields});
   name_ = state[kNameField];
   metadata_ = state[kMetadataField].empty() ? "{}" : state[kMetadataField];
-  device_ = device_from_info(name_, state[kDeviceInfoField]);
-
   auto bytes = base64_decode(state[kSerializedField]);
   TORCH_CHECK_VALUE(bytes.has_value(), "Kiln engine '", name_,
                     "': the serialized engine is not base64 text");
+  load(state[kDeviceInfoField], std::as_bytes(std::span(bytes->data(), bytes->size())),
+       parse_names(name_, state[kInputNamesField], "input names"),
+       parse_names(name_, state[kOutputNamesField], "output names"));
+}
+
+EngineHolder::EngineHolder(std::string name, const std::string& device_info,
+                           std::span<const std::byte> serialized,
+                           const std::vector<std::string>& input_names,
+                           const std::vector<std::string>& output_names, std::string metadata)
+    : name_(std::move(name)), metadata_(metadata.empty() ? "{}" : std::move(metadata)) {
+  load(device_info, serialized, input_names, output_names);
+}
+
+void EngineHolder::load(const std::string& device_info, std::span<const std::byte> serialized,
+                        const std::vector<std::string>& input_names,
+                        const std::vector<std::string>& output_names) {
+  device_ = device_from_info(name_, device_info);
   DeserializeOptions options;
   options.device = device_.runtime_device;
-  auto engine = Engine::deserialize(std::as_bytes(std::span(bytes->data(), bytes->size())), options);
+  auto engine = Engine::deserialize(serialized, options);
   if (!engine.ok()) throw_status(engine.status().withContext("Kiln engine '" + name_ + "'"));
   engine_ = std::move(engine).value();
 
-  inputs_ = orderBindings(parse_names(name_, state[kInputNamesField], "input names"), true,
-                          "input");
-  outputs_ = orderBindings(parse_names(name_, state[kOutputNamesField], "output names"), false,
-                           "output");
+  inputs_ = orderBindings(input_names, true, "input");
+  outputs_ = orderBindings(output_names, false, "output");
   for (const BindingInfo* b : inputs_) input_names_.push_back(b->name);
   for (const BindingInfo* b : outputs_) output_names_.push_back(b->name);
   info_json_ = makeInfoJson();

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -39,6 +40,13 @@ class EngineHolder : public torch::CustomClassHolder {
   // selects. Input/output names give the positional order of execute_engine's tensors; an
   // empty list means the engine's own order.
   explicit EngineHolder(std::vector<std::string> state);
+  // A fresh build's engine (kiln._C.make_engine): the same fields as the pickle list, with the
+  // engine's bytes as they are and the names as lists, so a build skips the base64 round trip
+  // and the copies of the engine the pickle list would take (several copies of a large
+  // engine, each of hundreds of MB, cost seconds in page faults alone).
+  EngineHolder(std::string name, const std::string& device_info,
+               std::span<const std::byte> serialized, const std::vector<std::string>& input_names,
+               const std::vector<std::string>& output_names, std::string metadata);
 
   std::vector<std::string> pickle() const;
   const std::string& name() const { return name_; }
@@ -73,6 +81,11 @@ class EngineHolder : public torch::CustomClassHolder {
   std::vector<const BindingInfo*> orderBindings(const std::vector<std::string>& names,
                                                 bool inputs, const char* what);
   std::string makeInfoJson() const;
+  // What both constructors do once the fields are parsed: loads the engine onto the device
+  // `device_info` selects and orders its bindings by the given names.
+  void load(const std::string& device_info, std::span<const std::byte> serialized,
+            const std::vector<std::string>& input_names,
+            const std::vector<std::string>& output_names);
 
   std::string name_;
   std::string metadata_;

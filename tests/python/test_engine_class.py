@@ -312,6 +312,24 @@ def test_pickle_with_missing_fields_is_refused() -> None:
         torch.classes.kiln.Engine(state)
 
 
+def test_fresh_engine_and_its_pickle_list_give_the_same_engine() -> None:
+    # make_engine loads the build's bytes directly; the pickle list's constructor decodes them
+    # from base64. Both must describe and compute the same engine.
+    engine, w = mlp_engine("blk0", metadata='{"k": 1}')
+    rebuilt = torch.classes.kiln.Engine(pickle_state(engine))
+    assert rebuilt.info_json() == engine.info_json()
+    assert rebuilt.serialized() == engine.serialized()
+    assert pickle_state(rebuilt) == pickle_state(engine)
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(run(rebuilt, x)[0], run(engine, x)[0], rtol=0, atol=0)
+    torch.testing.assert_close(run(engine, x)[0], mlp_reference(x, w), rtol=1e-4, atol=1e-4)
+
+
+def test_make_engine_with_corrupt_bytes_names_the_engine() -> None:
+    with pytest.raises(RuntimeError, match="Kiln engine 'blk9'"):
+        _C.make_engine("blk9", b"garbage bytes, not an engine", [], [], "{}", "cpu")
+
+
 def test_pickle_with_corrupt_engine_is_refused() -> None:
     engine, _ = mlp_engine("blk0")
     state = pickle_state(engine)
