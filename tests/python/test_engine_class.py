@@ -234,6 +234,34 @@ def test_serialized_is_the_built_engine_as_base64() -> None:
     assert kiln._ops.engine_bytes(engine) == serialized
 
 
+def test_base64_round_trip_at_every_padding_length() -> None:
+    # Engines named with 1 to 12 letters differ in size (FlatBuffers pads strings to 4 bytes),
+    # so their sizes leave each remainder mod 3: the encoder's last group and the decoder's
+    # padding take all three forms.
+    remainders = set()
+    for name in ("n" * k for k in range(1, 13)):
+        net = Network(name)
+        x = net.add_input("x", DType.float32, [2])
+        net.mark_output(net.add_op("unary", [x], {"fn": "relu"})[0], "y")
+        serialized = _C.build(net)
+        remainders.add(len(serialized) % 3)
+        engine = _C.make_engine(name, serialized, [], [], "{}", "cpu")
+        assert base64.b64decode(engine.serialized(), validate=True) == serialized
+        state, _ = engine.__getstate__()
+        rebuilt = torch.classes.kiln.Engine(list(state))
+        assert kiln._ops.engine_bytes(rebuilt) == serialized
+    assert remainders == {0, 1, 2}
+
+
+@pytest.mark.parametrize("text", ["abc", "ab=c", "a===", "ab!d", "====", "abcd=", "YQ==YQ=="])
+def test_engine_text_that_is_not_base64_is_refused(text: str) -> None:
+    engine, _ = mlp_engine("blk0")
+    state = pickle_state(engine)
+    state[3] = text
+    with pytest.raises(ValueError, match="'blk0': the serialized engine is not base64 text"):
+        torch.classes.kiln.Engine(state)
+
+
 def pickle_state(engine: object) -> list[str]:
     """The list def_pickle gives (Python's __getstate__ pairs it with the class name)."""
     state, class_name = engine.__getstate__()
