@@ -55,20 +55,25 @@ struct Act<cutlass::Array<T, N>> {
 
 // The configurations run.sh builds (CFG indexes this table): tile M x N (K 64), cluster, kernel
 // schedule; "kiln" marks those Kiln's tactic compiles (linear_gelu_cutlass_*.cu).
+// "T": the transposed kernel (features as its M, rows as its N; Config's Transposed), its tile
+// given as features x rows.
 struct Params {
   int m, n, cluster_m, cluster_n;
-  bool cooperative, kiln;
+  bool cooperative, kiln, transposed = false;
 };
 constexpr Params kConfigs[] = {{128, 256, 2, 1, true, true},  {256, 128, 1, 2, true, true},
                                {128, 128, 2, 1, false, true}, {128, 128, 1, 1, false, false},
                                {64, 256, 1, 1, false, false}, {128, 192, 1, 1, false, false},
-                               {128, 256, 1, 2, true, false}, {256, 128, 2, 1, true, false}};
-static_assert(CFG >= 0 && CFG < 8, "run.sh builds CFG 0-7");
+                               {128, 256, 1, 2, true, false}, {256, 128, 2, 1, true, false},
+                               {128, 192, 1, 1, true, true, true},  {128, 192, 2, 1, true, false, true},
+                               {256, 96, 1, 1, true, false, true}};
+static_assert(CFG >= 0 && CFG < 11, "run.sh builds CFG 0-10");
 constexpr Params P = kConfigs[CFG];
 using C = kiln::cuda::sm90a::detail::Config<
     cutlass::half_t, Shape<Int<P.m>, Int<P.n>, _64>, Shape<Int<P.cluster_m>, Int<P.cluster_n>, _1>,
     std::conditional_t<P.cooperative, KernelTmaWarpSpecializedCooperative, KernelTmaWarpSpecializedPingpong>,
-    std::conditional_t<P.cooperative, TmaWarpSpecializedCooperative, TmaWarpSpecialized>, Act>;
+    std::conditional_t<P.cooperative, TmaWarpSpecializedCooperative, TmaWarpSpecialized>, Act,
+    cutlass::gemm::PersistentScheduler, P.transposed>;
 
 }  // namespace sweep
 
@@ -83,7 +88,7 @@ extern "C" double FN(const kiln::cuda::sm90a::GeluGemm& p, void* ws, size_t ws_b
   using namespace kiln::cuda::sm90a;
   static char label[96];
   using sweep::P;
-  std::snprintf(label, sizeof label, "%dx%d %s %dx%d%s %s", P.m, P.n,
+  std::snprintf(label, sizeof label, "%s%dx%d %s %dx%d%s %s", P.transposed ? "T " : "", P.m, P.n,
                 P.cooperative ? "coop" : "pingpong", P.cluster_m, P.cluster_n,
                 P.kiln ? " (kiln)" : "", ACT_NAME);
   *name = label;

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cstdio>
 #include <vector>
 
@@ -21,8 +22,10 @@ using SweepFn = double (*)(const GeluGemm&, void*, size_t, const char**);
   extern "C" __attribute__((weak)) double sweep_c##c##_a##a(const GeluGemm&, void*, size_t, const char**);
 #define DECL_CFG(c) DECL(c, 0) DECL(c, 1) DECL(c, 2)
 DECL_CFG(0) DECL_CFG(1) DECL_CFG(2) DECL_CFG(3) DECL_CFG(4) DECL_CFG(5) DECL_CFG(6) DECL_CFG(7)
+DECL_CFG(8) DECL_CFG(9) DECL_CFG(10)
 #define REF(c) sweep_c##c##_a0, sweep_c##c##_a1, sweep_c##c##_a2
-static const SweepFn kFns[] = {REF(0), REF(1), REF(2), REF(3), REF(4), REF(5), REF(6), REF(7)};
+static const SweepFn kFns[] = {REF(0), REF(1), REF(2), REF(3), REF(4), REF(5), REF(6), REF(7),
+                               REF(8), REF(9), REF(10)};
 
 __global__ void fill(half* p, size_t n, unsigned seed, float scale) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -30,6 +33,21 @@ __global__ void fill(half* p, size_t n, unsigned seed, float scale) {
     h ^= h >> 13; h *= 0x5bd1e995u; h ^= h >> 15;
     p[i] = __float2half(((h & 0xffff) / 65535.0f - 0.5f) * scale);
   }
+}
+
+// The largest |a - b| over n halves, into *out (one block; a diagnostic, not fast).
+__global__ void max_abs_diff(const half* a, const half* b, size_t n, float* out) {
+  __shared__ float best[256];
+  float m = 0.f;
+  for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+    m = fmaxf(m, fabsf(__half2float(a[i]) - __half2float(b[i])));
+  best[threadIdx.x] = m;
+  __syncthreads();
+  for (int s = 128; s > 0; s >>= 1) {
+    if (threadIdx.x < s) best[threadIdx.x] = fmaxf(best[threadIdx.x], best[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = best[0];
 }
 
 // cuBLASLt's fastest of its first 8 heuristic algorithms for y = x w^T + bias, in microseconds.
@@ -106,6 +124,10 @@ int main() {
   fill<<<1024, 256>>>(x, max_elems, 1, 4.f);
   fill<<<1024, 256>>>(w, 3072 * 3072, 2, 0.1f);
   fill<<<16, 256>>>(bias, 3072, 3, 1.f);
+  half* ref[3];
+  for (half*& r : ref) cudaMalloc(&r, max_elems * 2);
+  float* d_diff;
+  cudaMalloc(&d_diff, sizeof(float));
   cublasLtHandle_t lt;
   cublasLtCreate(&lt);
   for (const Shape& s : shapes) {
@@ -120,7 +142,11 @@ int main() {
     const double lt_gelu = cublaslt_us(lt, p, ws, ws_bytes, CUBLASLT_EPILOGUE_GELU_BIAS);
     std::printf("  %8.2f us %6.0f TFLOP/s  cublaslt gelu_tanh+bias (best of 8)\n", lt_gelu,
                 flop / lt_gelu * 1e-6);
-    for (SweepFn f : kFns) {
+    // Each activation's first configuration that runs gives the reference output the later
+    // ones are checked against (the largest difference is printed beside their time).
+    bool have_ref[3] = {false, false, false};
+    for (size_t fi = 0; fi < std::size(kFns); ++fi) {
+      const SweepFn f = kFns[fi];
       if (f == nullptr) {
         std::printf("  %8s    %6s           (a configuration that did not compile)\n", "-", "-");
         continue;
@@ -131,8 +157,20 @@ int main() {
       if (us < 0 || e != cudaSuccess)
         std::printf("  %8s    %6s           %s: refused (%g, %s)\n", "-", "-", name, us,
                     cudaGetErrorString(e));
-      else
-        std::printf("  %8.2f us %6.0f TFLOP/s  %s\n", us, flop / us * 1e-6, name);
+      else {
+        const size_t act = fi % 3, n = static_cast<size_t>(s.M * s.N);
+        float diff = -1.f;
+        if (!have_ref[act]) {
+          cudaMemcpy(ref[act], y, n * 2, cudaMemcpyDeviceToDevice);
+          have_ref[act] = true;
+        } else {
+          max_abs_diff<<<1, 256>>>(ref[act], y, n, d_diff);
+          cudaMemcpy(&diff, d_diff, sizeof diff, cudaMemcpyDeviceToHost);
+        }
+        std::printf("  %8.2f us %6.0f TFLOP/s  %s%s\n", us, flop / us * 1e-6, name,
+                    diff < 0 ? "  (reference)" : (diff > 0.05f ? "  MISMATCH" : ""));
+        if (diff >= 0) std::printf("             max |y - reference| %g\n", diff);
+      }
     }
   }
   return 0;

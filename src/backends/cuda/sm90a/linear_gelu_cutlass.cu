@@ -5,7 +5,8 @@
 //
 // Kiln's row-major x[M, K] is CUTLASS's A (row-major, K-major); w[N, K] is B (column-major
 // K x N, also K-major), so both operands stream along K with TMA and no transpose; y[M, N] is a
-// row-major D.
+// row-major D. The transposed configuration swaps them: w is A, x is B, and y^T is a
+// column-major D (the same memory as y), with the bias per row of y^T.
 
 #include "backends/cuda/sm90a/linear_gelu_cutlass.cuh"
 
@@ -13,11 +14,12 @@ namespace kiln::cuda::sm90a {
 namespace {
 
 const ConfigOps* configs() {
+  // Appended only: an engine's tactic data names a configuration by its index here.
   static const ConfigOps table[] = {cooperative_128x256_ops(), cooperative_256x128_ops(),
-                                    pingpong_128x128_ops()};
+                                    pingpong_128x128_ops(), transposed_cooperative_128x192_ops()};
   return table;
 }
-constexpr int kConfigs = 3;
+constexpr int kConfigs = 4;
 
 }  // namespace
 

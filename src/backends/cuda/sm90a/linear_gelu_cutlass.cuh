@@ -14,6 +14,7 @@
 #include <cutlass/gemm/kernel/gemm_universal.hpp>
 
 #include <string>
+#include <type_traits>
 
 #include "backends/cuda/gelu_math.h"
 #include "backends/cuda/sm90a/linear_gelu_cutlass.h"
@@ -56,17 +57,28 @@ struct GeluExp2<cutlass::Array<T, N>> {
 // 6304x3072x768, best configuration each): the identity epilogue 49 us, GeluExp2 61, the
 // erfc-formula gelu it replaced (nineteen FP ops, a reciprocal and an exp2) 71, CUTLASS's GELU
 // (erff) 74-88; the epilogue's cost grows with its FP ops per element.
+//
+// Transposed: the kernel computes y^T = w x^T, features as its M and rows as its N (y^T
+// column-major is y row-major, the bias is per row of y^T), so tile shapes divide the problem
+// another way: ViT-B/16 b32's fc1 (6304 rows, 3072 features) is 792 tiles of 128 features x 192
+// rows, exactly 6 per SM of 132, where 128x128 tiles over rows x features are 1200 (9.09 a SM).
 template <class Element, class Tile, class Cluster, class MainloopSchedule, class EpilogueSchedule,
           template <class> class Activation = GeluExp2,
-          class Scheduler = cutlass::gemm::PersistentScheduler>
+          class Scheduler = cutlass::gemm::PersistentScheduler, bool Transposed = false>
 struct Config {
   using ElementAcc = float;
   static constexpr int kAlign = 16 / sizeof(Element);
   using LayoutA = cutlass::layout::RowMajor;
   using LayoutB = cutlass::layout::ColumnMajor;
-  using LayoutD = cutlass::layout::RowMajor;
-  using Fusion = cutlass::epilogue::fusion::LinCombPerColBiasEltAct<Activation, Element, float,
-                                                                    Element, Element, float>;
+  using LayoutD =
+      std::conditional_t<Transposed, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
+  template <template <class> class Act>
+  using PerColBias = cutlass::epilogue::fusion::LinCombPerColBiasEltAct<Act, Element, float,
+                                                                        Element, Element, float>;
+  template <template <class> class Act>
+  using PerRowBias = cutlass::epilogue::fusion::LinCombPerRowBiasEltAct<Act, Element, float,
+                                                                        Element, Element, float>;
+  using Fusion = std::conditional_t<Transposed, PerRowBias<Activation>, PerColBias<Activation>>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
       cutlass::epilogue::collective::EpilogueTileAuto, ElementAcc, float, void, LayoutD, kAlign,
@@ -84,18 +96,25 @@ struct Config {
   static typename Gemm::Arguments arguments(const GeluGemm& p) {
     using StrideA = typename Kernel::StrideA;
     using StrideB = typename Kernel::StrideB;
+    static_assert(std::is_same_v<StrideA, StrideB>, "x and w swap places in the transposed kernel");
     using StrideD = typename Kernel::StrideD;
     const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
-    StrideA sa = make_stride(p.ldx, Int<1>{}, p.ldx * p.M);
-    StrideB sb = make_stride(p.ldw, Int<1>{}, p.ldw * p.N);
-    StrideD sd = make_stride(p.N, Int<1>{}, p.N * p.M);
+    const auto* x = static_cast<const Element*>(p.x);
+    const auto* w = static_cast<const Element*>(p.w);
+    const StrideA sx = make_stride(p.ldx, Int<1>{}, p.ldx * p.M);  // x, w: K-major either way
+    const StrideB sw = make_stride(p.ldw, Int<1>{}, p.ldw * p.N);
+    StrideD sd;
+    if constexpr (Transposed)
+      sd = make_stride(Int<1>{}, p.N, p.N * p.M);  // y^T column-major: y row-major
+    else
+      sd = make_stride(p.N, Int<1>{}, p.N * p.M);
     cutlass::KernelHardwareInfo hw;
     hw.device_id = 0;  // only read when sm_count is 0, which run() never passes
     hw.sm_count = p.sm_count;
     typename Gemm::Arguments args{
         cutlass::gemm::GemmUniversalMode::kGemm,
-        {M, N, K, 1},
-        {static_cast<const Element*>(p.x), sa, static_cast<const Element*>(p.w), sb},
+        {Transposed ? N : M, Transposed ? M : N, K, 1},
+        {Transposed ? w : x, Transposed ? sw : sx, Transposed ? x : w, Transposed ? sx : sw},
         {{}, nullptr, sd, static_cast<Element*>(p.y), sd},
         hw};
     args.epilogue.thread.alpha = 1.0f;
@@ -104,7 +123,6 @@ struct Config {
     return args;
   }
 };
-
 
 template <class C>
 std::string refusal(const GeluGemm& p) {
@@ -152,5 +170,6 @@ ConfigOps ops(const char* name) {
 ConfigOps cooperative_128x256_ops();
 ConfigOps cooperative_256x128_ops();
 ConfigOps pingpong_128x128_ops();
+ConfigOps transposed_cooperative_128x192_ops();
 
 }  // namespace kiln::cuda::sm90a
