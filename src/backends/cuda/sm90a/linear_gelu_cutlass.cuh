@@ -72,13 +72,10 @@ struct Config {
   using LayoutB = cutlass::layout::ColumnMajor;
   using LayoutD =
       std::conditional_t<Transposed, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
-  template <template <class> class Act>
-  using PerColBias = cutlass::epilogue::fusion::LinCombPerColBiasEltAct<Act, Element, float,
-                                                                        Element, Element, float>;
-  template <template <class> class Act>
-  using PerRowBias = cutlass::epilogue::fusion::LinCombPerRowBiasEltAct<Act, Element, float,
-                                                                        Element, Element, float>;
-  using Fusion = std::conditional_t<Transposed, PerRowBias<Activation>, PerColBias<Activation>>;
+  using Fusion = std::conditional_t<
+      Transposed,
+      cutlass::epilogue::fusion::LinCombPerRowBiasEltAct<Activation, Element, float, Element, Element, float>,
+      cutlass::epilogue::fusion::LinCombPerColBiasEltAct<Activation, Element, float, Element, Element, float>>;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster,
       cutlass::epilogue::collective::EpilogueTileAuto, ElementAcc, float, void, LayoutD, kAlign,
