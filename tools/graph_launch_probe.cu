@@ -9,7 +9,7 @@
 // per round, the GPU idle, one launch, then 20 back to back; the figure is the median over
 // rounds of the back-to-back launches' mean.
 //
-//   nvcc -O2 -std=c++20 -arch=sm_90 tools/graph_launch_probe.cu -o /tmp/graph_launch_probe
+//   nvcc -O2 -std=c++20 -arch=sm_90 tools/graph_launch_probe.cu -lcublasLt -o /tmp/graph_launch_probe
 //   /tmp/graph_launch_probe [spin_ns]   (spin_ns: each kernel's device time, default 2000)
 #include <cuda_runtime.h>
 
@@ -22,14 +22,8 @@
 #include <thread>
 #include <vector>
 
-#define CHECK(x)                                                                             \
-  do {                                                                                       \
-    cudaError_t e_ = (x);                                                                    \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
+#include "probe_check.h"
+
 
 __device__ void spin(long long ns) {
   const long long start = clock64();
@@ -116,7 +110,7 @@ void launch_kernel(const Shape& s, int i, cudaStream_t st) {
     }
     cfg.attrs = attrs;
     cfg.numAttrs = n;
-    CHECK(cudaLaunchKernelEx(&cfg, fn, g_spin, g_dev));
+    CK(cudaLaunchKernelEx(&cfg, fn, g_spin, g_dev));
     return;
   }
   fn<<<1, 32, 0, st>>>(g_spin, g_dev);
@@ -126,27 +120,27 @@ void launch_kernel(const Shape& s, int i, cudaStream_t st) {
 // launch-completion port: the next kernel may start once the prefetch's blocks have begun.
 void make_early(cudaGraph_t g) {
   size_t count = 0;
-  CHECK(cudaGraphGetNodes(g, nullptr, &count));
+  CK(cudaGraphGetNodes(g, nullptr, &count));
   std::vector<cudaGraphNode_t> nodes(count);
-  CHECK(cudaGraphGetNodes(g, nodes.data(), &count));
+  CK(cudaGraphGetNodes(g, nodes.data(), &count));
   for (cudaGraphNode_t node : nodes) {
     cudaGraphNodeType type{};
-    CHECK(cudaGraphNodeGetType(node, &type));
+    CK(cudaGraphNodeGetType(node, &type));
     if (type != cudaGraphNodeTypeKernel) continue;
     cudaKernelNodeParams kp{};
-    CHECK(cudaGraphKernelNodeGetParams(node, &kp));
+    CK(cudaGraphKernelNodeGetParams(node, &kp));
     if (kp.func != reinterpret_cast<void*>(&prefetch)) continue;
     size_t nd = 0;
-    CHECK(cudaGraphNodeGetDependentNodes(node, nullptr, nullptr, &nd));
+    CK(cudaGraphNodeGetDependentNodes(node, nullptr, nullptr, &nd));
     std::vector<cudaGraphNode_t> deps(nd);
     std::vector<cudaGraphEdgeData> data(nd);
-    CHECK(cudaGraphNodeGetDependentNodes(node, deps.data(), data.data(), &nd));
+    CK(cudaGraphNodeGetDependentNodes(node, deps.data(), data.data(), &nd));
     for (size_t d = 0; d < nd; ++d) {
-      CHECK(cudaGraphRemoveDependencies(g, &node, &deps[d], &data[d], 1));
+      CK(cudaGraphRemoveDependencies(g, &node, &deps[d], &data[d], 1));
       cudaGraphEdgeData e{};
       e.from_port = cudaGraphKernelNodePortLaunchCompletion;
       e.type = cudaGraphDependencyTypeProgrammatic;
-      CHECK(cudaGraphAddDependencies(g, &node, &deps[d], &e, 1));
+      CK(cudaGraphAddDependencies(g, &node, &deps[d], &e, 1));
     }
   }
 }
@@ -154,15 +148,15 @@ void make_early(cudaGraph_t g) {
 cudaGraphExec_t capture(const Shape& s, int n, cudaStream_t st, cudaStream_t side, cudaEvent_t done,
                         size_t* nodes) {
   cudaEvent_t fork, join;
-  CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
-  CHECK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
-  CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  CK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  CK(cudaEventCreateWithFlags(&join, cudaEventDisableTiming));
+  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
   int forked = 0;
   const int every = s.branch ? std::max(1, n / s.branch) : 0;
   for (int i = 0; i < n; ++i) {
     if (s.branch && i % every == 0 && forked < s.branch) {
-      CHECK(cudaEventRecord(fork, st));
-      CHECK(cudaStreamWaitEvent(side, fork, 0));
+      CK(cudaEventRecord(fork, st));
+      CK(cudaStreamWaitEvent(side, fork, 0));
       prefetch<<<1, 32, 0, side>>>(g_buf, 128);
       ++forked;
     }
@@ -170,25 +164,25 @@ cudaGraphExec_t capture(const Shape& s, int n, cudaStream_t st, cudaStream_t sid
       prefetch<<<1, 32, 0, st>>>(g_buf, 128);
       ++forked;
     }
-    if (i == n / 2 && s.memcpy_mid) CHECK(cudaMemcpyAsync(g_buf + 64, g_buf, 4, cudaMemcpyDeviceToDevice, st));
-    if (i == n / 2 && s.memset_mid) CHECK(cudaMemsetAsync(g_buf + 128, 0, 256, st));
+    if (i == n / 2 && s.memcpy_mid) CK(cudaMemcpyAsync(g_buf + 64, g_buf, 4, cudaMemcpyDeviceToDevice, st));
+    if (i == n / 2 && s.memset_mid) CK(cudaMemsetAsync(g_buf + 128, 0, 256, st));
     launch_kernel(s, i, st);
   }
   if (forked && s.branch) {
-    CHECK(cudaEventRecord(join, side));
-    CHECK(cudaStreamWaitEvent(st, join, 0));
+    CK(cudaEventRecord(join, side));
+    CK(cudaStreamWaitEvent(st, join, 0));
   }
-  if (s.event_end) CHECK(cudaEventRecordWithFlags(done, st, cudaEventRecordExternal));
+  if (s.event_end) CK(cudaEventRecordWithFlags(done, st, cudaEventRecordExternal));
   cudaGraph_t g;
-  CHECK(cudaStreamEndCapture(st, &g));
+  CK(cudaStreamEndCapture(st, &g));
   if (s.early) make_early(g);
-  CHECK(cudaGraphGetNodes(g, nullptr, nodes));
+  CK(cudaGraphGetNodes(g, nullptr, nodes));
   cudaGraphExec_t exec;
-  CHECK(cudaGraphInstantiate(&exec, g, 0));
-  if (s.upload) CHECK(cudaGraphUpload(exec, st));
-  CHECK(cudaGraphDestroy(g));
-  CHECK(cudaEventDestroy(fork));
-  CHECK(cudaEventDestroy(join));
+  CK(cudaGraphInstantiate(&exec, g, 0));
+  if (s.upload) CK(cudaGraphUpload(exec, st));
+  CK(cudaGraphDestroy(g));
+  CK(cudaEventDestroy(fork));
+  CK(cudaEventDestroy(join));
   return exec;
 }
 
@@ -199,14 +193,14 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc > 1) g_spin = std::atoll(argv[1]);
-  CHECK(cudaSetDevice(0));
-  CHECK(cudaMalloc(&g_dev, 4));
-  CHECK(cudaMalloc(&g_buf, 1 << 20));
+  CK(cudaSetDevice(0));
+  CK(cudaMalloc(&g_dev, 4));
+  CK(cudaMalloc(&g_buf, 1 << 20));
   cudaStream_t st, side;
-  CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  CK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
   cudaEvent_t done;
-  CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  CK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
@@ -239,32 +233,32 @@ int main(int argc, char** argv) {
   std::printf("%-28s %5s %6s %10s %10s %10s %10s\n", "shape", "N", "nodes", "steady_us", "min_round", "first_us",
               "device_us");
   cudaEvent_t t_start, t_end;
-  CHECK(cudaEventCreate(&t_start));
-  CHECK(cudaEventCreate(&t_end));
+  CK(cudaEventCreate(&t_start));
+  CK(cudaEventCreate(&t_end));
   for (int n : {16, 64, 128}) {
     for (const Shape& s : shapes) {
       size_t nodes = 0;
       cudaGraphExec_t exec = capture(s, n, st, side, done, &nodes);
       auto launch = [&] {
-        CHECK(cudaGraphLaunch(exec, st));
-        if (s.event_call) CHECK(cudaEventRecord(done, st));
+        CK(cudaGraphLaunch(exec, st));
+        if (s.event_call) CK(cudaEventRecord(done, st));
       };
       for (int w = 0; w < 3; ++w) launch();
-      CHECK(cudaStreamSynchronize(st));
+      CK(cudaStreamSynchronize(st));
       // Device time of one graph on an idle GPU.
       std::vector<double> device;
       for (int r = 0; r < 9; ++r) {
-        CHECK(cudaEventRecord(t_start, st));
-        CHECK(cudaGraphLaunch(exec, st));
-        CHECK(cudaEventRecord(t_end, st));
-        CHECK(cudaEventSynchronize(t_end));
+        CK(cudaEventRecord(t_start, st));
+        CK(cudaGraphLaunch(exec, st));
+        CK(cudaEventRecord(t_end, st));
+        CK(cudaEventSynchronize(t_end));
         float ms = 0;
-        CHECK(cudaEventElapsedTime(&ms, t_start, t_end));
+        CK(cudaEventElapsedTime(&ms, t_start, t_end));
         device.push_back(ms * 1e3);
       }
       std::vector<double> steady, first;
       for (int r = 0; r < kRounds; ++r) {
-        CHECK(cudaStreamSynchronize(st));
+        CK(cudaStreamSynchronize(st));
         std::this_thread::sleep_for(std::chrono::microseconds(200));
         auto t0 = std::chrono::steady_clock::now();
         launch();
@@ -274,10 +268,10 @@ int main(int argc, char** argv) {
         first.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
         steady.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count() / kCalls);
       }
-      CHECK(cudaStreamSynchronize(st));
+      CK(cudaStreamSynchronize(st));
       std::printf("%-28s %5d %6zu %10.2f %10.2f %10.2f %10.1f\n", s.name.c_str(), n, nodes, median(steady),
                   *std::min_element(steady.begin(), steady.end()), median(first), median(device));
-      CHECK(cudaGraphExecDestroy(exec));
+      CK(cudaGraphExecDestroy(exec));
     }
   }
   return 0;

@@ -38,9 +38,10 @@ for f in $bad; do violation "$f includes torch/ATen/c10/pybind11 outside src/tor
 # CUDA headers only in src/backends/cuda, src/runtime and src/builder, in the CLI's device
 # buffers (tools/kiln/cuda_io.cpp: the CLI is a user of the API, which leaves those to users),
 # in tools/cutlass_sweep (a GPU-machine benchmark of the sm90a kernels, built on its own) and in
-# tools/lt_explore.cpp and tools/l2_prefetch_probe.cu (GPU-machine probes, built on their own).
+# tools/lt_explore.cpp, tools/l2_prefetch_probe.cu and tools/graph_launch_probe.cu (GPU-machine
+# probes, built on their own).
 bad=$(grep -rlE '#include *[<"](cuda_runtime|cuda\.h|cuda_fp16|cuda_bf16|cublas|cudnn|nvrtc|cuda/)' src include tools 2>/dev/null |
-      grep -vE '^src/(backends/cuda|runtime|builder|torch)/|^tools/kiln/cuda_io\.cpp$|^tools/cutlass_sweep/|^tools/lt_explore\.cpp$|^tools/l2_prefetch_probe\.cu$|^tools/probe_check\.h$')
+      grep -vE '^src/(backends/cuda|runtime|builder|torch)/|^tools/kiln/cuda_io\.cpp$|^tools/cutlass_sweep/|^tools/lt_explore\.cpp$|^tools/l2_prefetch_probe\.cu$|^tools/graph_launch_probe\.cu$|^tools/probe_check\.h$')
 for f in $bad; do violation "$f includes a CUDA header outside the CUDA layers"; done
 
 # The public headers expose no third-party type (cudaStream_t is declared by hand).

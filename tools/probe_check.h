@@ -1,7 +1,7 @@
 #pragma once
 
 // Error checks for the standalone GPU-machine probes (tools/lt_explore.cpp,
-// tools/l2_prefetch_probe.cu): print the failing call and exit.
+// tools/l2_prefetch_probe.cu, tools/graph_launch_probe.cu): print the failing call and exit.
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
