@@ -5,11 +5,14 @@
 // captures graphs of N kernels in the shapes Kiln's captures take (a chain; the chain with an
 // external event record at its end; with a side branch of prefetch launches forked from the chain
 // and joined at its end; with a memcpy or memset node; with launch attributes; with kernels that
-// take many parameter bytes) and times cudaGraphLaunch on the host, as a serving loop calls it:
+// take many parameter bytes; with prefetch launches in the chain itself, their outgoing edges
+// full or programmatic from the launch-completion port) and times cudaGraphLaunch on the host, as
+// a serving loop calls it:
 // per round, the GPU idle, one launch, then 20 back to back; the figure is the median over
-// rounds of the back-to-back launches' mean.
+// rounds of the back-to-back launches' mean. It also prints each graph's device time on an idle
+// GPU.
 //
-//   nvcc -O2 -std=c++20 -arch=sm_90 tools/graph_launch_probe.cu -lcublasLt -o /tmp/graph_launch_probe
+//   nvcc -O2 -std=c++20 -arch=sm_90 tools/graph_launch_probe.cu -o /tmp/graph_launch_probe
 //   /tmp/graph_launch_probe [spin_ns]   (spin_ns: each kernel's device time, default 2000)
 #include <cuda_runtime.h>
 
@@ -30,21 +33,11 @@ __device__ void spin(long long ns) {
   while (clock64() - start < ns * 2) {  // ~2 GHz
   }
 }
-__global__ void k0(long long ns, int* p) {
+// kAdd makes each instantiation its own kernel function (shape "4 functions").
+template <int kAdd>
+__global__ void spin_kernel(long long ns, int* p) {
   spin(ns);
-  if (p && threadIdx.x == 0 && blockIdx.x == 0) ++*p;
-}
-__global__ void k1(long long ns, int* p) {
-  spin(ns);
-  if (p && threadIdx.x == 0 && blockIdx.x == 0) *p += 2;
-}
-__global__ void k2(long long ns, int* p) {
-  spin(ns);
-  if (p && threadIdx.x == 0 && blockIdx.x == 0) *p += 3;
-}
-__global__ void k3(long long ns, int* p) {
-  spin(ns);
-  if (p && threadIdx.x == 0 && blockIdx.x == 0) *p += 4;
+  if (p && threadIdx.x == 0 && blockIdx.x == 0) *p += kAdd;
 }
 struct Big {
   long long ns;
@@ -87,7 +80,7 @@ void launch_kernel(const Shape& s, int i, cudaStream_t st) {
     kbig<<<1, 32, 0, st>>>(b);
     return;
   }
-  void (*fns[4])(long long, int*) = {k0, k1, k2, k3};
+  void (*fns[4])(long long, int*) = {spin_kernel<1>, spin_kernel<2>, spin_kernel<3>, spin_kernel<4>};
   auto fn = fns[s.distinct ? i % 4 : 0];
   if (s.cluster || s.pdl) {
     cudaLaunchConfig_t cfg{};
