@@ -29,22 +29,58 @@ __global__ void fill_rows_kernel(char* dst, size_t pitch, T value, size_t width,
   }
 }
 
-// The kernel node doing what the memset node `p` does, added with `deps` as its dependencies.
+// A contiguous fill: `head` elements up to a 16-byte boundary, `words` 16-byte words of the
+// repeated value, then `tail` elements. cuDNN's first-layer convolution clears a 12.8 MB
+// workspace this way at ResNet-50 batch 32: 22 us with one byte per thread and a division per
+// element (fill_rows_kernel), a few us in words.
 template <typename T>
-cudaError_t add_fill_node(cudaGraph_t graph, const cudaMemsetParams& p, const std::vector<cudaGraphNode_t>& deps,
-                          cudaGraphNode_t* node) {
-  char* dst = static_cast<char*>(p.dst);
-  size_t pitch = p.height > 1 ? p.pitch : p.width * sizeof(T);
-  T value = static_cast<T>(p.value);
-  size_t width = p.width, height = p.height;
-  void* params[] = {&dst, &pitch, &value, &width, &height};
-  const size_t total = width * height;
+__global__ void fill_span_kernel(T* dst, size_t head, size_t words, size_t tail, T value) {
+  union {
+    uint4 word;
+    T elements[sizeof(uint4) / sizeof(T)];
+  } pattern;
+  for (size_t k = 0; k < sizeof(uint4) / sizeof(T); ++k) pattern.elements[k] = value;
+  const size_t first = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  uint4* body = reinterpret_cast<uint4*>(dst + head);
+  for (size_t i = first; i < words; i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    body[i] = pattern.word;
+  if (first < head) dst[first] = value;
+  if (first < tail) reinterpret_cast<T*>(body + words)[first] = value;
+}
+
+cudaError_t add_kernel_node(cudaGraph_t graph, void* func, void** params, size_t threads,
+                            const std::vector<cudaGraphNode_t>& deps, cudaGraphNode_t* node) {
   cudaKernelNodeParams k{};
-  k.func = reinterpret_cast<void*>(&fill_rows_kernel<T>);
+  k.func = func;
   k.blockDim = dim3(256);
-  k.gridDim = dim3(static_cast<unsigned>(std::min<size_t>((total + 255) / 256, 1024)));
+  k.gridDim = dim3(static_cast<unsigned>(std::clamp<size_t>((threads + 255) / 256, 1, 2048)));
   k.kernelParams = params;
   return cudaGraphAddKernelNode(node, graph, deps.data(), deps.size(), &k);
+}
+
+// The kernel node doing what the memset node `p` does, added with `deps` as its dependencies.
+template <typename T>
+cudaError_t add_fill_node(cudaGraph_t graph, const cudaMemsetParams& p,
+                          const std::vector<cudaGraphNode_t>& deps, cudaGraphNode_t* node) {
+  T value = static_cast<T>(p.value);
+  size_t width = p.width, height = p.height;
+  if (height <= 1 || p.pitch == width * sizeof(T)) {
+    // One span of width * height elements; dst is aligned to the element (a memset's rule).
+    T* dst = static_cast<T*>(p.dst);
+    const size_t count = width * height;
+    const size_t misaligned = reinterpret_cast<uintptr_t>(dst) % sizeof(uint4);
+    size_t head = misaligned ? std::min(count, (sizeof(uint4) - misaligned) / sizeof(T)) : 0;
+    size_t words = (count - head) * sizeof(T) / sizeof(uint4);
+    size_t tail = count - head - words * (sizeof(uint4) / sizeof(T));
+    void* params[] = {&dst, &head, &words, &tail, &value};
+    return add_kernel_node(graph, reinterpret_cast<void*>(&fill_span_kernel<T>), params,
+                           std::max({words, head, tail}), deps, node);
+  }
+  char* dst = static_cast<char*>(p.dst);
+  size_t pitch = p.pitch;
+  void* params[] = {&dst, &pitch, &value, &width, &height};
+  return add_kernel_node(graph, reinterpret_cast<void*>(&fill_rows_kernel<T>), params,
+                         width * height, deps, node);
 }
 
 }  // namespace

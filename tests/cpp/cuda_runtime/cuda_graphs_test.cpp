@@ -691,10 +691,12 @@ TEST(CudaGraphs, ReplayCostsTheHostLessThanPlainLaunches) {
 namespace kiln {
 namespace {
 
-// Memset nodes (cuDNN SDPA and cuBLASLt stream-K clear counters with them) become fill kernels that write what the
-// memsets wrote, in the same order: a later fill over an earlier one still wins.
+// Memset nodes (cuDNN SDPA and cuBLASLt stream-K clear counters with them) become fill kernels that
+// write what the memsets wrote, in the same order: a later fill over an earlier one still wins.
+// Pitched fills take the row kernel; contiguous ones (one row, or rows with pitch == width) the
+// 16-byte word kernel, here with misaligned heads and tails of each element size.
 TEST(CudaGraphs, MemsetNodesBecomeFillKernelsInTheSameOrder) {
-  constexpr size_t kBytes = 4096;
+  constexpr size_t kBytes = 8192;
   void* buf = nullptr;
   ASSERT_EQ(cudaMalloc(&buf, kBytes), cudaSuccess);
   std::unique_ptr<void, decltype(&cudaFree)> guard(buf, &cudaFree);
@@ -717,15 +719,21 @@ TEST(CudaGraphs, MemsetNodesBecomeFillKernelsInTheSameOrder) {
   cudaGraphNode_t a = add(base, 0xAB, 1, 100, 1, 0, nullptr);
   cudaGraphNode_t b = add(base + 256, 0x1234, 2, 10, 3, 64, &a);  // 3 rows of 10, pitch 64 bytes
   cudaGraphNode_t c = add(base + 1024, 0xDEADBEEF, 4, 50, 1, 0, &b);
-  add(base, 0x11, 1, 10, 1, 0, &c);  // overwrites the start of the first fill
+  cudaGraphNode_t d = add(base, 0x11, 1, 10, 1, 0, &c);  // overwrites the start of the first fill
+  // cudaMalloc's buffer is 256-byte aligned, so these offsets set the head and tail lengths.
+  cudaGraphNode_t e = add(base + 4099, 0x5A, 1, 1001, 1, 0, &d);  // head 13, tail 12
+  cudaGraphNode_t f =
+      add(base + 6146, 0xBEEF, 2, 301, 2, 602, &e);  // rows with pitch == width: head 7, tail 3
+  cudaGraphNode_t h = add(base + 7168, 0x01020304, 4, 64, 1, 0, &f);  // words only
+  add(base + 7200, 0x0A0B0C0D, 4, 3, 1, 0, &h);                       // tail only
   int replaced = 0;
   ASSERT_EQ(cuda::replace_memset_nodes(g, &replaced), cudaSuccess);
-  EXPECT_EQ(replaced, 4);
+  EXPECT_EQ(replaced, 8);
   size_t count = 0;
   ASSERT_EQ(cudaGraphGetNodes(g, nullptr, &count), cudaSuccess);
   std::vector<cudaGraphNode_t> nodes(count);
   ASSERT_EQ(cudaGraphGetNodes(g, nodes.data(), &count), cudaSuccess);
-  EXPECT_EQ(count, 4u);
+  EXPECT_EQ(count, 8u);
   for (cudaGraphNode_t n : nodes) {
     cudaGraphNodeType type;
     ASSERT_EQ(cudaGraphNodeGetType(n, &type), cudaSuccess);
@@ -747,10 +755,15 @@ TEST(CudaGraphs, MemsetNodesBecomeFillKernelsInTheSameOrder) {
       want[256 + r * 64 + 2 * i] = 0x34;
       want[256 + r * 64 + 2 * i + 1] = 0x12;
     }
-  for (size_t i = 0; i < 50; ++i) {
-    const uint8_t word[4] = {0xEF, 0xBE, 0xAD, 0xDE};
-    for (size_t k = 0; k < 4; ++k) want[1024 + 4 * i + k] = word[k];
-  }
+  auto put = [&](size_t at, size_t count, std::vector<uint8_t> element) {
+    for (size_t i = 0; i < count; ++i)
+      for (size_t k = 0; k < element.size(); ++k) want[at + element.size() * i + k] = element[k];
+  };
+  put(1024, 50, {0xEF, 0xBE, 0xAD, 0xDE});
+  put(4099, 1001, {0x5A});
+  put(6146, 602, {0xEF, 0xBE});
+  put(7168, 64, {0x04, 0x03, 0x02, 0x01});
+  put(7200, 3, {0x0D, 0x0C, 0x0B, 0x0A});
   for (size_t i = 0; i < kBytes; ++i) ASSERT_EQ(host[i], want[i]) << "byte " << i;
 }
 
