@@ -14,6 +14,7 @@
 // their consumer or a pack by cuDNN, never an extra kernel of their own.
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -48,6 +49,17 @@ ConstantBytes permute_to_nhwc(const TensorInfo& t, const std::vector<int64_t>& d
   return out;
 }
 
+// Rows of `from` elements -> rows of `to` (zeros after), `rows` of them.
+ConstantBytes pad_last_dim(const ConstantBytes& bytes, int64_t rows, int64_t from, int64_t to,
+                           size_t es) {
+  auto out =
+      std::make_shared<std::vector<std::byte>>(static_cast<size_t>(rows * to) * es, std::byte{0});
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(out->data() + static_cast<size_t>(r * to) * es,
+                bytes->data() + static_cast<size_t>(r * from) * es, static_cast<size_t>(from) * es);
+  return out;
+}
+
 class LayoutPass {
  public:
   LayoutPass(const Network& source, const LayoutOptions& options)
@@ -78,6 +90,9 @@ class LayoutPass {
     for (const Op& op : out.ops()) permutes += op.kind == OpKind::kPermute;
     log.push_back(str("layout assignment: ", convs_, " convs and ", pools_, " pools in NHWC, ",
                       sunk_, " pointwise ops moved to NHWC, ", permutes, " permutes left"));
+    if (padded_)
+      log.push_back(str("layout assignment: ", padded_, " convs with input channels padded to ",
+                        options_.min_input_channels));
     return out;
   }
 
@@ -151,7 +166,20 @@ class LayoutPass {
     if (w.isConstant()) {
       KILN_ASSIGN_OR_RETURN(std::vector<int64_t> dims, constant_dims(w.shape, w.name));
       ConstantBytes bytes = permute_to_nhwc(w, dims);
-      const std::vector<int64_t> krsc = {dims[0], dims[2], dims[3], dims[1]};
+      std::vector<int64_t> krsc = {dims[0], dims[2], dims[3], dims[1]};
+      if (dims[1] < options_.min_input_channels) {
+        // Zero channels up to the minimum, in the weight here and in the input by a pad op:
+        // the same sums, in the channel count cuDNN's first-layer kernels read directly.
+        const int64_t padded = options_.min_input_channels;
+        bytes =
+            pad_last_dim(bytes, dims[0] * dims[2] * dims[3], dims[1], padded, dtype_size(w.dtype));
+        krsc[3] = padded;
+        KILN_ASSIGN_OR_RETURN(
+            x,
+            net().add(OpKind::kPad, {x}, Attrs{{"pads", std::vector<int64_t>{0, padded - dims[1]}}},
+                      op.name + ".pad_channels"));
+        ++padded_;
+      }
       KILN_ASSIGN_OR_RETURN(wk, net().addConstant(w.name + ".krsc", w.dtype, krsc, bytes));
     } else {
       KILN_ASSIGN_OR_RETURN(wk, rw_.map(op.inputs[1]));
@@ -206,7 +234,7 @@ class LayoutPass {
   Rewriter rw_;
   LayoutOptions options_;
   std::vector<bool> nhwc_data_;  // target tensors holding NHWC data (conv/pool/pointwise outputs)
-  int convs_ = 0, pools_ = 0, sunk_ = 0;
+  int convs_ = 0, pools_ = 0, sunk_ = 0, padded_ = 0;
 };
 
 }  // namespace
@@ -218,7 +246,12 @@ Result<Network> assign_layout(const Network& network, std::vector<std::string>& 
 }
 
 Result<Network> assign_nhwc_layout(const Network& network, std::vector<std::string>& log) {
-  return assign_layout(network, log, LayoutOptions{});
+  LayoutOptions options;
+  options.min_input_channels = 4;
+  // KILN_CONV_PAD_CHANNELS=N: pad to N instead (0: leave the padding to cuDNN).
+  if (const char* v = std::getenv("KILN_CONV_PAD_CHANNELS"))
+    options.min_input_channels = std::atoi(v);
+  return assign_layout(network, log, options);
 }
 
 Result<Network> skip_layout(const Network& network, std::vector<std::string>& log) {

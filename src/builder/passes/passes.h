@@ -99,12 +99,18 @@ Result<Network> fuse_conv_epilogues(const Network& network, std::vector<std::str
 // Layout assignment (layout.cpp): 2-D convs (groups 1, not transposed) in float16/bfloat16 get
 // layout "nhwc" (KRSC weights permuted on the host) between explicit permutes; permute pairs
 // between NHWC ops cancel, and pointwise ops and pools on NHWC data run in NHWC.
+// A conv with a constant weight and fewer input channels than min_input_channels (ResNet's RGB
+// stem) gets zero channels up to it: in its KRSC weight here, in its NHWC input by a pad op.
+// cuDNN's first-layer kernels read 4 channels; given 3 it packs and pads the input itself in
+// three extra kernels each call.
 struct LayoutOptions {
   bool all_float_dtypes = false;  // float32 convs too (tests force the pass on CPU builds)
+  int64_t min_input_channels = 0;  // the builder's CUDA entry: 4 (KILN_CONV_PAD_CHANNELS)
 };
 Result<Network> assign_layout(const Network& network, std::vector<std::string>& log,
                               const LayoutOptions& options);
-// The builder's entries: assign_layout with default options (CUDA targets), or nothing (CPU).
+// The builder's entries: assign_layout with the CUDA options (min_input_channels 4), or nothing
+// (CPU).
 Result<Network> assign_nhwc_layout(const Network& network, std::vector<std::string>& log);
 Result<Network> skip_layout(const Network& network, std::vector<std::string>& log);
 

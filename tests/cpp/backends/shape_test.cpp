@@ -225,6 +225,33 @@ TEST_P(Pad, ConstantReflectReplicateAndNegativeCrops) {
   }
 }
 
+// Rank 4, constant, after the last dim only, to rows of 8 or 16 bytes: the channel padding of an
+// NHWC conv input (the CUDA backend's row kernel), from every layout, with the value; rows of
+// other sizes take the general path.
+TEST_P(Pad, LastDimOfRank4ToWholeRows) {
+  const std::vector<int64_t> shape = {2, 3, 5, 3};
+  struct Case {
+    DType dtype;
+    int64_t to;
+  };
+  for (Case c : {Case{DType::kFloat16, 4}, Case{DType::kFloat16, 8}, Case{DType::kFloat32, 4},
+                 Case{DType::kInt8, 8}, Case{DType::kFloat16, 5}}) {
+    for (Layout layout : test::kAllLayouts) {
+      SCOPED_TRACE(str(dtype_name(c.dtype), " to ", c.to, " ", test::layout_name(layout)));
+      auto in = test::round_all(c.dtype, test::random_ints(test::numel(shape), 11, -9, 90));
+      auto x = make_tensor(c.dtype, shape, in, layout);
+      std::vector<double> ref;
+      for (int64_t row = 0; row < test::numel(shape) / 3; ++row)
+        for (int64_t col = 0; col < c.to; ++col) ref.push_back(col < 3 ? in[row * 3 + col] : 7.0);
+      auto y = make_output(c.dtype, {2, 3, 5, c.to});
+      Attrs attrs{{"pads", std::vector<int64_t>{0, c.to - 3}}, {"value", 7.0}};
+      Status s = run_kernel(OpKind::kPad, attrs, {&x}, {&y});
+      ASSERT_TRUE(s.ok()) << s.toString();
+      EXPECT_TRUE(test::expect_close(y.view, ref, {0, 0}));
+    }
+  }
+}
+
 TEST_P(Pad, ReflectPadAsLargeAsTheDimIsAnError) {
   auto x = make_tensor(DType::kFloat32, kShape, test::random_values(24, 1));
   auto y = make_output(DType::kFloat32, {2, 3, 8});

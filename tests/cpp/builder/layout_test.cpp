@@ -17,7 +17,7 @@ using kiln::OpKind;
 
 // The builder's passes up to and including layout assignment, with the layout pass forced on.
 kiln::Result<Network> fused_nhwc(const Network& net, std::vector<std::string>& log,
-                                 bool all_float = true) {
+                                 bool all_float = true, int64_t min_input_channels = 0) {
   using namespace kiln::builder;
   KILN_ASSIGN_OR_RETURN(Network n, eliminate_dead_code(net, log));
   KILN_ASSIGN_OR_RETURN(n, fold_constants(n, log));
@@ -25,7 +25,7 @@ kiln::Result<Network> fused_nhwc(const Network& net, std::vector<std::string>& l
   KILN_ASSIGN_OR_RETURN(n, simplify(n, log));
   KILN_ASSIGN_OR_RETURN(n, eliminate_dead_code(n, log));
   KILN_ASSIGN_OR_RETURN(n, fuse_conv_epilogues(n, log));
-  return assign_layout(n, log, LayoutOptions{all_float});
+  return assign_layout(n, log, LayoutOptions{all_float, min_input_channels});
 }
 
 bool is_nhwc(const kiln::Op& op) { return op.attrs.getString("layout", "nchw") == "nhwc"; }
@@ -82,6 +82,42 @@ TEST(LayoutAssignment, ResnetBlockRunsInNhwcWithPermutesOnlyAtTheEdges) {
     KILN_ASSERT_OK_AND_ASSIGN(auto got, run_engine(*nhwc_engine, {input}));
     DTensor ref{want[0].dims, std::vector<double>(want[0].data.begin(), want[0].data.end())};
     EXPECT_TRUE(all_close(got[0], ref, 1e-4, 1e-5));
+  }
+}
+
+// The block's stem reads 3 channels: with a minimum of 4 or 8 its weight gets zero channels and
+// its NHWC input a pad op, and the network computes the same; the other convs are untouched.
+TEST(LayoutAssignment, ConvsWithFewInputChannelsArePaddedWithZeroChannels) {
+  KILN_ASSERT_OK_AND_ASSIGN(Network net, make_resnet_block());
+  KILN_ASSERT_OK_AND_ASSIGN(auto plain_engine, build_engine(net));
+  for (int64_t channels : {4, 8}) {
+    std::vector<std::string> log;
+    KILN_ASSERT_OK_AND_ASSIGN(Network nhwc, fused_nhwc(net, log, true, channels));
+    ASSERT_TRUE(nhwc.verify().ok());
+    EXPECT_EQ(log.back(), "layout assignment: 1 convs with input channels padded to " +
+                              std::to_string(channels));
+    int padded = 0;
+    for (const kiln::Op& op : nhwc.ops()) {
+      if (op.kind != OpKind::kConv) continue;
+      const kiln::TensorInfo& x = nhwc.tensor(op.inputs[0]);
+      const kiln::TensorInfo& w = nhwc.tensor(op.inputs[1]);
+      EXPECT_EQ(w.shape[3].str(), x.shape[3].str()) << op.name;
+      const kiln::Op& producer = nhwc.ops()[static_cast<size_t>(x.producer)];
+      if (producer.kind != OpKind::kPad) {
+        EXPECT_GE(x.shape[3].constant(), channels) << op.name;
+        continue;
+      }
+      ++padded;
+      EXPECT_EQ(x.shape[3].constant(), channels) << op.name;
+      EXPECT_EQ(producer.attrs.getInts("pads", {}), (std::vector<int64_t>{0, channels - 3}));
+    }
+    EXPECT_EQ(padded, 1);
+    KILN_ASSERT_OK_AND_ASSIGN(auto nhwc_engine, build_engine(nhwc));
+    HostTensor input = random_tensor({2, 3, 16, 16}, 90 + static_cast<uint64_t>(channels));
+    KILN_ASSERT_OK_AND_ASSIGN(auto want, run_engine(*plain_engine, {input}));
+    KILN_ASSERT_OK_AND_ASSIGN(auto got, run_engine(*nhwc_engine, {input}));
+    DTensor ref{want[0].dims, std::vector<double>(want[0].data.begin(), want[0].data.end())};
+    EXPECT_TRUE(all_close(got[0], ref, 1e-4, 1e-5)) << channels << " channels";
   }
 }
 

@@ -101,6 +101,8 @@ TEST(CudaConvEngine, HalfPrecisionResnetBlockRunsNhwcAndMatchesCpuFloat32) {
     EXPECT_TRUE(logged(report,
                        "layout assignment: 6 convs and 2 pools in NHWC, 0 pointwise ops moved to "
                        "NHWC, 2 permutes left"));
+    // The RGB stem reads 4 channels, the fourth zero (a pad op before it).
+    EXPECT_TRUE(logged(report, "layout assignment: 1 convs with input channels padded to 4"));
     for (int64_t batch : {1, 4}) {
       HostTensor input = random_tensor({batch, 3, 16, 16}, 90 + static_cast<uint64_t>(batch));
       std::vector<float> want = cpu_reference(input);
