@@ -4,6 +4,9 @@ linear that does not run on cuBLASLt: which epilogues the
 builder fused.
 
     python3 tools/plan_summary.py MODEL [BATCH] [cpu|cuda:0]
+
+PLAN_FIRST=N also prints each engine's first N steps in order (op, tactic, attributes, inputs
+and outputs): what the front of a model became on that device.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ def main() -> None:
         )
         for op, n in sorted(counts.items()):
             print(f"    {n:4d} {op}")
+        for step in info["steps"][: int(os.environ.get("PLAN_FIRST", "0"))]:
+            print(f"    {step['op']} [{step.get('tactic')}] {step['attrs']}: "
+                  f"{', '.join(step['inputs'])} -> {', '.join(step['outputs'])}")
 
 
 if __name__ == "__main__":
