@@ -11,29 +11,15 @@ whole model at B and in chunks for reference.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 import models
+from run import time_cuda
 
 import kiln
-
-
-def timed(fn, reps: int = 50, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -55,7 +41,7 @@ def main() -> None:
                 parts = [x[i * chunk:(i + 1) * chunk] for i in range(k)]
                 got = torch.cat([engine(p) for p in parts])
                 cos = torch.nn.functional.cosine_similarity(got.float().flatten(), want.float().flatten(), dim=0)
-                ms = timed(lambda engine=engine, parts=parts: [engine(p) for p in parts])
+                ms = time_cuda(lambda engine=engine, parts=parts: [engine(p) for p in parts], iters=50)["median_ms"]
                 row.append(f"k={k} (b{chunk}) {ms:.3f} ms cos {float(cos):.6f}")
                 del engine
                 torch.cuda.empty_cache()
