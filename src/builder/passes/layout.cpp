@@ -12,6 +12,9 @@
 // - a constant weight is permuted on the host (no op); dead permutes are dropped.
 // Permutes are views, so the ones left (at the edges of the NHWC region) cost a strided read by
 // their consumer or a pack by cuDNN, never an extra kernel of their own.
+// A conv with fewer input channels than LayoutOptions::min_input_channels (an RGB stem) reads
+// zero channels up to it: its KRSC weight is padded here, its input by a pad op, which reads the
+// network's NCHW image through the permute in the same pass.
 
 #include <algorithm>
 #include <cstdlib>
