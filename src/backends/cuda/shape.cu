@@ -178,7 +178,8 @@ __global__ void pad_last_dim_kernel(PadGeom g, const U* x, V* y, U fill) {
   y[(n * g.out_shape[1] + h) * g.out_shape[2] + w] = row.vec;
 }
 
-// Whether pad_last_dim_kernel serves this pad, with V of `row_bytes`.
+// Whether pad_last_dim_kernel serves this pad, with V of `row_bytes` (the caller also checks
+// that the output is aligned to a row).
 bool pads_last_dim_only(const PadGeom& g, size_t element_bytes, size_t& row_bytes) {
   if (g.rank != 4 || g.mode != kConstant) return false;
   for (int d = 0; d < 4; ++d)
@@ -233,7 +234,8 @@ Status run_pad(const KernelArgs& args) {
   const uint64_t bits = value_bits(out.dtype, args.attrs.getDouble("value", 0.0));
   cudaStream_t stream = stream_of(args);
   size_t row_bytes = 0;
-  const bool rows = pads_last_dim_only(g, dtype_size(in.dtype), row_bytes);
+  const bool rows = pads_last_dim_only(g, dtype_size(in.dtype), row_bytes) &&
+                    aligned_to(out.data, row_bytes);
   dispatch_by_size(dtype_size(in.dtype), [&](auto tag) {
     using U = typename decltype(tag)::type;
     U fill;
