@@ -178,15 +178,15 @@ __global__ void pad_last_dim_kernel(PadGeom g, const U* x, V* y, U fill) {
   y[(n * g.out_shape[1] + h) * g.out_shape[2] + w] = row.vec;
 }
 
-// Whether pad_last_dim_kernel serves this pad, with V of `row_bytes` (the caller also checks
-// that the output is aligned to a row).
-bool pads_last_dim_only(const PadGeom& g, size_t element_bytes, size_t& row_bytes) {
-  if (g.rank != 4 || g.mode != kConstant) return false;
+// The row bytes (8 or 16) with which pad_last_dim_kernel serves this pad into `out`, or 0.
+size_t last_dim_pad_row_bytes(const PadGeom& g, size_t element_bytes, const void* out) {
+  if (g.rank != 4 || g.mode != kConstant || element_bytes > 4 || g.out_shape[0] > 65535 ||
+      g.out_shape[1] > 65535)
+    return 0;
   for (int d = 0; d < 4; ++d)
-    if (g.before[d] != 0 || (d < 3 && g.in_shape[d] != g.out_shape[d])) return false;
-  row_bytes = static_cast<size_t>(g.out_shape[3]) * element_bytes;
-  return (row_bytes == 8 || row_bytes == 16) && element_bytes <= 4 && g.out_shape[0] <= 65535 &&
-         g.out_shape[1] <= 65535;
+    if (g.before[d] != 0 || (d < 3 && g.in_shape[d] != g.out_shape[d])) return 0;
+  const size_t row_bytes = static_cast<size_t>(g.out_shape[3]) * element_bytes;
+  return (row_bytes == 8 || row_bytes == 16) && aligned_to(out, row_bytes) ? row_bytes : 0;
 }
 
 Status supports_pad(const Op& op, std::span<const DType> dtypes) {
@@ -233,15 +233,13 @@ Status run_pad(const KernelArgs& args) {
   if (n == 0) return Status::Ok();
   const uint64_t bits = value_bits(out.dtype, args.attrs.getDouble("value", 0.0));
   cudaStream_t stream = stream_of(args);
-  size_t row_bytes = 0;
-  const bool rows = pads_last_dim_only(g, dtype_size(in.dtype), row_bytes) &&
-                    aligned_to(out.data, row_bytes);
+  const size_t row_bytes = last_dim_pad_row_bytes(g, dtype_size(in.dtype), out.data);
   dispatch_by_size(dtype_size(in.dtype), [&](auto tag) {
     using U = typename decltype(tag)::type;
     U fill;
     std::memcpy(&fill, &bits, sizeof(U));
     if constexpr (sizeof(U) <= 4) {
-      if (rows) {
+      if (row_bytes) {
         const dim3 grid(static_cast<unsigned>((g.out_shape[2] + kBlock - 1) / kBlock),
                         static_cast<unsigned>(g.out_shape[1]),
                         static_cast<unsigned>(g.out_shape[0]));

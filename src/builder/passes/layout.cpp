@@ -36,30 +36,21 @@ bool is_identity(const std::vector<int64_t>& perm) {
   return true;
 }
 
-// Row-major [d0, d1, d2, d3] bytes -> [d0, d2, d3, d1].
-ConstantBytes permute_to_nhwc(const TensorInfo& t, const std::vector<int64_t>& d) {
+// Row-major [d0, d1, d2, d3] bytes -> [d0, d2, d3, channels], d1 <= channels: the permute to
+// NHWC/KRSC, with zeros in channels d1 and up.
+ConstantBytes permute_to_nhwc(const TensorInfo& t, const std::vector<int64_t>& d, int64_t channels) {
   const size_t es = dtype_size(t.dtype);
-  auto out = std::make_shared<std::vector<std::byte>>(t.constant->size());
+  auto out = std::make_shared<std::vector<std::byte>>(
+      static_cast<size_t>(d[0] * d[2] * d[3] * channels) * es, std::byte{0});
   const std::byte* src = t.constant->data();
   for (int64_t a = 0; a < d[0]; ++a)
     for (int64_t b = 0; b < d[1]; ++b)
       for (int64_t h = 0; h < d[2]; ++h)
         for (int64_t w = 0; w < d[3]; ++w) {
           const int64_t from = ((a * d[1] + b) * d[2] + h) * d[3] + w;
-          const int64_t to = ((a * d[2] + h) * d[3] + w) * d[1] + b;
+          const int64_t to = ((a * d[2] + h) * d[3] + w) * channels + b;
           std::memcpy(out->data() + to * es, src + from * es, es);
         }
-  return out;
-}
-
-// Rows of `from` elements -> rows of `to` (zeros after), `rows` of them.
-ConstantBytes pad_last_dim(const ConstantBytes& bytes, int64_t rows, int64_t from, int64_t to,
-                           size_t es) {
-  auto out =
-      std::make_shared<std::vector<std::byte>>(static_cast<size_t>(rows * to) * es, std::byte{0});
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(out->data() + static_cast<size_t>(r * to) * es,
-                bytes->data() + static_cast<size_t>(r * from) * es, static_cast<size_t>(from) * es);
   return out;
 }
 
@@ -168,19 +159,16 @@ class LayoutPass {
     Tensor wk;
     if (w.isConstant()) {
       KILN_ASSIGN_OR_RETURN(std::vector<int64_t> dims, constant_dims(w.shape, w.name));
-      ConstantBytes bytes = permute_to_nhwc(w, dims);
-      std::vector<int64_t> krsc = {dims[0], dims[2], dims[3], dims[1]};
-      if (dims[1] < options_.min_input_channels) {
-        // Zero channels up to the minimum, in the weight here and in the input by a pad op:
-        // the same sums, in the channel count cuDNN's first-layer kernels read directly.
-        const int64_t padded = options_.min_input_channels;
-        bytes =
-            pad_last_dim(bytes, dims[0] * dims[2] * dims[3], dims[1], padded, dtype_size(w.dtype));
-        krsc[3] = padded;
+      // Fewer channels than the minimum: zero channels up to it, in the weight here and in the
+      // input by a pad op; the same sums, in the channel count cuDNN's first-layer kernels read
+      // directly.
+      const int64_t channels = std::max(dims[1], options_.min_input_channels);
+      ConstantBytes bytes = permute_to_nhwc(w, dims, channels);
+      const std::vector<int64_t> krsc = {dims[0], dims[2], dims[3], channels};
+      if (channels > dims[1]) {
         KILN_ASSIGN_OR_RETURN(
-            x,
-            net().add(OpKind::kPad, {x}, Attrs{{"pads", std::vector<int64_t>{0, padded - dims[1]}}},
-                      op.name + ".pad_channels"));
+            x, net().add(OpKind::kPad, {x}, Attrs{{"pads", std::vector<int64_t>{0, channels - dims[1]}}},
+                         op.name + ".pad_channels"));
         ++padded_;
       }
       KILN_ASSIGN_OR_RETURN(wk, net().addConstant(w.name + ".krsc", w.dtype, krsc, bytes));
